@@ -1,0 +1,272 @@
+import {isIP} from 'node:net'
+
+import {canonicalDomain} from './address.js'
+import {
+  DEFAULT_COPIES,
+  PLACEMENT_ALGORITHM_VERSION,
+  SERVER_STATES,
+  isPlacementTarget,
+  type DomainPolicy,
+  type Server,
+  type ServerState,
+  type Topology,
+} from './topology.js'
+
+/** Where a problem is: keys and indices from the root of the document, e.g. ['servers', 3, 'weight']. */
+export type IssuePath = (string | number)[]
+
+/** Records a problem; count() tells how many so far, so a parser can tell whether its entry added any. */
+type Problem = ((path: IssuePath, message: string) => void) & {count: () => number}
+
+export interface ValidationIssue {
+  path: IssuePath
+  message: string
+}
+
+const SERVER_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/
+const HOST_NAME =
+  /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/
+const MAX_COPIES = 16
+
+export function formatPath(path: IssuePath): string {
+  return path.reduce<string>(
+    (text, part) => (typeof part === 'number' ? `${text}[${part}]` : text ? `${text}.${part}` : part),
+    '',
+  )
+}
+
+/**
+ * Turns untrusted data (a parsed YAML document, JSON, rows) into a Topology, or lists every problem with
+ * where it is. Nothing is defaulted silently except what the documented format defaults.
+ */
+export function parseTopology(input: unknown): {topology?: Topology; issues: ValidationIssue[]} {
+  const issues: ValidationIssue[] = []
+  const problem: Problem = Object.assign(
+    (path: IssuePath, message: string) => void issues.push({path, message}),
+    {
+      count: () => issues.length,
+    },
+  )
+  if (!isRecord(input)) {
+    problem([], 'a topology is a mapping with keys copies, servers and domains')
+    return {issues}
+  }
+  unknownKeys(input, ['algorithm', 'copies', 'servers', 'domains'], [], problem)
+
+  let algorithm = PLACEMENT_ALGORITHM_VERSION
+  if (input.algorithm !== undefined) {
+    if (!Number.isInteger(input.algorithm) || (input.algorithm as number) < 1) {
+      problem(['algorithm'], `must be a placement algorithm version (${PLACEMENT_ALGORITHM_VERSION})`)
+    } else if ((input.algorithm as number) > PLACEMENT_ALGORITHM_VERSION) {
+      problem(
+        ['algorithm'],
+        `version ${String(input.algorithm)} comes from a newer mailring; this one knows up to ${PLACEMENT_ALGORITHM_VERSION}: upgrade mailring`,
+      )
+    } else algorithm = input.algorithm as number
+  }
+  const copies = copiesValue(input.copies, ['copies'], problem) ?? DEFAULT_COPIES
+
+  const servers: Server[] = []
+  if (!Array.isArray(input.servers) || input.servers.length === 0) {
+    problem(['servers'], 'must be a list with at least one server (name, address, zone, weight, state)')
+  } else {
+    input.servers.forEach((entry, i) => {
+      const server = parseServer(entry, ['servers', i], problem)
+      if (server) servers.push(server)
+    })
+  }
+  duplicates(
+    servers.map((s) => s.name.toLowerCase()),
+    (i, first) =>
+      problem(['servers', i, 'name'], `duplicate server name "${servers[i]!.name}" (also servers[${first}])`),
+  )
+  duplicates(
+    servers.map((s) => s.address.toLowerCase()),
+    (i, first) =>
+      problem(
+        ['servers', i, 'address'],
+        `duplicate address "${servers[i]!.address}" (also servers[${first}])`,
+      ),
+    (address) => address !== '',
+  )
+
+  const domains: DomainPolicy[] = []
+  if (input.domains !== undefined && input.domains !== null) {
+    if (!Array.isArray(input.domains))
+      problem(['domains'], 'must be a list of domain policies (domain, servers, copies)')
+    else {
+      const names = new Set(servers.map((s) => s.name))
+      input.domains.forEach((entry, i) => {
+        const policy = parseDomainPolicy(entry, ['domains', i], names, problem)
+        if (policy) domains.push(policy)
+      })
+    }
+  }
+  duplicates(
+    domains.map((d) => d.domain),
+    (i, first) =>
+      problem(
+        ['domains', i, 'domain'],
+        `duplicate policy for domain "${domains[i]!.domain}" (also domains[${first}])`,
+      ),
+  )
+
+  if (issues.length > 0) return {issues}
+  const topology: Topology = {algorithm, copies, servers, domains}
+  issues.push(...availabilityIssues(topology))
+  return issues.length > 0 ? {issues} : {topology, issues}
+}
+
+/** Enough non-draining servers for every pool's copy count. */
+export function availabilityIssues(topology: Topology): ValidationIssue[] {
+  const issues: ValidationIssue[] = []
+  const targets = topology.servers.filter(isPlacementTarget)
+  if (targets.length < topology.copies) {
+    issues.push({
+      path: ['copies'],
+      message: `${topology.copies} copies need ${topology.copies} servers that are not draining; ${targets.length} available: lower copies or add servers`,
+    })
+  }
+  topology.domains.forEach((policy, i) => {
+    const copies = policy.copies ?? topology.copies
+    const pool = policy.servers ? targets.filter((s) => policy.servers!.includes(s.name)) : targets
+    if (pool.length < copies) {
+      issues.push({
+        path: ['domains', i, policy.copies === undefined ? 'servers' : 'copies'],
+        message: `${policy.domain} needs ${copies} servers that are not draining for ${copies} copies; ${pool.length} available: pin more servers or lower its copies`,
+      })
+    }
+  })
+  return issues
+}
+
+function parseServer(entry: unknown, path: IssuePath, problem: Problem): Server | undefined {
+  if (!isRecord(entry)) {
+    problem(path, 'a server is a mapping with name, address, zone, weight and state')
+    return undefined
+  }
+  const before = problem.count()
+  unknownKeys(entry, ['name', 'address', 'zone', 'weight', 'state'], path, problem)
+  const name =
+    typeof entry.name === 'string'
+      ? entry.name
+      : typeof entry.name === 'number'
+        ? String(entry.name)
+        : undefined
+  if (name === undefined || !SERVER_NAME.test(name)) {
+    problem(
+      [...path, 'name'],
+      'a server needs a name of letters, digits, ".", "_" or "-" (at most 63), e.g. mx01',
+    )
+  }
+  const address = entry.address === undefined || entry.address === null ? '' : String(entry.address)
+  if (address !== '' && isIP(address) === 0 && !HOST_NAME.test(address)) {
+    problem([...path, 'address'], `"${address}" is neither an IP address nor a host name`)
+  }
+  let zone: string | undefined
+  if (entry.zone !== undefined && entry.zone !== null) {
+    zone = String(entry.zone)
+    if (zone.trim() === '' || zone !== zone.trim())
+      problem([...path, 'zone'], 'a zone is a non-empty name without surrounding spaces')
+  }
+  const weight = entry.weight === undefined ? 1 : entry.weight
+  if (typeof weight !== 'number' || !Number.isFinite(weight) || weight <= 0) {
+    problem([...path, 'weight'], `weight must be a positive number (got ${JSON.stringify(weight)})`)
+  } else if (weight > 1e6 || weight < 1e-6)
+    problem([...path, 'weight'], 'weight must be between 0.000001 and 1000000')
+  const state = entry.state === undefined ? 'active' : entry.state
+  if (!SERVER_STATES.includes(state as ServerState)) {
+    problem(
+      [...path, 'state'],
+      `state must be one of ${SERVER_STATES.join(', ')} (got ${JSON.stringify(state)})`,
+    )
+  }
+  if (problem.count() > before) return undefined
+  return {
+    name: name!,
+    address,
+    ...(zone === undefined ? {} : {zone}),
+    weight: weight as number,
+    state: state as ServerState,
+  }
+}
+
+function parseDomainPolicy(
+  entry: unknown,
+  path: IssuePath,
+  serverNames: ReadonlySet<string>,
+  problem: Problem,
+): DomainPolicy | undefined {
+  if (!isRecord(entry)) {
+    problem(path, 'a domain policy is a mapping with domain, and servers and/or copies')
+    return undefined
+  }
+  const before = problem.count()
+  unknownKeys(entry, ['domain', 'servers', 'copies'], path, problem)
+  const domain =
+    typeof entry.domain === 'string'
+      ? canonicalDomain(entry.domain)
+      : {reason: 'a domain policy needs a domain, e.g. example.com'}
+  if (typeof domain !== 'string') problem([...path, 'domain'], domain.reason)
+  let servers: string[] | undefined
+  if (entry.servers !== undefined) {
+    if (!Array.isArray(entry.servers) || entry.servers.length === 0) {
+      problem([...path, 'servers'], 'servers must be a non-empty list of server names')
+    } else {
+      servers = entry.servers.map(String)
+      servers.forEach((name, k) => {
+        if (!serverNames.has(name))
+          problem([...path, 'servers', k], `unknown server "${name}": pin only servers listed under servers`)
+      })
+      duplicates(servers, (k) => problem([...path, 'servers', k], `server "${servers![k]}" is listed twice`))
+    }
+  }
+  const copies = copiesValue(entry.copies, [...path, 'copies'], problem)
+  if (servers === undefined && copies === undefined)
+    problem(path, 'a domain policy sets servers, copies or both')
+  if (problem.count() > before) return undefined
+  return {
+    domain: domain as string,
+    ...(servers ? {servers: [...servers].sort()} : {}),
+    ...(copies === undefined ? {} : {copies}),
+  }
+}
+
+function copiesValue(value: unknown, path: IssuePath, problem: Problem): number | undefined {
+  if (value === undefined) return undefined
+  if (!Number.isInteger(value) || (value as number) < 1 || (value as number) > MAX_COPIES) {
+    problem(path, `copies must be a whole number from 1 to ${MAX_COPIES} (got ${JSON.stringify(value)})`)
+    return undefined
+  }
+  return value as number
+}
+
+function unknownKeys(
+  record: Record<string, unknown>,
+  known: string[],
+  path: IssuePath,
+  problem: Problem,
+): void {
+  for (const key of Object.keys(record)) {
+    if (!known.includes(key))
+      problem([...path, key], `unknown key "${key}" (expected one of ${known.join(', ')})`)
+  }
+}
+
+function duplicates(
+  values: string[],
+  report: (index: number, first: number) => void,
+  counts: (value: string) => boolean = () => true,
+): void {
+  const seen = new Map<string, number>()
+  values.forEach((value, i) => {
+    if (!counts(value)) return
+    const first = seen.get(value)
+    if (first === undefined) seen.set(value, i)
+    else report(i, first)
+  })
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
+}
