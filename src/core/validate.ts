@@ -95,7 +95,12 @@ export function parseTopology(input: unknown): {topology?: Topology; issues: Val
     if (!Array.isArray(input.domains))
       problem(['domains'], 'must be a list of domain policies (domain, servers, copies)')
     else {
-      const names = new Set(servers.map((s) => s.name))
+      // Names of entries that failed for another reason still count, so one bad weight is one error.
+      const names = new Set(
+        (Array.isArray(input.servers) ? (input.servers as unknown[]) : []).flatMap((entry) =>
+          isRecord(entry) && entry.name !== undefined ? [String(entry.name)] : [],
+        ),
+      )
       input.domains.forEach((entry, i) => {
         const policy = parseDomainPolicy(entry, ['domains', i], names, problem)
         if (policy) domains.push(policy)
