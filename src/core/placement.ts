@@ -125,6 +125,7 @@ export class Pool {
     }
     const picked = this.picked
     if (this.zonesTrivial) this.pickTopK(picked)
+    else if (copies <= this.zoneCount) this.pickZoneBests(picked)
     else this.pickByZone(picked)
     if (!this.uniform) this.orderByConfiguredWeight(hash, picked)
     for (let k = 0; k < copies; k++) out[k] = this.members[picked[k]!]!
@@ -170,6 +171,35 @@ export class Pool {
         position--
       }
       picked[position] = i
+    }
+  }
+
+  /**
+   * With at least as many zones as copies, every pick goes to a zone without a copy yet: the result is
+   * each zone's best server, best zones first. Same result as pickByZone, in one pass.
+   */
+  private pickZoneBests(picked: Int32Array): void {
+    const keys = this.keys
+    const zoneBest = this.zoneFree.fill(-1) // reused: index of each zone's smallest key
+    for (let i = 0; i < keys.length; i++) {
+      const z = this.zoneOf[i]!
+      const best = zoneBest[z]!
+      if (best < 0 || keys[i]! < keys[best]!) zoneBest[z] = i
+    }
+    let size = 0
+    for (let z = 0; z < this.zoneCount; z++) {
+      const candidate = zoneBest[z]!
+      const key = keys[candidate]!
+      const last = size === this.copies ? picked[size - 1]! : -1
+      if (last >= 0 && (key > keys[last]! || (key === keys[last]! && candidate > last))) continue
+      let position = size < this.copies ? size++ : size - 1
+      while (position > 0) {
+        const before = picked[position - 1]!
+        if (keys[before]! < key || (keys[before]! === key && before < candidate)) break
+        picked[position] = before
+        position--
+      }
+      picked[position] = candidate
     }
   }
 

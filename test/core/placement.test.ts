@@ -1,5 +1,6 @@
 import {describe, expect, it} from 'vitest'
 
+import {pairScore, serverSeed, userHash} from '../../src/core/hash.js'
 import {Placement} from '../../src/core/placement.js'
 import type {Server, Topology} from '../../src/core/topology.js'
 import {makeServers, makeTopology, syntheticUsers} from '../support/topologies.js'
@@ -206,5 +207,43 @@ describe('server states and domain policies', () => {
     expect(seconds.size).toBe(9)
     const counts = [...seconds.values()]
     expect(Math.max(...counts) / Math.min(...counts)).toBeLessThan(1.2)
+  })
+})
+
+describe('the zone rule, against a plain reference walk', () => {
+  // The definition, written as simply as possible: servers by score, highest first; each pick goes to
+  // the best unused server in a zone holding the fewest copies among zones with an unused server.
+  function referenceWalk(servers: Server[], copies: number, user: string): string[] {
+    const byName = [...servers].sort((a, b) => (a.name < b.name ? -1 : 1))
+    const hash = userHash(user)
+    const ranked = byName
+      .map((server, index) => ({server, index, score: pairScore(hash, serverSeed(server.name))}))
+      .sort((a, b) => b.score - a.score || a.index - b.index)
+    const zoneOf = (s: Server) => s.zone ?? `own:${s.name}`
+    const taken: Server[] = []
+    while (taken.length < copies) {
+      const count = (zone: string) => taken.filter((s) => zoneOf(s) === zone).length
+      const open = ranked.filter((r) => !taken.includes(r.server))
+      const fewest = Math.min(...open.map((r) => count(zoneOf(r.server))))
+      taken.push(open.find((r) => count(zoneOf(r.server)) === fewest)!.server)
+    }
+    return taken.map((s) => s.name)
+  }
+
+  it.each([
+    ['3 zones, 3 copies', 12, 3, 3],
+    ['4 equal zones, 2 copies', 8, 4, 2],
+    ['2 zones, 3 copies', 7, 2, 3],
+    ['3 zones, 5 copies', 8, 3, 5],
+  ])('%s', (_, count, zones, copies) => {
+    const servers = makeServers(
+      count,
+      () => 1,
+      (i) => `z${(i * 7) % zones}`,
+    )
+    const placement = new Placement(makeTopology(servers, copies))
+    for (const user of syntheticUsers(3000)) {
+      expect(placement.serversFor(user)).toEqual(referenceWalk(servers, copies, user))
+    }
   })
 })
