@@ -21,6 +21,6 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 # Dovecot test instances deliver mail as this user; sshd needs its privilege-separation directory.
-id vmail >/dev/null 2>&1 || as_root useradd -r -M -s /usr/sbin/nologin vmail
+id vmail >/dev/null 2>&1 || as_root useradd -r -U -M -d /nonexistent -s /usr/sbin/nologin vmail
 as_root mkdir -p /run/sshd
 echo "Test dependencies are installed."
