@@ -6,3 +6,20 @@ export const topologyFlag = Flags.string({
   summary: 'Topology file (YAML) describing the servers and domain policies.',
   env: 'MAILRING_TOPOLOGY',
 })
+
+/** Where the store is (docs/operators-guide.md, "Where the store is"). */
+export const dbFlag = Flags.string({
+  summary: 'Store URL: sqlite:PATH (default: $XDG_DATA_HOME/mailring/cluster.db).',
+  env: 'MAILRING_DB',
+  helpGroup: 'STORE',
+})
+
+/** A config file whose `db` key says where the store is. */
+export const configFlag = Flags.string({
+  summary: 'Config file (YAML, key db); default ./mailring.yaml, then $XDG_CONFIG_HOME/mailring/config.yaml.',
+  env: 'MAILRING_CONFIG',
+  helpGroup: 'STORE',
+})
+
+/** The flags of every command that uses the store. */
+export const storeFlags = {db: dbFlag, config: configFlag}

@@ -68,7 +68,7 @@ export function domainOf(user: UserAddress): string {
   return user.slice(user.lastIndexOf('@') + 1)
 }
 
-function localPartProblem(local: string): string | undefined {
+export function localPartProblem(local: string): string | undefined {
   if (Buffer.byteLength(local) > 64) return 'the part before @ has more than 64 bytes'
   if (local.startsWith('"')) return 'quoted local parts are not supported'
   const atoms = local.split('.')
@@ -79,6 +79,6 @@ function localPartProblem(local: string): string | undefined {
   return undefined
 }
 
-function asciiLowerCase(text: string): string {
+export function asciiLowerCase(text: string): string {
   return text.replace(/[A-Z]+/g, (upper) => upper.toLowerCase())
 }

@@ -1,0 +1,24 @@
+import {ExitCode, MailringError} from '../core/errors.js'
+import type {LockHolder} from './store.js'
+
+/** Whether a process with this pid runs on this host (EPERM: it runs, as another user). */
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
+export function describeHolder(holder: LockHolder): string {
+  return `"mailring ${holder.command}" (pid ${holder.pid} on ${holder.host}, since ${holder.since})`
+}
+
+/** The one-line error every store gives when the cluster lock is taken. */
+export function lockedError(holder: LockHolder): MailringError {
+  return new MailringError(
+    `The cluster is locked by ${describeHolder(holder)}: wait for it to finish and try again.`,
+    {code: 'locked', exitCode: ExitCode.locked},
+  )
+}

@@ -1,0 +1,43 @@
+import type {Migration} from './index.js'
+
+/** The SQLite schema, one migration per version (see index.ts). */
+export const sqliteMigrations: readonly Migration[] = [
+  {
+    version: 1,
+    description: 'topology, users, current copies, cluster lock',
+    statements: [
+      `CREATE TABLE IF NOT EXISTS mailring_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID`,
+      `CREATE TABLE mailring_servers (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        address TEXT NOT NULL DEFAULT '',
+        zone TEXT,
+        weight REAL NOT NULL CHECK (weight > 0),
+        state TEXT NOT NULL CHECK (state IN ('active', 'draining', 'down'))
+      )`,
+      `CREATE TABLE mailring_domains (domain TEXT PRIMARY KEY, copies INTEGER) WITHOUT ROWID`,
+      `CREATE TABLE mailring_domain_servers (
+        domain TEXT NOT NULL REFERENCES mailring_domains (domain) ON DELETE CASCADE,
+        server_id INTEGER NOT NULL REFERENCES mailring_servers (id),
+        PRIMARY KEY (domain, server_id)
+      ) WITHOUT ROWID`,
+      `CREATE TABLE mailring_users (id INTEGER PRIMARY KEY, address TEXT NOT NULL UNIQUE, domain TEXT NOT NULL)`,
+      // The current placement: where each copy is now (position 0 is the primary).
+      `CREATE TABLE mailring_copies (
+        user_id INTEGER NOT NULL REFERENCES mailring_users (id) ON DELETE CASCADE,
+        position INTEGER NOT NULL,
+        server_id INTEGER NOT NULL REFERENCES mailring_servers (id),
+        PRIMARY KEY (user_id, position)
+      ) WITHOUT ROWID`,
+      // At most one row: who holds the cluster lock.
+      `CREATE TABLE mailring_cluster_lock (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        token TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        host TEXT NOT NULL,
+        command TEXT NOT NULL,
+        since TEXT NOT NULL
+      )`,
+    ],
+  },
+]

@@ -1,0 +1,548 @@
+import {randomUUID} from 'node:crypto'
+import {existsSync, mkdirSync} from 'node:fs'
+import {hostname} from 'node:os'
+import {dirname} from 'node:path'
+
+import Database from 'better-sqlite3'
+
+import {ExitCode, MailringError} from '../core/errors.js'
+import {compareNames} from '../core/placement.js'
+import {
+  DEFAULT_COPIES,
+  PLACEMENT_ALGORITHM_VERSION,
+  type ServerState,
+  type Topology,
+} from '../core/topology.js'
+import {pendingMigrations} from './migrations/index.js'
+import {sqliteMigrations} from './migrations/sqlite.js'
+import {lockedError, processAlive} from './lock.js'
+import type {
+  ClusterLock,
+  InsertUsersResult,
+  LockHolder,
+  PlacementChunk,
+  PlacementScan,
+  ServerUsage,
+  Store,
+  StoreMeta,
+  UserBatch,
+  UserListOptions,
+  UserRecord,
+} from './store.js'
+
+/** How long a write waits for another process's transaction before giving up. */
+const BUSY_TIMEOUT_MS = 15_000
+
+/** Thrown inside a transaction to roll it back without an error reaching the caller. */
+class Rollback extends Error {}
+
+interface ServerRow {
+  id: number
+  name: string
+  address: string
+  zone: string | null
+  weight: number
+  state: ServerState
+}
+
+/**
+ * The embedded store: one SQLite file in WAL mode (readers never block the writer), a busy timeout so
+ * that two processes take turns instead of failing, and a transaction around every change.
+ */
+export class SqliteStore implements Store {
+  readonly location: string
+  private readonly db: Database.Database
+
+  private constructor(db: Database.Database, path: string) {
+    this.db = db
+    this.location = `sqlite:${path}`
+  }
+
+  /** Creates (or finds) an initialised store at `path`; `created` is false when it existed already. */
+  static async init(
+    path: string,
+    options: {copies?: number} = {},
+  ): Promise<{store: SqliteStore; created: boolean}> {
+    const db = guard(path, () => {
+      mkdirSync(dirname(path), {recursive: true})
+      return new Database(path)
+    })
+    const store = new SqliteStore(db, path)
+    try {
+      store.configure()
+      const created = guard(path, () =>
+        db
+          .transaction(() => {
+            if (store.schemaVersion() > 0) return false
+            store.migrate()
+            const setMeta = db.prepare('INSERT INTO mailring_meta (key, value) VALUES (?, ?)')
+            setMeta.run('algorithm', String(PLACEMENT_ALGORITHM_VERSION))
+            setMeta.run('cluster_id', randomUUID())
+            setMeta.run('created_at', new Date().toISOString())
+            setMeta.run('copies', String(options.copies ?? DEFAULT_COPIES))
+            return true
+          })
+          .immediate(),
+      )
+      if (!created) store.upgrade()
+      return {store, created}
+    } catch (error) {
+      db.close()
+      throw error
+    }
+  }
+
+  /** Opens an existing store, applying pending migrations; refuses one written by a newer mailring. */
+  static async open(path: string): Promise<SqliteStore> {
+    if (!existsSync(path)) {
+      throw new MailringError(`No mailring store at ${path}: run \`mailring init\` first (or pass --db).`, {
+        code: 'no_store',
+        exitCode: ExitCode.store,
+      })
+    }
+    const db = guard(path, () => new Database(path, {fileMustExist: true}))
+    const store = new SqliteStore(db, path)
+    try {
+      store.configure()
+      if (guard(path, () => store.schemaVersion()) === 0) {
+        throw new MailringError(
+          `${path} is not a mailring store (no schema version): run \`mailring init\`.`,
+          {
+            code: 'no_store',
+            exitCode: ExitCode.store,
+          },
+        )
+      }
+      store.upgrade()
+      return store
+    } catch (error) {
+      db.close()
+      throw error
+    }
+  }
+
+  async meta(): Promise<StoreMeta> {
+    return this.guard(() => {
+      const meta = this.metaMap()
+      return {
+        schemaVersion: Number(meta.get('schema_version')),
+        algorithm: Number(meta.get('algorithm')),
+        clusterId: meta.get('cluster_id') ?? '',
+        createdAt: meta.get('created_at') ?? '',
+      }
+    })
+  }
+
+  async close(): Promise<void> {
+    if (this.db.open) this.db.close()
+  }
+
+  async readTopology(): Promise<Topology> {
+    return this.guard(() => this.db.transaction(() => this.topologyNow())())
+  }
+
+  async writeTopology(topology: Topology): Promise<void> {
+    this.guard(() =>
+      this.db
+        .transaction(() => {
+          const existing = new Map(this.serverRows().map((row) => [row.name, row]))
+          const wanted = new Set(topology.servers.map((server) => server.name))
+          this.db.prepare('DELETE FROM mailring_domain_servers').run()
+          this.db.prepare('DELETE FROM mailring_domains').run()
+          const holdsCopies = this.db
+            .prepare('SELECT 1 FROM mailring_copies WHERE server_id = ? LIMIT 1')
+            .pluck()
+          for (const row of existing.values()) {
+            if (wanted.has(row.name)) continue
+            if (holdsCopies.get(row.id) !== undefined) {
+              throw new MailringError(
+                `Server ${row.name} still holds copies: it cannot be deleted until a rebalance has moved them away.`,
+                {code: 'server_not_empty'},
+              )
+            }
+            this.db.prepare('DELETE FROM mailring_servers WHERE id = ?').run(row.id)
+          }
+          const update = this.db.prepare(
+            'UPDATE mailring_servers SET address = ?, zone = ?, weight = ?, state = ? WHERE name = ?',
+          )
+          const insert = this.db.prepare(
+            'INSERT INTO mailring_servers (name, address, zone, weight, state) VALUES (?, ?, ?, ?, ?)',
+          )
+          for (const server of topology.servers) {
+            const values = [server.address, server.zone ?? null, server.weight, server.state] as const
+            if (existing.has(server.name)) update.run(...values, server.name)
+            else insert.run(server.name, ...values)
+          }
+          const ids = new Map(this.serverRows().map((row) => [row.name, row.id]))
+          const insertDomain = this.db.prepare('INSERT INTO mailring_domains (domain, copies) VALUES (?, ?)')
+          const insertPin = this.db.prepare(
+            'INSERT INTO mailring_domain_servers (domain, server_id) VALUES (?, ?)',
+          )
+          for (const policy of topology.domains) {
+            insertDomain.run(policy.domain, policy.copies ?? null)
+            for (const name of policy.servers ?? []) {
+              const id = ids.get(name)
+              if (id === undefined)
+                throw new MailringError(`Unknown server ${name} pinned by ${policy.domain}.`)
+              insertPin.run(policy.domain, id)
+            }
+          }
+          this.db
+            .prepare(
+              "INSERT INTO mailring_meta (key, value) VALUES ('copies', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )
+            .run(String(topology.copies))
+        })
+        .immediate(),
+    )
+  }
+
+  async insertUsers(
+    batches: Iterable<UserBatch>,
+    options: {skipExisting: boolean},
+  ): Promise<InsertUsersResult> {
+    const result: InsertUsersResult = {inserted: 0, existing: [], repeated: []}
+    try {
+      this.guard(() =>
+        this.db
+          .transaction(() => {
+            const serverIds = new Map(this.serverRows().map((row) => [row.name, row.id]))
+            const insertUser = this.db.prepare(
+              'INSERT INTO mailring_users (address, domain) VALUES (?, ?) ON CONFLICT (address) DO NOTHING',
+            )
+            const insertCopy = this.db.prepare(
+              'INSERT INTO mailring_copies (user_id, position, server_id) VALUES (?, ?, ?)',
+            )
+            const idOf = this.db.prepare('SELECT id FROM mailring_users WHERE address = ?').pluck()
+            // Users added here get ids above every older one: a conflict with such an id is a repeat.
+            const firstNewId =
+              ((this.db.prepare('SELECT max(id) FROM mailring_users').pluck().get() as number | null) ?? 0) +
+              1
+            // Where each new user came from (batch, index), by id - firstNewId: two ints per user, no objects.
+            let addedAt = new Int32Array(1 << 16)
+            let batchIndex = 0
+            for (const batch of batches) {
+              const ids = batch.servers.map((name) => {
+                const id = serverIds.get(name)
+                if (id === undefined)
+                  throw new MailringError(`Unknown server ${name}.`, {code: 'unknown_server'})
+                return id
+              })
+              for (let i = 0; i < batch.users.length; i++) {
+                const info = insertUser.run(batch.users[i], batch.domains[i])
+                if (info.changes === 0) {
+                  const id = idOf.get(batch.users[i]) as number
+                  const slot = (id - firstNewId) * 2
+                  if (id >= firstNewId)
+                    result.repeated.push({at: [batchIndex, i], first: [addedAt[slot]!, addedAt[slot + 1]!]})
+                  else result.existing.push([batchIndex, i])
+                  continue
+                }
+                const userId = info.lastInsertRowid as number
+                const slot = (userId - firstNewId) * 2
+                if (slot + 1 >= addedAt.length) {
+                  const bigger = new Int32Array(addedAt.length * 2)
+                  bigger.set(addedAt)
+                  addedAt = bigger
+                }
+                addedAt[slot] = batchIndex
+                addedAt[slot + 1] = i
+                const start = batch.copyStart[i]!
+                const end = batch.copyStart[i + 1]!
+                for (let k = start; k < end; k++)
+                  insertCopy.run(userId, k - start, ids[batch.copyServers[k]!]!)
+                result.inserted++
+              }
+              batchIndex++
+            }
+            if (!options.skipExisting && result.existing.length + result.repeated.length > 0)
+              throw new Rollback()
+          })
+          .immediate(),
+      )
+    } catch (error) {
+      if (!(error instanceof Rollback)) throw error
+      result.inserted = 0
+    }
+    return result
+  }
+
+  async removeUsers(users: readonly string[]): Promise<string[]> {
+    return this.guard(() =>
+      this.db
+        .transaction(() => {
+          const remove = this.db.prepare('DELETE FROM mailring_users WHERE address = ?')
+          return users.filter((user) => remove.run(user).changes > 0)
+        })
+        .immediate(),
+    )
+  }
+
+  async getUser(user: string): Promise<UserRecord | undefined> {
+    return this.guard(() => this.db.transaction(() => this.usersWithCopies('address = ?', [user], 1)[0])())
+  }
+
+  async listUsers(options: UserListOptions): Promise<UserRecord[]> {
+    const where = options.domain === undefined ? 'address > ?' : 'address > ? AND domain = ?'
+    const params =
+      options.domain === undefined ? [options.after ?? ''] : [options.after ?? '', options.domain]
+    return this.guard(() => this.db.transaction(() => this.usersWithCopies(where, params, options.limit))())
+  }
+
+  async countUsers(): Promise<number> {
+    return this.guard(() => this.db.prepare('SELECT count(*) FROM mailring_users').pluck().get() as number)
+  }
+
+  async serverUsage(): Promise<ServerUsage[]> {
+    return this.guard(() =>
+      this.db.transaction(() => {
+        const counts = new Map<number, {copies: number; primaries: number}>()
+        const rows = this.db
+          .prepare('SELECT server_id, count(*), sum(position = 0) FROM mailring_copies GROUP BY server_id')
+          .raw()
+          .all() as [number, number, number][]
+        for (const [id, copies, primaries] of rows) counts.set(id, {copies, primaries})
+        return this.serverRows()
+          .map((row) => ({server: row.name, copies: 0, primaries: 0, ...counts.get(row.id)}))
+          .sort((a, b) => compareNames(a.server, b.server))
+      })(),
+    )
+  }
+
+  async scanPlacements(chunkSize = 20_000): Promise<PlacementScan> {
+    const servers = this.guard(() => this.serverRows())
+    const indexOfId = new Int32Array(Math.max(0, ...servers.map((row) => row.id)) + 1).fill(-1)
+    servers.forEach((row, i) => (indexOfId[row.id] = i))
+    // Plucked numbers and strings, not row arrays: a million users would otherwise be millions of arrays.
+    const idsAfter = this.db.prepare('SELECT id FROM mailring_users WHERE id > ? ORDER BY id LIMIT ?').pluck()
+    const addressesBetween = this.db
+      .prepare('SELECT address FROM mailring_users WHERE id BETWEEN ? AND ? ORDER BY id')
+      .pluck()
+    // One number per copy: user id, position and server id packed (server ids stay far below 2^12).
+    const copiesBetween = this.db
+      .prepare(
+        'SELECT user_id * 65536 + position * 4096 + server_id FROM mailring_copies WHERE user_id BETWEEN ? AND ? ORDER BY user_id, position',
+      )
+      .pluck()
+    const db = this.db
+    const location = this.location
+    async function* chunks(): AsyncGenerator<PlacementChunk> {
+      // One read transaction: a consistent snapshot even while another process writes (WAL).
+      const ownTransaction = !db.inTransaction
+      if (ownTransaction) db.prepare('BEGIN').run()
+      try {
+        let after = 0
+        for (;;) {
+          const chunk = guard(location, () => {
+            const ids = idsAfter.all(after, chunkSize) as number[]
+            if (ids.length === 0) return undefined
+            const first = ids[0]!
+            const last = ids[ids.length - 1]!
+            const users = addressesBetween.all(first, last) as string[]
+            const copies = copiesBetween.all(first, last) as number[]
+            const copyStart = new Int32Array(ids.length + 1)
+            const copyServers = new Int32Array(copies.length)
+            let k = 0
+            for (let i = 0; i < ids.length; i++) {
+              const id = ids[i]!
+              copyStart[i] = k
+              while (k < copies.length && Math.floor(copies[k]! / 65536) === id) {
+                copyServers[k] = indexOfId[copies[k]! % 4096]!
+                k++
+              }
+            }
+            copyStart[ids.length] = k
+            after = last
+            return {users, copyStart, copyServers}
+          })
+          if (!chunk) return
+          yield chunk
+        }
+      } finally {
+        if (ownTransaction && db.inTransaction) db.prepare('COMMIT').run()
+      }
+    }
+    return {servers: servers.map((row) => row.name), chunks: chunks()}
+  }
+
+  async acquireLock(command: string): Promise<ClusterLock> {
+    const token = randomUUID()
+    const holder: LockHolder = {pid: process.pid, host: hostname(), command, since: new Date().toISOString()}
+    const replacedStale = this.guard(() =>
+      this.db
+        .transaction(() => {
+          const current = this.lockRow()
+          let stale: LockHolder | undefined
+          if (current) {
+            if (current.host === holder.host && !processAlive(current.pid)) stale = current
+            else throw lockedError(current)
+          }
+          this.db
+            .prepare(
+              `INSERT INTO mailring_cluster_lock (id, token, pid, host, command, since) VALUES (1, ?, ?, ?, ?, ?)
+               ON CONFLICT (id) DO UPDATE SET token = excluded.token, pid = excluded.pid, host = excluded.host,
+                 command = excluded.command, since = excluded.since`,
+            )
+            .run(token, holder.pid, holder.host, holder.command, holder.since)
+          return stale
+        })
+        .immediate(),
+    )
+    return {
+      holder,
+      ...(replacedStale ? {replacedStale} : {}),
+      release: async () => {
+        if (!this.db.open) return
+        this.guard(() =>
+          this.db.prepare('DELETE FROM mailring_cluster_lock WHERE id = 1 AND token = ?').run(token),
+        )
+      },
+    }
+  }
+
+  async lockHolder(): Promise<LockHolder | undefined> {
+    return this.guard(() => this.lockRow())
+  }
+
+  private lockRow(): LockHolder | undefined {
+    return this.db
+      .prepare('SELECT pid, host, command, since FROM mailring_cluster_lock WHERE id = 1')
+      .get() as LockHolder | undefined
+  }
+
+  private configure(): void {
+    guard(this.location, () => {
+      this.db.pragma('journal_mode = WAL')
+      this.db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`)
+      this.db.pragma('foreign_keys = ON')
+      // WAL with synchronous=NORMAL is durable across application crashes; a power loss may lose the
+      // last transactions, never corrupt the database.
+      this.db.pragma('synchronous = NORMAL')
+      // 64 MB of page cache: a million-user import updates the address index all over.
+      this.db.pragma('cache_size = -65536')
+    })
+  }
+
+  private schemaVersion(): number {
+    const hasMeta = this.db
+      .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'mailring_meta'")
+      .get()
+    if (!hasMeta) return 0
+    const value = this.db
+      .prepare("SELECT value FROM mailring_meta WHERE key = 'schema_version'")
+      .pluck()
+      .get()
+    return value === undefined ? 0 : Number(value)
+  }
+
+  /** Applies pending migrations (inside the caller's transaction). */
+  private migrate(): void {
+    for (const migration of pendingMigrations(sqliteMigrations, this.schemaVersion(), this.location)) {
+      for (const statement of migration.statements) this.db.prepare(statement).run()
+      this.db
+        .prepare(
+          "INSERT INTO mailring_meta (key, value) VALUES ('schema_version', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .run(String(migration.version))
+    }
+  }
+
+  /** Brings an existing store to the latest schema; refuses one from a newer mailring. */
+  private upgrade(): void {
+    const current = this.guard(() => this.schemaVersion())
+    if (pendingMigrations(sqliteMigrations, current, this.location).length === 0) return
+    this.guard(() => this.db.transaction(() => this.migrate()).immediate())
+  }
+
+  private metaMap(): Map<string, string> {
+    const rows = this.db.prepare('SELECT key, value FROM mailring_meta').raw().all() as [string, string][]
+    return new Map(rows)
+  }
+
+  private serverRows(): ServerRow[] {
+    return this.db
+      .prepare('SELECT id, name, address, zone, weight, state FROM mailring_servers ORDER BY id')
+      .all() as ServerRow[]
+  }
+
+  private topologyNow(): Topology {
+    const meta = this.metaMap()
+    const servers = this.serverRows()
+      .sort((a, b) => compareNames(a.name, b.name))
+      .map((row) => ({
+        name: row.name,
+        address: row.address,
+        ...(row.zone === null ? {} : {zone: row.zone}),
+        weight: row.weight,
+        state: row.state,
+      }))
+    const pins = this.db
+      .prepare(
+        'SELECT d.domain, s.name FROM mailring_domain_servers d JOIN mailring_servers s ON s.id = d.server_id',
+      )
+      .raw()
+      .all() as [string, string][]
+    const domains = (
+      this.db.prepare('SELECT domain, copies FROM mailring_domains').raw().all() as [string, number | null][]
+    )
+      .sort((a, b) => compareNames(a[0], b[0]))
+      .map(([domain, copies]) => {
+        const pinned = pins.filter((pin) => pin[0] === domain).map((pin) => pin[1])
+        return {
+          domain,
+          ...(pinned.length > 0 ? {servers: pinned.sort(compareNames)} : {}),
+          ...(copies === null ? {} : {copies}),
+        }
+      })
+    return {
+      algorithm: Number(meta.get('algorithm') ?? PLACEMENT_ALGORITHM_VERSION),
+      copies: Number(meta.get('copies') ?? DEFAULT_COPIES),
+      servers,
+      domains,
+    }
+  }
+
+  private usersWithCopies(where: string, params: unknown[], limit: number): UserRecord[] {
+    const users = this.db
+      .prepare(`SELECT id, address, domain FROM mailring_users WHERE ${where} ORDER BY address LIMIT ?`)
+      .raw()
+      .all(...params, limit) as [number, string, string][]
+    const copiesOf = this.db
+      .prepare(
+        'SELECT s.name FROM mailring_copies c JOIN mailring_servers s ON s.id = c.server_id WHERE c.user_id = ? ORDER BY c.position',
+      )
+      .pluck()
+    return users.map(([id, user, domain]) => ({user, domain, copies: copiesOf.all(id) as string[]}))
+  }
+
+  private guard<T>(work: () => T): T {
+    return guard(this.location, work)
+  }
+}
+
+/** Turns SQLite's errors into one-line store errors (exit code 4); mailring's own errors pass through. */
+function guard<T>(location: string, work: () => T): T {
+  try {
+    return work()
+  } catch (error) {
+    if (error instanceof MailringError || error instanceof Rollback) throw error
+    if (!(error instanceof Database.SqliteError) && (error as NodeJS.ErrnoException).code === undefined)
+      throw error
+    const code = (error as {code?: string}).code ?? ''
+    const reason =
+      code === 'SQLITE_BUSY'
+        ? 'the database is busy: another process kept it locked for too long; try again'
+        : code === 'SQLITE_NOTADB'
+          ? 'not a SQLite database'
+          : code === 'SQLITE_READONLY'
+            ? 'the database is read-only'
+            : code === 'SQLITE_CORRUPT'
+              ? 'the database file is corrupt'
+              : (error as Error).message
+    throw new MailringError(`Store ${location}: ${reason}.`, {
+      code: 'store',
+      exitCode: ExitCode.store,
+      cause: error,
+    })
+  }
+}

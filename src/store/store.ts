@@ -1,0 +1,130 @@
+/**
+ * The one interface to mailring's state, whatever database holds it (embedded SQLite now, MySQL/MariaDB
+ * next). Every method is async so that a networked implementation fits. Every change is one transaction:
+ * a method either does all it says or nothing.
+ *
+ * Server references leave the store as names; bulk data (placements) travels as compact chunks whose
+ * copies are small integers indexing a server list, so that a million users never become a million objects.
+ *
+ * Later issues add, through new schema migrations and new methods here: a move journal (rebalance
+ * execution), server health, and a replication queue.
+ */
+import type {Topology} from '../core/topology.js'
+
+export interface StoreMeta {
+  /** Schema version of the database (see src/store/migrations). */
+  schemaVersion: number
+  /** Placement algorithm version the current placements were computed with. */
+  algorithm: number
+  /** Random id given at `mailring init`: tells one cluster's plans from another's. */
+  clusterId: string
+  createdAt: string
+}
+
+/** Users to add as one batch: `copies` holds `copiesPerUser[i]` server indices per user into `servers`. */
+export interface UserBatch {
+  users: string[]
+  domains: string[]
+  /** copies of users[i] are copyServers[copyStart[i] .. copyStart[i + 1]), primary first. */
+  copyStart: Int32Array
+  copyServers: Int32Array
+  /** Server names the indices in copyServers refer to. */
+  servers: readonly string[]
+}
+
+export interface InsertUsersResult {
+  inserted: number
+  /** Users that were in the store before, as [batch index, index in batch]. */
+  existing: [number, number][]
+  /** Users given more than once in this call: where again, and where first. */
+  repeated: {at: [number, number]; first: [number, number]}[]
+  // With skipExisting false, any existing or repeated user means nothing was written (inserted 0).
+}
+
+/** The current placement of a run of users, ordered by the store's own key. */
+export interface PlacementChunk {
+  users: string[]
+  /** copies of users[i] are copyServers[copyStart[i] .. copyStart[i + 1]), primary first. */
+  copyStart: Int32Array
+  /** Indices into PlacementScan.servers. */
+  copyServers: Int32Array
+}
+
+export interface PlacementScan {
+  /** Every server in the store when the scan began; copyServers index this list. */
+  servers: readonly string[]
+  chunks: AsyncIterable<PlacementChunk>
+}
+
+export interface UserRecord {
+  user: string
+  domain: string
+  /** Current copies, primary first. */
+  copies: string[]
+}
+
+export interface UserListOptions {
+  domain?: string
+  /** Keyset pagination: users sorting after this address. */
+  after?: string
+  limit: number
+}
+
+export interface ServerUsage {
+  server: string
+  copies: number
+  /** Users whose first (primary) copy is on this server. */
+  primaries: number
+}
+
+export interface LockHolder {
+  pid: number
+  host: string
+  command: string
+  /** ISO 8601 time the lock was taken. */
+  since: string
+}
+
+export interface ClusterLock {
+  readonly holder: LockHolder
+  /** A lock left by a process that no longer runs (same host), taken over by this one. */
+  readonly replacedStale?: LockHolder
+  release(): Promise<void>
+}
+
+export interface Store {
+  /** Where the store is, safe to print (no password). */
+  readonly location: string
+
+  meta(): Promise<StoreMeta>
+  close(): Promise<void>
+
+  // Topology
+  readTopology(): Promise<Topology>
+  /**
+   * Replaces servers (matched by name), the default copy count and domain policies with `topology`, which
+   * the caller has validated. Refuses (MailringError) to delete a server that still holds copies.
+   */
+  writeTopology(topology: Topology): Promise<void>
+
+  // Users
+  /**
+   * Adds users with their current copies, all batches in one transaction. Users that exist already, or
+   * come twice, are skipped with skipExisting, and otherwise make the whole call write nothing.
+   */
+  insertUsers(batches: Iterable<UserBatch>, options: {skipExisting: boolean}): Promise<InsertUsersResult>
+  /** Removes users and their copies; returns those that existed. */
+  removeUsers(users: readonly string[]): Promise<string[]>
+  getUser(user: string): Promise<UserRecord | undefined>
+  listUsers(options: UserListOptions): Promise<UserRecord[]>
+  countUsers(): Promise<number>
+  /** Copies and primaries per server, for every server (zero when it holds nothing). */
+  serverUsage(): Promise<ServerUsage[]>
+  /** Streams every user's current copies, a consistent snapshot, in chunks of about `chunkSize` users. */
+  scanPlacements(chunkSize?: number): Promise<PlacementScan>
+
+  // Cluster lock: held by whoever changes placements.
+  /** Takes the lock or throws a MailringError (exit code 3) naming the holder. */
+  acquireLock(command: string): Promise<ClusterLock>
+  lockHolder(): Promise<LockHolder | undefined>
+}

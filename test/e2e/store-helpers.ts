@@ -1,0 +1,97 @@
+/**
+ * A sandbox for end-to-end tests of the store commands: runs the built CLI (runCli of cli.js) against a
+ * store in a temporary directory, and dumps that store so that a test can prove a refused command wrote
+ * nothing.
+ */
+import {spawn, type ChildProcessWithoutNullStreams} from 'node:child_process'
+import {mkdtempSync, rmSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+
+import Database from 'better-sqlite3'
+
+import {repoRoot, runCli} from './cli.js'
+
+const runJs = join(repoRoot, 'bin', 'run.js')
+
+export interface CliRun {
+  code: number
+  stdout: string
+  stderr: string
+}
+
+export class CliSandbox {
+  readonly dir: string
+  readonly dbPath: string
+  readonly env: NodeJS.ProcessEnv
+
+  constructor() {
+    this.dir = mkdtempSync(join(tmpdir(), 'mailring-e2e-'))
+    this.dbPath = join(this.dir, 'cluster.db')
+    // Everything in the sandbox: no config file or store of the machine running the tests can leak in.
+    this.env = {
+      PATH: process.env.PATH,
+      HOME: this.dir,
+      XDG_CONFIG_HOME: join(this.dir, 'config'),
+      XDG_DATA_HOME: join(this.dir, 'data'),
+      NO_COLOR: '1',
+      MAILRING_DB: `sqlite:${this.dbPath}`,
+    }
+  }
+
+  async run(args: string[], options: {input?: string; env?: NodeJS.ProcessEnv} = {}): Promise<CliRun> {
+    const result = await runCli(args, {
+      cwd: this.dir,
+      env: {...this.env, ...options.env},
+      input: options.input,
+    })
+    return {code: result.exitCode ?? -1, stdout: result.stdout, stderr: result.stderr}
+  }
+
+  /** Runs and parses the --json envelope. */
+  async json<T>(
+    args: string[],
+    options: {input?: string} = {},
+  ): Promise<{
+    code: number
+    body: {status: number; result: T; error?: {code: string; message: string}; warnings: string[]}
+  }> {
+    const run = await this.run([...args, '--json'], options)
+    try {
+      return {code: run.code, body: JSON.parse(run.stdout)}
+    } catch {
+      throw new Error(`not JSON (exit ${run.code}): ${run.stdout}\n${run.stderr}`)
+    }
+  }
+
+  /** Starts the CLI with stdin open, for a process that must stay busy. */
+  start(args: string[]): ChildProcessWithoutNullStreams {
+    return spawn(process.execPath, [runJs, ...args], {cwd: this.dir, env: this.env})
+  }
+
+  /** Every row of every table, in a fixed order: equal dumps mean an unchanged store. */
+  dump(): string {
+    const db = new Database(this.dbPath, {readonly: true})
+    try {
+      const tables = db
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        .pluck()
+        .all() as string[]
+      return JSON.stringify(
+        tables.map((table) => [table, db.prepare(`SELECT * FROM "${table}" ORDER BY 1, 2`).raw().all()]),
+      )
+    } finally {
+      db.close()
+    }
+  }
+
+  cleanup(): void {
+    rmSync(this.dir, {recursive: true, force: true})
+  }
+}
+
+/** `count` realistic addresses over a few domains. */
+export function someUsers(count: number, offset = 0): string[] {
+  const domains = ['example.com', 'example.org', 'archive.example.net', 'mail.example.de']
+  return Array.from({length: count}, (_, i) => `user${i + offset}@${domains[(i + offset) % domains.length]}`)
+}

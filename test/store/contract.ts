@@ -1,0 +1,280 @@
+/**
+ * The behaviour every store must have, written against the Store interface only: the SQLite store runs
+ * it (sqlite.test.ts), and the MySQL/MariaDB store will run it unchanged.
+ */
+import {hostname} from 'node:os'
+
+import {afterEach, beforeEach, describe, expect, it} from 'vitest'
+
+import {ExitCode, MailringError} from '../../src/core/errors.js'
+import {PLACEMENT_ALGORITHM_VERSION, type Topology} from '../../src/core/topology.js'
+import type {PlacementChunk, Store, UserBatch} from '../../src/store/store.js'
+
+export interface ContractTarget {
+  /** Opens a connection to the (fresh, initialised, empty) store; may be called more than once. */
+  open(): Promise<Store>
+  cleanup(): Promise<void>
+}
+
+const topology: Topology = {
+  algorithm: PLACEMENT_ALGORITHM_VERSION,
+  copies: 2,
+  servers: [
+    {name: 'mx01', address: '192.0.2.1', zone: 'rack-a', weight: 1, state: 'active'},
+    {name: 'mx02', address: '192.0.2.2', zone: 'rack-b', weight: 2, state: 'active'},
+    {name: 'mx03', address: '', weight: 0.5, state: 'draining'},
+  ],
+  domains: [
+    {domain: 'archive.example.net', servers: ['mx01', 'mx02'], copies: 2},
+    {domain: 'example.com', copies: 3},
+  ],
+}
+
+/** A batch of users, each given as [address, copies]. */
+function batch(users: [string, string[]][]): UserBatch {
+  const servers = [...new Set(users.flatMap(([, copies]) => copies))]
+  const copyStart = new Int32Array(users.length + 1)
+  const copyServers: number[] = []
+  users.forEach(([, copies], i) => {
+    copyStart[i] = copyServers.length
+    copyServers.push(...copies.map((name) => servers.indexOf(name)))
+  })
+  copyStart[users.length] = copyServers.length
+  return {
+    users: users.map(([user]) => user),
+    domains: users.map(([user]) => user.slice(user.indexOf('@') + 1)),
+    copyStart,
+    copyServers: Int32Array.from(copyServers),
+    servers,
+  }
+}
+
+async function collect(
+  store: Store,
+  chunkSize?: number,
+): Promise<{chunks: PlacementChunk[]; users: Map<string, string[]>}> {
+  const scan = await store.scanPlacements(chunkSize)
+  const chunks: PlacementChunk[] = []
+  const users = new Map<string, string[]>()
+  for await (const chunk of scan.chunks) {
+    chunks.push(chunk)
+    chunk.users.forEach((user, i) => {
+      const copies = Array.from(chunk.copyServers.subarray(chunk.copyStart[i]!, chunk.copyStart[i + 1]!))
+      users.set(
+        user,
+        copies.map((index) => scan.servers[index]!),
+      )
+    })
+  }
+  return {chunks, users}
+}
+
+async function expectMailringError(
+  promise: Promise<unknown>,
+  exitCode: number,
+  pattern: RegExp,
+): Promise<void> {
+  const error = await promise.then(
+    () => undefined,
+    (caught: unknown) => caught,
+  )
+  expect(error).toBeInstanceOf(MailringError)
+  expect((error as MailringError).exitCode).toBe(exitCode)
+  expect((error as MailringError).message).toMatch(pattern)
+}
+
+export function storeContract(name: string, makeStore: () => Promise<ContractTarget>): void {
+  describe(`store contract: ${name}`, () => {
+    let target: ContractTarget
+    let store: Store
+    const others: Store[] = []
+
+    beforeEach(async () => {
+      target = await makeStore()
+      store = await target.open()
+    })
+    afterEach(async () => {
+      for (const other of others.splice(0)) await other.close()
+      await store.close()
+      await target.cleanup()
+    })
+
+    it('records the schema version, the placement algorithm and a cluster id', async () => {
+      const meta = await store.meta()
+      expect(meta.schemaVersion).toBeGreaterThanOrEqual(1)
+      expect(meta.algorithm).toBe(PLACEMENT_ALGORITHM_VERSION)
+      expect(meta.clusterId).toMatch(/^[0-9a-f-]{36}$/)
+    })
+
+    it('starts with no servers and no users', async () => {
+      const empty = await store.readTopology()
+      expect(empty.servers).toEqual([])
+      expect(empty.domains).toEqual([])
+      expect(await store.countUsers()).toBe(0)
+      expect(await store.lockHolder()).toBeUndefined()
+    })
+
+    it('keeps a topology as written, servers and domains sorted by name', async () => {
+      await store.writeTopology({...topology, servers: [...topology.servers].reverse()})
+      expect(await store.readTopology()).toEqual(topology)
+      const changed: Topology = {
+        ...topology,
+        copies: 3,
+        servers: topology.servers.map((s) => (s.name === 'mx02' ? {...s, weight: 4, zone: 'rack-c'} : s)),
+        domains: [{domain: 'example.com', servers: ['mx02']}],
+      }
+      await store.writeTopology(changed)
+      expect(await store.readTopology()).toEqual(changed)
+    })
+
+    it('adds users with their copies in order, and finds, lists and removes them', async () => {
+      await store.writeTopology(topology)
+      const result = await store.insertUsers(
+        [
+          batch([
+            ['bob@example.com', ['mx02', 'mx01']],
+            ['alice@example.com', ['mx01', 'mx02']],
+          ]),
+          batch([['carol@archive.example.net', ['mx02', 'mx01']]]),
+        ],
+        {skipExisting: false},
+      )
+      expect(result).toEqual({inserted: 3, existing: [], repeated: []})
+      expect(await store.countUsers()).toBe(3)
+      expect(await store.getUser('bob@example.com')).toEqual({
+        user: 'bob@example.com',
+        domain: 'example.com',
+        copies: ['mx02', 'mx01'],
+      })
+      expect(await store.getUser('nobody@example.com')).toBeUndefined()
+
+      const firstPage = await store.listUsers({limit: 2})
+      expect(firstPage.map((u) => u.user)).toEqual(['alice@example.com', 'bob@example.com'])
+      const secondPage = await store.listUsers({limit: 2, after: 'bob@example.com'})
+      expect(secondPage.map((u) => u.user)).toEqual(['carol@archive.example.net'])
+      const archive = await store.listUsers({limit: 10, domain: 'archive.example.net'})
+      expect(archive).toEqual([
+        {user: 'carol@archive.example.net', domain: 'archive.example.net', copies: ['mx02', 'mx01']},
+      ])
+
+      expect(await store.removeUsers(['bob@example.com', 'nobody@example.com'])).toEqual(['bob@example.com'])
+      expect(await store.getUser('bob@example.com')).toBeUndefined()
+      expect(await store.countUsers()).toBe(2)
+    })
+
+    it('writes nothing when a user exists already, unless told to skip existing users', async () => {
+      await store.writeTopology(topology)
+      await store.insertUsers([batch([['alice@example.com', ['mx01', 'mx02']]])], {skipExisting: false})
+      const attempt = batch([
+        ['new@example.com', ['mx01', 'mx02']],
+        ['alice@example.com', ['mx02', 'mx01']],
+      ])
+      expect(await store.insertUsers([attempt], {skipExisting: false})).toEqual({
+        inserted: 0,
+        existing: [[0, 1]],
+        repeated: [],
+      })
+      expect(await store.countUsers()).toBe(1)
+      expect((await store.getUser('alice@example.com'))?.copies).toEqual(['mx01', 'mx02'])
+
+      expect(await store.insertUsers([attempt], {skipExisting: true})).toEqual({
+        inserted: 1,
+        existing: [[0, 1]],
+        repeated: [],
+      })
+      expect(await store.countUsers()).toBe(2)
+      expect((await store.getUser('alice@example.com'))?.copies).toEqual(['mx01', 'mx02'])
+    })
+
+    it('tells users given twice in one call from users that existed before', async () => {
+      await store.writeTopology(topology)
+      await store.insertUsers([batch([['old@example.com', ['mx01', 'mx02']]])], {skipExisting: false})
+      const attempt = [
+        batch([
+          ['a@example.com', ['mx01', 'mx02']],
+          ['b@example.com', ['mx01', 'mx02']],
+        ]),
+        batch([
+          ['old@example.com', ['mx02', 'mx01']],
+          ['b@example.com', ['mx02', 'mx01']],
+        ]),
+      ]
+      const expected = {existing: [[1, 0]], repeated: [{at: [1, 1], first: [0, 1]}]}
+      expect(await store.insertUsers(attempt, {skipExisting: false})).toEqual({inserted: 0, ...expected})
+      expect(await store.countUsers()).toBe(1)
+      expect(await store.insertUsers(attempt, {skipExisting: true})).toEqual({inserted: 2, ...expected})
+      expect((await store.getUser('b@example.com'))?.copies).toEqual(['mx01', 'mx02'])
+    })
+
+    it('refuses copies on an unknown server and writes nothing', async () => {
+      await store.writeTopology(topology)
+      const attempt = [
+        batch([['a@example.com', ['mx01', 'mx02']]]),
+        batch([['b@example.com', ['mx01', 'mx99']]]),
+      ]
+      await expectMailringError(store.insertUsers(attempt, {skipExisting: false}), ExitCode.error, /mx99/)
+      expect(await store.countUsers()).toBe(0)
+    })
+
+    it('counts copies and primaries per server', async () => {
+      await store.writeTopology(topology)
+      await store.insertUsers(
+        [
+          batch([
+            ['a@example.com', ['mx01', 'mx02']],
+            ['b@example.com', ['mx02', 'mx01']],
+            ['c@example.com', ['mx02', 'mx03']],
+          ]),
+        ],
+        {skipExisting: false},
+      )
+      expect(await store.serverUsage()).toEqual([
+        {server: 'mx01', copies: 2, primaries: 1},
+        {server: 'mx02', copies: 3, primaries: 2},
+        {server: 'mx03', copies: 1, primaries: 0},
+      ])
+    })
+
+    it('streams every placement in chunks, copies primary first', async () => {
+      await store.writeTopology(topology)
+      const users: [string, string[]][] = Array.from({length: 25}, (_, i) => [
+        `user${i}@example.com`,
+        i % 2 === 0 ? ['mx01', 'mx02'] : ['mx02', 'mx03', 'mx01'],
+      ])
+      await store.insertUsers([batch(users.slice(0, 10)), batch(users.slice(10))], {skipExisting: false})
+      const scanned = await collect(store, 10)
+      expect(scanned.chunks.map((chunk) => chunk.users.length)).toEqual([10, 10, 5])
+      expect(scanned.users).toEqual(new Map(users))
+    })
+
+    it('deletes an empty server, but never one that still holds copies', async () => {
+      await store.writeTopology(topology)
+      await store.insertUsers([batch([['a@example.com', ['mx01', 'mx03']]])], {skipExisting: false})
+      const withoutMx03 = {...topology, servers: topology.servers.filter((s) => s.name !== 'mx03')}
+      await expectMailringError(store.writeTopology(withoutMx03), ExitCode.error, /mx03 still holds copies/)
+      expect((await store.readTopology()).servers.map((s) => s.name)).toEqual(['mx01', 'mx02', 'mx03'])
+
+      await store.removeUsers(['a@example.com'])
+      await store.writeTopology(withoutMx03)
+      expect((await store.readTopology()).servers.map((s) => s.name)).toEqual(['mx01', 'mx02'])
+    })
+
+    it('gives the cluster lock to one holder at a time and names the holder to the others', async () => {
+      const other = await target.open()
+      others.push(other)
+      const lock = await store.acquireLock('node add mx13')
+      expect(lock.holder).toMatchObject({pid: process.pid, host: hostname(), command: 'node add mx13'})
+      expect(await other.lockHolder()).toEqual(lock.holder)
+      await expectMailringError(
+        other.acquireLock('users import'),
+        ExitCode.locked,
+        new RegExp(`locked by "mailring node add mx13" \\(pid ${process.pid} on ${hostname()}`),
+      )
+      await lock.release()
+      expect(await store.lockHolder()).toBeUndefined()
+      const second = await other.acquireLock('users import')
+      expect(second.replacedStale).toBeUndefined()
+      await second.release()
+    })
+  })
+}

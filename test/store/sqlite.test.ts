@@ -1,0 +1,123 @@
+import {mkdtempSync, rmSync, writeFileSync} from 'node:fs'
+import {hostname, tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {spawnSync} from 'node:child_process'
+
+import Database from 'better-sqlite3'
+import {afterEach, beforeEach, describe, expect, it} from 'vitest'
+
+import {ExitCode, MailringError} from '../../src/core/errors.js'
+import {SqliteStore} from '../../src/store/sqlite.js'
+import {storeContract} from './contract.js'
+
+storeContract('sqlite', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mailring-store-'))
+  const path = join(dir, 'cluster.db')
+  const {store} = await SqliteStore.init(path)
+  await store.close()
+  return {
+    open: () => SqliteStore.open(path),
+    cleanup: async () => rmSync(dir, {recursive: true, force: true}),
+  }
+})
+
+async function failure(promise: Promise<unknown>): Promise<MailringError> {
+  const error = await promise.then(
+    () => undefined,
+    (caught: unknown) => caught,
+  )
+  expect(error).toBeInstanceOf(MailringError)
+  return error as MailringError
+}
+
+describe('sqlite store', () => {
+  let dir: string
+  let path: string
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'mailring-sqlite-'))
+    path = join(dir, 'cluster.db')
+  })
+  afterEach(() => rmSync(dir, {recursive: true, force: true}))
+
+  it('runs in WAL mode and init finds an existing store instead of replacing it', async () => {
+    const first = await SqliteStore.init(path, {copies: 3})
+    expect(first.created).toBe(true)
+    const {clusterId} = await first.store.meta()
+    await first.store.close()
+    const second = await SqliteStore.init(path)
+    expect(second.created).toBe(false)
+    expect((await second.store.meta()).clusterId).toBe(clusterId)
+    expect((await second.store.readTopology()).copies).toBe(3)
+    await second.store.close()
+    const raw = new Database(path)
+    expect(raw.pragma('journal_mode', {simple: true})).toBe('wal')
+    raw.close()
+  })
+
+  it('says to run init when there is no store', async () => {
+    const error = await failure(SqliteStore.open(path))
+    expect(error.exitCode).toBe(ExitCode.store)
+    expect(error.message).toBe(`No mailring store at ${path}: run \`mailring init\` first (or pass --db).`)
+  })
+
+  it('refuses a file that is not a SQLite database', async () => {
+    writeFileSync(
+      path,
+      'this is not a database, just some text that is long enough to have a header. '.repeat(20),
+    )
+    const error = await failure(SqliteStore.open(path))
+    expect(error.exitCode).toBe(ExitCode.store)
+    expect(error.message).toMatch(/not a SQLite database/)
+  })
+
+  it('refuses a schema written by a newer mailring', async () => {
+    const {store} = await SqliteStore.init(path)
+    await store.close()
+    const raw = new Database(path)
+    raw.prepare("UPDATE mailring_meta SET value = '99' WHERE key = 'schema_version'").run()
+    raw.close()
+    const error = await failure(SqliteStore.open(path))
+    expect(error.exitCode).toBe(ExitCode.store)
+    expect(error.message).toMatch(
+      /schema version 99, written by a newer mailring; this one knows up to version 1: upgrade mailring/,
+    )
+  })
+
+  it('takes over a lock left by a process that no longer runs on this host', async () => {
+    const {store} = await SqliteStore.init(path)
+    const dead = spawnSync(process.execPath, ['-e', '0']).pid!
+    const raw = new Database(path)
+    raw
+      .prepare(
+        "INSERT INTO mailring_cluster_lock (id, token, pid, host, command, since) VALUES (1, 'x', ?, ?, 'rebalance', '2024-01-01T00:00:00Z')",
+      )
+      .run(dead, hostname())
+    raw.close()
+    const lock = await store.acquireLock('node add')
+    expect(lock.replacedStale).toEqual({
+      pid: dead,
+      host: hostname(),
+      command: 'rebalance',
+      since: '2024-01-01T00:00:00Z',
+    })
+    await lock.release()
+    await store.close()
+  })
+
+  it('never takes over a lock held from another host', async () => {
+    const {store} = await SqliteStore.init(path)
+    const raw = new Database(path)
+    raw
+      .prepare(
+        "INSERT INTO mailring_cluster_lock (id, token, pid, host, command, since) VALUES (1, 'x', 999999, 'other-host', 'rebalance', '2024-01-01T00:00:00Z')",
+      )
+      .run()
+    raw.close()
+    const error = await failure(store.acquireLock('node add'))
+    expect(error.exitCode).toBe(ExitCode.locked)
+    expect(error.message).toBe(
+      'The cluster is locked by "mailring rebalance" (pid 999999 on other-host, since 2024-01-01T00:00:00Z): wait for it to finish and try again.',
+    )
+    await store.close()
+  })
+})
