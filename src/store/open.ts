@@ -1,9 +1,8 @@
-import {existsSync} from 'node:fs'
-import {homedir} from 'node:os'
 import {dirname, isAbsolute, join, resolve} from 'node:path'
 
 import {ExitCode, MailringError} from '../core/errors.js'
-import {describeIssues, readYamlFile} from '../config/yaml-file.js'
+import {homeOf, locateConfigFile, readConfigFile} from '../config/config-file.js'
+import {describeIssues} from '../config/yaml-file.js'
 import {SqliteStore} from './sqlite.js'
 import type {Store} from './store.js'
 
@@ -41,7 +40,7 @@ export function locateStore(options: LocateOptions = {}): StoreLocation {
   }
   if (env.MAILRING_DB) return parseStoreUrl(env.MAILRING_DB, 'MAILRING_DB', cwd)
 
-  const configPath = findConfigFile(options.config ?? env.MAILRING_CONFIG, env, cwd)
+  const configPath = locateConfigFile(options.config, env, cwd)
   if (configPath) {
     const fromConfig = dbFromConfig(configPath)
     if (fromConfig) return fromConfig
@@ -84,48 +83,20 @@ export async function initStore(
   return SqliteStore.init(location.path, options)
 }
 
-function findConfigFile(
-  explicit: string | undefined,
-  env: NodeJS.ProcessEnv,
-  cwd: string,
-): string | undefined {
-  if (explicit !== undefined && explicit !== '') {
-    const path = resolve(cwd, explicit)
-    if (!existsSync(path)) throw new MailringError(`Cannot read config file ${explicit}: no such file.`)
-    return path
-  }
-  const local = join(cwd, 'mailring.yaml')
-  if (existsSync(local)) return local
-  const configHome =
-    env.XDG_CONFIG_HOME && isAbsolute(env.XDG_CONFIG_HOME)
-      ? env.XDG_CONFIG_HOME
-      : join(homeOf(env), '.config')
-  const user = join(configHome, 'mailring', 'config.yaml')
-  return existsSync(user) ? user : undefined
-}
-
 function dbFromConfig(path: string): StoreLocation | undefined {
-  const file = readYamlFile(path, 'config file')
-  if (file.data === null || file.data === undefined) return undefined
-  if (typeof file.data !== 'object' || Array.isArray(file.data)) {
-    throw new MailringError(
-      describeIssues(file, [{path: [], message: 'a config file is a mapping, e.g. db: sqlite:./cluster.db'}]),
-    )
-  }
-  const db = (file.data as Record<string, unknown>).db
+  const config = readConfigFile(path)
+  const db = config.section('db')
   if (db === undefined || db === null) return undefined
   if (typeof db !== 'string' || db === '') {
     throw new MailringError(
-      describeIssues(file, [{path: ['db'], message: 'db must be a store URL, e.g. sqlite:./cluster.db'}]),
+      describeIssues(config.file, [
+        {path: ['db'], message: 'db must be a store URL, e.g. sqlite:./cluster.db'},
+      ]),
     )
   }
-  const line = file.lineOf(['db'])
+  const line = config.file.lineOf(['db'])
   // A relative path in a config file is relative to the file, not to wherever mailring runs.
   return parseStoreUrl(db, `${path}${line === undefined ? '' : `:${line}`}: db`, dirname(path))
-}
-
-function homeOf(env: NodeJS.ProcessEnv): string {
-  return env.HOME && env.HOME !== '' ? env.HOME : homedir()
 }
 
 /** A URL without its password, for messages. */

@@ -68,13 +68,20 @@ describe('where the store is', () => {
   })
 
   it('names file, line and key of a bad db entry', () => {
-    userConfig('# mailring\nother: 1\ndb: 42\n')
+    userConfig('# mailring\n\ndb: 42\n')
     expect(() => locateStore({env, cwd})).toThrow(
       `${join(dir, 'config', 'mailring', 'config.yaml')}:3: db: db must be a store URL, e.g. sqlite:./cluster.db`,
     )
     userConfig('db: mysql://admin:secret@db.example.net/mailring\n')
     expect(() => locateStore({env, cwd})).toThrow(
       /config\.yaml:1: db: MySQL\/MariaDB stores are not supported yet/,
+    )
+  })
+
+  it('names a misspelt key of the config file', () => {
+    userConfig('# mailring\ndb: sqlite:x.db\ndovecto: {}\n')
+    expect(() => locateStore({env, cwd})).toThrow(
+      `${join(dir, 'config', 'mailring', 'config.yaml')}:3: dovecto: unknown key "dovecto"`,
     )
   })
 
