@@ -13,15 +13,18 @@ export interface YamlFile {
 }
 
 export function readYamlFile(path: string, what: string): YamlFile {
-  let text: string
+  return parseYamlText(readTextFile(path, what), path)
+}
+
+/** A whole text file, or one line saying what could not be read and why. */
+export function readTextFile(path: string, what: string): string {
   try {
-    text = readFileSync(path, 'utf8')
+    return readFileSync(path, 'utf8')
   } catch (error) {
     const reason =
       (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (error as Error).message
     throw new MailringError(`Cannot read ${what} ${path}: ${reason}.`)
   }
-  return parseYamlText(text, path)
 }
 
 export function parseYamlText(text: string, path: string): YamlFile {

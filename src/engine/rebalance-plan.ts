@@ -1,5 +1,5 @@
 import {once} from 'node:events'
-import {createWriteStream, readFileSync, renameSync, rmSync} from 'node:fs'
+import {createWriteStream, renameSync, rmSync} from 'node:fs'
 import {basename, dirname, join} from 'node:path'
 
 import {ExitCode, MailringError} from '../core/errors.js'
@@ -9,6 +9,7 @@ import type {Topology} from '../core/topology.js'
 import {parseTopology} from '../core/validate.js'
 import type {Store, StoreMeta} from '../store/store.js'
 import {checkAlgorithm, checkedTopology} from './topology-check.js'
+import {readTextFile} from '../config/yaml-file.js'
 
 export interface PlanOutcome {
   plan: RebalancePlan
@@ -109,14 +110,7 @@ export async function writePlanFile(path: string, outcome: PlanOutcome): Promise
 
 /** Reads a plan file, refusing anything that is not a mailring plan this version understands. */
 export function readPlanFile(path: string): PlanFileHeader {
-  let text: string
-  try {
-    text = readFileSync(path, 'utf8')
-  } catch (error) {
-    const reason =
-      (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (error as Error).message
-    throw new MailringError(`Cannot read plan ${path}: ${reason}.`)
-  }
+  const text = readTextFile(path, 'plan')
   let data: Partial<PlanFileHeader>
   try {
     data = JSON.parse(text) as Partial<PlanFileHeader>
