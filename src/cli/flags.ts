@@ -9,7 +9,8 @@ export const topologyFlag = Flags.string({
 
 /** Where the store is (docs/operators-guide.md, "Where the store is"). */
 export const dbFlag = Flags.string({
-  summary: 'Store URL: sqlite:PATH (default: $XDG_DATA_HOME/mailring/cluster.db).',
+  summary:
+    'Store URL: sqlite:PATH or mysql://USER@HOST:PORT/DB, password in MAILRING_DB_PASSWORD (default: $XDG_DATA_HOME/mailring/cluster.db).',
   env: 'MAILRING_DB',
   helpGroup: 'STORE',
 })

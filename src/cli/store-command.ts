@@ -2,7 +2,10 @@ import {BaseCommand} from './base-command.js'
 import {storeFlags} from './flags.js'
 import {withClusterLock} from '../engine/lock.js'
 import {locateStore, openStore, type StoreLocation} from '../store/open.js'
-import type {Store} from '../store/store.js'
+import type {ClusterLock, Store, UsersTableSpec} from '../store/store.js'
+import {locateConfigFile, readConfigFile} from '../config/config-file.js'
+import {MailringError} from '../core/errors.js'
+import {usersTableFromConfig} from '../store/users-table-config.js'
 
 export interface StoreFlagValues {
   db?: string
@@ -20,6 +23,19 @@ export abstract class StoreCommand extends BaseCommand {
     return locateStore({db: flags.db, config: flags.config})
   }
 
+  /** The operator's users table named by the config file's users_table section; refused when absent. */
+  protected usersTableSpec(flags: StoreFlagValues, command: string): UsersTableSpec {
+    const path = locateConfigFile(flags.config)
+    const spec = usersTableFromConfig(path === undefined ? undefined : readConfigFile(path))
+    if (!spec) {
+      throw new MailringError(
+        `${command} reads the operator's users table: name it in the config file${path === undefined ? ' (--config FILE, MAILRING_CONFIG, ./mailring.yaml or ~/.config/mailring/config.yaml)' : ` ${path}`}, e.g. "users_table: {table: users, user_column: email}".`,
+        {code: 'no_users_table'},
+      )
+    }
+    return spec
+  }
+
   protected async store(flags: StoreFlagValues): Promise<Store> {
     if (!this.openedStore) this.openedStore = await openStore(this.storeLocation(flags))
     return this.openedStore
@@ -29,13 +45,13 @@ export abstract class StoreCommand extends BaseCommand {
   protected async locked<T>(
     flags: StoreFlagValues,
     label: string,
-    work: (store: Store) => Promise<T>,
+    work: (store: Store, lock: ClusterLock) => Promise<T>,
   ): Promise<T> {
     const store = await this.store(flags)
     return withClusterLock(
       store,
       label,
-      () => work(store),
+      (lock) => work(store, lock),
       (message) => this.warnUser(message),
     )
   }

@@ -146,6 +146,7 @@ export interface WriteFileOptions {
 }
 
 /** SFTP status codes (ssh2's utils.sftp.STATUS_CODE). */
+const SFTP_EOF = 1
 const SFTP_NO_SUCH_FILE = 2
 const SFTP_PERMISSION_DENIED = 3
 
@@ -731,6 +732,53 @@ export class SshConnection {
     }
   }
 
+  /**
+   * A file's content and its stat, read through one open handle (open, fstat, read, close: no extra round
+   * trip for the stat), or undefined if it does not exist.
+   */
+  async readFileWithStat(path: string): Promise<{data: Buffer; stat: RemoteStat} | undefined> {
+    const sftp = await this.sftp()
+    const call = <T = void>(
+      fn: (cb: (error: Error | null | undefined, value?: T) => void) => void,
+    ): Promise<T> =>
+      this.tracked<T>((resolve, reject) =>
+        fn((error, value) => (error ? reject(error) : resolve(value as T))),
+      )
+    let handle: Buffer | undefined
+    try {
+      const h = await call<Buffer>((cb) => sftp.open(path, 'r', cb))
+      handle = h
+      const st = await call<Stats>((cb) => sftp.fstat(h, cb))
+      const chunks: Buffer[] = []
+      let position = 0
+      for (;;) {
+        const want = Math.max(32 * 1024, st.size - position + 1)
+        const buffer = Buffer.alloc(want)
+        const got = await this.tracked<number>((resolve, reject) =>
+          sftp.read(h, buffer, 0, want, position, (error, bytes) => {
+            // ssh2 reports end of file as an EOF status error, or as 0 bytes.
+            if (!error) resolve(bytes)
+            else if (errorCode(error) === SFTP_EOF) resolve(0)
+            else reject(error)
+          }),
+        )
+        if (got <= 0) break
+        chunks.push(buffer.subarray(0, got))
+        position += got
+      }
+      handle = undefined
+      await call((cb) => sftp.close(h, cb))
+      return {data: Buffer.concat(chunks), stat: toRemoteStat(st)}
+    } catch (error) {
+      if (handle) {
+        const h = handle
+        await call((cb) => sftp.close(h, cb)).catch(() => undefined)
+      }
+      if (errorCode(error) === SFTP_NO_SUCH_FILE) return undefined
+      throw this.sftpError(error, `read ${path}`)
+    }
+  }
+
   /** stat (following symlinks), or undefined if the path does not exist. */
   async stat(path: string): Promise<RemoteStat | undefined> {
     const sftp = await this.sftp()
@@ -784,19 +832,57 @@ export class SshConnection {
 
   /**
    * Replaces (or creates) a file so that readers see the old content or the new, never a mix or a truncated
-   * file: the content goes to a temporary file in the same folder (written through an SFTP write stream),
-   * which gets its owner and mode, is fsynced (fsync@openssh.com, when the server has it), and is renamed over
-   * the target (posix-rename). On failure the temporary file is removed and the target is untouched.
-   * A symlink at `path` is replaced by the file, not followed.
+   * file: the content goes to a temporary file in the same folder (writeTempFile), and the temporary file is
+   * renamed over the target (posix-rename). On failure the temporary file is removed and the target is
+   * untouched. A symlink at `path` is replaced by the file, not followed.
    */
   async writeFileAtomic(
     path: string,
     content: string | Buffer,
     options: WriteFileOptions = {},
   ): Promise<void> {
+    const sftp = await this.sftp()
+    const temp = await this.writeTempFile(path, content, options)
+    let step = `rename ${temp} to ${path}`
+    try {
+      step = `prepare ${temp}`
+      await options.beforeRename?.(temp)
+      step = `rename ${temp} to ${path}`
+      await this.tracked<void>((resolve, reject) => {
+        const cb = (error: Error | null | undefined) => (error ? reject(error) : resolve())
+        try {
+          sftp.ext_openssh_rename(temp, path, cb)
+        } catch (error) {
+          cb(
+            new MailringError(
+              `The SFTP server on ${this.label} does not support posix-rename@openssh.com, which mailring needs to replace files atomically.`,
+              {code: 'ssh_sftp_unsupported', cause: error},
+            ),
+          )
+        }
+      })
+    } catch (error) {
+      if (!this.closed) await this.unlink(temp).catch(() => undefined)
+      if (error instanceof MailringError) throw error
+      throw this.sftpError(error, step)
+    }
+  }
+
+  /**
+   * The first half of writeFileAtomic: writes `content` to a new temporary file next to `path` (through an
+   * SFTP write stream), gives it its owner and mode, fsyncs it (fsync@openssh.com, when the server has it)
+   * and closes it; returns its path. The caller renames it over `path` (or removes it). When `mode`, `uid`
+   * and `gid` are all given, `path` is not stat'ed first (one round trip less). On failure nothing is left.
+   */
+  async writeTempFile(
+    path: string,
+    content: string | Buffer,
+    options: Pick<WriteFileOptions, 'mode' | 'uid' | 'gid'> = {},
+  ): Promise<string> {
     const data = typeof content === 'string' ? Buffer.from(content, 'utf8') : content
     const sftp = await this.sftp()
-    const existing = await this.stat(path)
+    const complete = options.mode !== undefined && options.uid !== undefined && options.gid !== undefined
+    const existing = complete ? undefined : await this.stat(path)
     if (existing && existing.type === 'directory') {
       throw new MailringError(`Cannot write ${path} on ${this.label}: it is a directory.`, {code: 'ssh_sftp'})
     }
@@ -849,7 +935,7 @@ export class SshConnection {
       }
       step = `set mode ${mode.toString(8).padStart(4, '0')} on ${temp}`
       await call((cb) => sftp.fchmod(h, mode, cb))
-      // 3. fsync the data before the rename makes it visible.
+      // 3. fsync the data before a rename makes it visible.
       step = `fsync ${temp}`
       await call((cb) => {
         try {
@@ -861,21 +947,7 @@ export class SshConnection {
       step = `close ${temp}`
       handle = undefined
       await call((cb) => sftp.close(h, cb))
-      await options.beforeRename?.(temp)
-      // 4. Atomically replace the target.
-      step = `rename ${temp} to ${path}`
-      await call((cb) => {
-        try {
-          sftp.ext_openssh_rename(temp, path, cb)
-        } catch (error) {
-          cb(
-            new MailringError(
-              `The SFTP server on ${this.label} does not support posix-rename@openssh.com, which mailring needs to replace files atomically.`,
-              {code: 'ssh_sftp_unsupported', cause: error},
-            ),
-          )
-        }
-      })
+      return temp
     } catch (error) {
       if (handle) {
         const h = handle

@@ -1,8 +1,10 @@
 import {dirname, isAbsolute, join, resolve} from 'node:path'
 
 import {ExitCode, MailringError} from '../core/errors.js'
-import {homeOf, locateConfigFile, readConfigFile} from '../config/config-file.js'
+import {homeOf, locateConfigFile, readConfigFile, type ConfigFile} from '../config/config-file.js'
 import {describeIssues} from '../config/yaml-file.js'
+import {MysqlStore} from './mysql.js'
+import {redactUrl, resolveMysqlSettings, type MysqlSettings} from './mysql-settings.js'
 import {SqliteStore} from './sqlite.js'
 import type {Store} from './store.js'
 
@@ -14,11 +16,20 @@ import type {Store} from './store.js'
  *      $XDG_CONFIG_HOME/mailring/config.yaml (~/.config/mailring/config.yaml)
  *   4. the embedded default, $XDG_DATA_HOME/mailring/cluster.db (~/.local/share/mailring/cluster.db)
  */
-export interface StoreLocation {
+export type StoreLocation = SqliteLocation | MysqlLocation
+
+export interface SqliteLocation {
   kind: 'sqlite'
   /** Absolute path of the SQLite file. */
   path: string
   /** Where the choice came from, for messages: "--db", "MAILRING_DB", "config FILE", "default". */
+  source: string
+}
+
+export interface MysqlLocation {
+  kind: 'mysql'
+  /** Host, port, user, database, password and TLS (src/store/mysql-settings.ts). */
+  settings: MysqlSettings
   source: string
 }
 
@@ -34,15 +45,20 @@ export interface LocateOptions {
 export function locateStore(options: LocateOptions = {}): StoreLocation {
   const env = options.env ?? process.env
   const cwd = options.cwd ?? process.cwd()
+  // The config file also holds the password file and TLS of a MySQL store given by --db or MAILRING_DB.
+  const config = (): ConfigFile | undefined => {
+    const path = locateConfigFile(options.config, env, cwd)
+    return path === undefined ? undefined : readConfigFile(path)
+  }
   if (options.db !== undefined && options.db !== '') {
     const source = env.MAILRING_DB === options.db ? 'MAILRING_DB' : '--db'
-    return parseStoreUrl(options.db, source, cwd)
+    return parseStoreUrl(options.db, source, cwd, {env, config})
   }
-  if (env.MAILRING_DB) return parseStoreUrl(env.MAILRING_DB, 'MAILRING_DB', cwd)
+  if (env.MAILRING_DB) return parseStoreUrl(env.MAILRING_DB, 'MAILRING_DB', cwd, {env, config})
 
   const configPath = locateConfigFile(options.config, env, cwd)
   if (configPath) {
-    const fromConfig = dbFromConfig(configPath)
+    const fromConfig = dbFromConfig(readConfigFile(configPath), env)
     if (fromConfig) return fromConfig
   }
   const dataHome =
@@ -52,8 +68,13 @@ export function locateStore(options: LocateOptions = {}): StoreLocation {
   return {kind: 'sqlite', path: join(dataHome, 'mailring', 'cluster.db'), source: 'default'}
 }
 
-/** `sqlite:PATH` (relative to `base`); `mysql://` is recognised and refused until the MySQL store exists. */
-export function parseStoreUrl(url: string, source: string, base: string): StoreLocation {
+/** `sqlite:PATH` (relative to `base`) or `mysql://user@host:port/database` (password and TLS apart). */
+export function parseStoreUrl(
+  url: string,
+  source: string,
+  base: string,
+  context: {env?: NodeJS.ProcessEnv; config?: () => ConfigFile | undefined} = {},
+): StoreLocation {
   if (url.startsWith('sqlite:')) {
     let path = url.slice('sqlite:'.length)
     if (path.startsWith('//')) path = path.slice(2)
@@ -61,17 +82,26 @@ export function parseStoreUrl(url: string, source: string, base: string): StoreL
     return {kind: 'sqlite', path: resolve(base, path), source}
   }
   if (/^(mysql|mariadb):\/\//i.test(url)) {
-    throw storeUrlError(
-      `${source}: MySQL/MariaDB stores are not supported yet (they come in the next release); use sqlite:PATH or leave the store unset for the embedded default.`,
-    )
+    const config = context.config?.()
+    return {
+      kind: 'mysql',
+      settings: resolveMysqlSettings({
+        url,
+        source,
+        env: context.env ?? process.env,
+        ...(config ? {config} : {}),
+      }),
+      source,
+    }
   }
   throw storeUrlError(
-    `${source}: "${redact(url)}" is not a store URL: use sqlite:PATH (e.g. sqlite:./cluster.db).`,
+    `${source}: "${redactUrl(url)}" is not a store URL: use sqlite:PATH (e.g. sqlite:./cluster.db) or mysql://USER@HOST:PORT/DATABASE.`,
   )
 }
 
 /** Opens the located store, which `mailring init` created. */
 export async function openStore(location: StoreLocation): Promise<Store> {
+  if (location.kind === 'mysql') return MysqlStore.open(location.settings)
   return SqliteStore.open(location.path)
 }
 
@@ -80,28 +110,31 @@ export async function initStore(
   location: StoreLocation,
   options: {copies?: number} = {},
 ): Promise<{store: Store; created: boolean}> {
+  if (location.kind === 'mysql') return MysqlStore.init(location.settings, options)
   return SqliteStore.init(location.path, options)
 }
 
-function dbFromConfig(path: string): StoreLocation | undefined {
-  const config = readConfigFile(path)
+function dbFromConfig(config: ConfigFile, env: NodeJS.ProcessEnv): StoreLocation | undefined {
+  const path = config.path
   const db = config.section('db')
   if (db === undefined || db === null) return undefined
   if (typeof db !== 'string' || db === '') {
     throw new MailringError(
       describeIssues(config.file, [
-        {path: ['db'], message: 'db must be a store URL, e.g. sqlite:./cluster.db'},
+        {
+          path: ['db'],
+          message:
+            'db must be a store URL, e.g. sqlite:./cluster.db or mysql://mailring@db.example.net/mailring',
+        },
       ]),
     )
   }
   const line = config.file.lineOf(['db'])
   // A relative path in a config file is relative to the file, not to wherever mailring runs.
-  return parseStoreUrl(db, `${path}${line === undefined ? '' : `:${line}`}: db`, dirname(path))
-}
-
-/** A URL without its password, for messages. */
-function redact(url: string): string {
-  return url.replace(/\/\/([^:/@]*):[^@/]*@/, '//$1:***@')
+  return parseStoreUrl(db, `${path}${line === undefined ? '' : `:${line}`}: db`, dirname(path), {
+    env,
+    config: () => config,
+  })
 }
 
 function storeUrlError(message: string): MailringError {

@@ -22,12 +22,15 @@ import type {
   LockHolder,
   PlacementChunk,
   PlacementScan,
+  ReplaceUsersResult,
   ServerUsage,
   Store,
   StoreMeta,
   UserBatch,
   UserListOptions,
   UserRecord,
+  UsersTable,
+  UsersTableSpec,
 } from './store.js'
 
 /** How long a write waits for another process's transaction before giving up. */
@@ -267,6 +270,56 @@ export class SqliteStore implements Store {
     return result
   }
 
+  async replaceUsers(batches: Iterable<UserBatch>, remove: readonly string[]): Promise<ReplaceUsersResult> {
+    return this.guard(() =>
+      this.db
+        .transaction(() => {
+          const result: ReplaceUsersResult = {created: 0, replaced: 0, removed: 0}
+          const serverIds = new Map(this.serverRows().map((row) => [row.name, row.id]))
+          const idOf = this.db.prepare('SELECT id FROM mailring_users WHERE address = ?').pluck()
+          const insertUser = this.db.prepare('INSERT INTO mailring_users (address, domain) VALUES (?, ?)')
+          const deleteCopies = this.db.prepare('DELETE FROM mailring_copies WHERE user_id = ?')
+          const insertCopy = this.db.prepare(
+            'INSERT INTO mailring_copies (user_id, position, server_id) VALUES (?, ?, ?)',
+          )
+          const touched = new Set<number>()
+          for (const batch of batches) {
+            const ids = batch.servers.map((name) => {
+              const id = serverIds.get(name)
+              if (id === undefined)
+                throw new MailringError(`Unknown server ${name}.`, {code: 'unknown_server'})
+              return id
+            })
+            for (let i = 0; i < batch.users.length; i++) {
+              let userId = idOf.get(batch.users[i]) as number | undefined
+              if (userId === undefined) {
+                userId = insertUser.run(batch.users[i], batch.domains[i]).lastInsertRowid as number
+                result.created++
+              } else {
+                deleteCopies.run(userId)
+                if (!touched.has(userId)) result.replaced++
+              }
+              touched.add(userId)
+              const start = batch.copyStart[i]!
+              const end = batch.copyStart[i + 1]!
+              for (let k = start; k < end; k++) insertCopy.run(userId, k - start, ids[batch.copyServers[k]!]!)
+            }
+          }
+          const removeUser = this.db.prepare('DELETE FROM mailring_users WHERE address = ?')
+          for (const user of remove) result.removed += removeUser.run(user).changes
+          return result
+        })
+        .immediate(),
+    )
+  }
+
+  async usersTable(spec: UsersTableSpec): Promise<UsersTable> {
+    throw new MailringError(
+      `${spec.source}: an operator's users table needs the MySQL/MariaDB store (db: mysql://...); ${this.location} is the embedded store.`,
+      {code: 'users_table_unsupported'},
+    )
+  }
+
   async removeUsers(users: readonly string[]): Promise<string[]> {
     return this.guard(() =>
       this.db
@@ -307,6 +360,26 @@ export class SqliteStore implements Store {
           .sort((a, b) => compareNames(a.server, b.server))
       })(),
     )
+  }
+
+  async *scanUsers(chunkSize = 50_000): AsyncGenerator<string[]> {
+    const page = this.db
+      .prepare('SELECT id, address FROM mailring_users WHERE id > ? ORDER BY id LIMIT ?')
+      .raw()
+    const db = this.db
+    const ownTransaction = !db.inTransaction
+    if (ownTransaction) db.prepare('BEGIN').run()
+    try {
+      let after = 0
+      for (;;) {
+        const rows = this.guard(() => page.all(after, chunkSize) as [number, string][])
+        if (rows.length === 0) return
+        after = rows[rows.length - 1]![0]
+        yield rows.map((row) => row[1])
+      }
+    } finally {
+      if (ownTransaction && db.inTransaction) db.prepare('COMMIT').run()
+    }
   }
 
   async scanPlacements(chunkSize = 20_000): Promise<PlacementScan> {
@@ -391,6 +464,9 @@ export class SqliteStore implements Store {
     return {
       holder,
       ...(replacedStale ? {replacedStale} : {}),
+      // The lock is a row in the file: nothing can take it away while this process runs.
+      lost: new Promise<Error>(() => {}),
+      assertHeld: () => {},
       release: async () => {
         if (!this.db.open) return
         this.guard(() =>

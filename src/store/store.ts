@@ -89,7 +89,59 @@ export interface ClusterLock {
   readonly holder: LockHolder
   /** A lock left by a process that no longer runs (same host), taken over by this one. */
   readonly replacedStale?: LockHolder
+  /**
+   * Settles (never rejects) with the error to report when the lock is lost, e.g. when the database
+   * connection that holds it breaks; stays pending for a lock that cannot be lost.
+   */
+  readonly lost: Promise<Error>
+  /** Throws that error (exit code 3) once the lock is lost: long operations call it between steps. */
+  assertHeld(): void
   release(): Promise<void>
+}
+
+export interface ReplaceUsersResult {
+  /** Users that did not exist and were created with their copies. */
+  created: number
+  /** Users that existed and whose copies were replaced. */
+  replaced: number
+  /** Users of the removal list that existed and were removed. */
+  removed: number
+}
+
+/**
+ * The operator's own users table (config section users_table), read only: mailring never alters it.
+ * Either one column holds the whole address, or a local-part column and a domain column.
+ */
+export interface UsersTableSpec {
+  table: string
+  userColumn?: string
+  localColumn?: string
+  domainColumn?: string
+  /** Where the spec came from, for messages, e.g. "mailring.yaml:7: users_table". */
+  source: string
+}
+
+export interface UsersTableChunk {
+  /** Addresses as the table holds them (not canonicalised); '' when empty or NULL. */
+  users: string[]
+  /** Per requested extra column, its value in each row ('' for NULL). */
+  columns: string[][]
+}
+
+export interface UsersTable {
+  /** The table's name, for messages. */
+  readonly name: string
+  /** Checks that these extra columns exist (MailringError, exit code 1, naming the missing one). */
+  checkColumns(columns: readonly string[], source: string): Promise<void>
+  /** Streams every row: the address and the given extra columns, a consistent snapshot. */
+  rows(columns?: readonly string[], chunkSize?: number): AsyncIterable<UsersTableChunk>
+  /**
+   * The differences against mailring's users, computed by the database where it can do so through
+   * indexes (undefined otherwise): `unmatched`, the addresses of rows that equal no mailring user byte for
+   * byte (new users, or known users written differently); `unlisted`, the mailring users that no row
+   * names (compared as the operator's column compares: a superset of the users to retire).
+   */
+  differences?(): Promise<{unmatched: AsyncIterable<string[]>; unlisted: AsyncIterable<string[]>} | undefined>
 }
 
 export interface Store {
@@ -115,11 +167,19 @@ export interface Store {
   insertUsers(batches: Iterable<UserBatch>, options: {skipExisting: boolean}): Promise<InsertUsersResult>
   /** Removes users and their copies; returns those that existed. */
   removeUsers(users: readonly string[]): Promise<string[]>
+  /**
+   * In one transaction: sets the current copies of every user in `batches` (creating users that do not
+   * exist, replacing the copies of those that do; a user given twice keeps the last), then removes the
+   * users in `remove`. Refuses (and writes nothing) when a copy is on an unknown server.
+   */
+  replaceUsers(batches: Iterable<UserBatch>, remove: readonly string[]): Promise<ReplaceUsersResult>
   getUser(user: string): Promise<UserRecord | undefined>
   listUsers(options: UserListOptions): Promise<UserRecord[]>
   countUsers(): Promise<number>
   /** Copies and primaries per server, for every server (zero when it holds nothing). */
   serverUsage(): Promise<ServerUsage[]>
+  /** Streams every user's address (no copies), a consistent snapshot, in chunks of about `chunkSize`. */
+  scanUsers(chunkSize?: number): AsyncIterable<string[]>
   /** Streams every user's current copies, a consistent snapshot, in chunks of about `chunkSize` users. */
   scanPlacements(chunkSize?: number): Promise<PlacementScan>
 
@@ -127,4 +187,10 @@ export interface Store {
   /** Takes the lock or throws a MailringError (exit code 3) naming the holder. */
   acquireLock(command: string): Promise<ClusterLock>
   lockHolder(): Promise<LockHolder | undefined>
+
+  /**
+   * The operator's users table beside mailring's tables, after checking that it and its columns exist;
+   * refused (MailringError) by stores that cannot hold one (the embedded store).
+   */
+  usersTable(spec: UsersTableSpec): Promise<UsersTable>
 }

@@ -242,6 +242,10 @@ export function storeContract(name: string, makeStore: () => Promise<ContractTar
         i % 2 === 0 ? ['mx01', 'mx02'] : ['mx02', 'mx03', 'mx01'],
       ])
       await store.insertUsers([batch(users.slice(0, 10)), batch(users.slice(10))], {skipExisting: false})
+      const addresses: string[][] = []
+      for await (const chunk of store.scanUsers(10)) addresses.push(chunk)
+      expect(addresses.map((chunk) => chunk.length)).toEqual([10, 10, 5])
+      expect(addresses.flat()).toEqual(users.map(([user]) => user))
       const scanned = await collect(store, 10)
       expect(scanned.chunks.map((chunk) => chunk.users.length)).toEqual([10, 10, 5])
       expect(scanned.users).toEqual(new Map(users))
@@ -259,6 +263,53 @@ export function storeContract(name: string, makeStore: () => Promise<ContractTar
       expect((await store.readTopology()).servers.map((s) => s.name)).toEqual(['mx01', 'mx02'])
     })
 
+    it('replaces current copies, creates missing users and removes others, all in one transaction', async () => {
+      await store.writeTopology(topology)
+      await store.insertUsers(
+        [
+          batch([
+            ['a@example.com', ['mx01', 'mx02']],
+            ['b@example.com', ['mx02', 'mx01']],
+            ['gone@example.com', ['mx01', 'mx02']],
+          ]),
+        ],
+        {skipExisting: false},
+      )
+      const result = await store.replaceUsers(
+        [
+          batch([
+            ['a@example.com', ['mx03']],
+            ['new@example.com', ['mx02', 'mx03']],
+          ]),
+          batch([['a@example.com', ['mx02', 'mx03', 'mx01']]]),
+        ],
+        ['gone@example.com', 'nobody@example.com'],
+      )
+      expect(result).toEqual({created: 1, replaced: 1, removed: 1})
+      expect((await store.getUser('a@example.com'))?.copies).toEqual(['mx02', 'mx03', 'mx01'])
+      expect((await store.getUser('b@example.com'))?.copies).toEqual(['mx02', 'mx01'])
+      expect(await store.getUser('new@example.com')).toEqual({
+        user: 'new@example.com',
+        domain: 'example.com',
+        copies: ['mx02', 'mx03'],
+      })
+      expect(await store.getUser('gone@example.com')).toBeUndefined()
+
+      await expectMailringError(
+        store.replaceUsers([batch([['b@example.com', ['mx99']]])], ['a@example.com']),
+        ExitCode.error,
+        /mx99/,
+      )
+      expect((await store.getUser('b@example.com'))?.copies).toEqual(['mx02', 'mx01'])
+      expect(await store.countUsers()).toBe(3)
+    })
+
+    it('refuses an operator users table it cannot read, naming the table', async () => {
+      await expect(
+        store.usersTable({table: 'no_such_table', userColumn: 'email', source: 'test: users_table'}),
+      ).rejects.toThrow(/test: users_table: .*no_such_table|test: users_table: .*MySQL/)
+    })
+
     it('gives the cluster lock to one holder at a time and names the holder to the others', async () => {
       const other = await target.open()
       others.push(other)
@@ -270,6 +321,7 @@ export function storeContract(name: string, makeStore: () => Promise<ContractTar
         ExitCode.locked,
         new RegExp(`locked by "mailring node add mx13" \\(pid ${process.pid} on ${hostname()}`),
       )
+      lock.assertHeld()
       await lock.release()
       expect(await store.lockHolder()).toBeUndefined()
       const second = await other.acquireLock('users import')

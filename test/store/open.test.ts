@@ -5,7 +5,10 @@ import {join} from 'node:path'
 import {afterEach, beforeEach, describe, expect, it} from 'vitest'
 
 import {ExitCode, MailringError} from '../../src/core/errors.js'
-import {locateStore} from '../../src/store/open.js'
+import {locateStore as locateAny, type LocateOptions, type SqliteLocation} from '../../src/store/open.js'
+
+/** These tests locate SQLite stores (MySQL locations: test/store/mysql-settings.test.ts). */
+const locateStore = (options: LocateOptions): SqliteLocation => locateAny(options) as SqliteLocation
 
 describe('where the store is', () => {
   let dir: string
@@ -70,11 +73,11 @@ describe('where the store is', () => {
   it('names file, line and key of a bad db entry', () => {
     userConfig('# mailring\n\ndb: 42\n')
     expect(() => locateStore({env, cwd})).toThrow(
-      `${join(dir, 'config', 'mailring', 'config.yaml')}:3: db: db must be a store URL, e.g. sqlite:./cluster.db`,
+      `${join(dir, 'config', 'mailring', 'config.yaml')}:3: db: db must be a store URL, e.g. sqlite:./cluster.db or mysql://mailring@db.example.net/mailring`,
     )
     userConfig('db: mysql://admin:secret@db.example.net/mailring\n')
     expect(() => locateStore({env, cwd})).toThrow(
-      /config\.yaml:1: db: MySQL\/MariaDB stores are not supported yet/,
+      /config\.yaml:1: db: the store URL holds a password \("mysql:\/\/admin:\*\*\*@db\.example\.net\/mailring"\)/,
     )
   })
 
@@ -95,7 +98,7 @@ describe('where the store is', () => {
     expect(error).toBeInstanceOf(MailringError)
     expect((error as MailringError).exitCode).toBe(ExitCode.store)
     expect((error as MailringError).message).toBe(
-      '--db: "postgres://admin:***@db/x" is not a store URL: use sqlite:PATH (e.g. sqlite:./cluster.db).',
+      '--db: "postgres://admin:***@db/x" is not a store URL: use sqlite:PATH (e.g. sqlite:./cluster.db) or mysql://USER@HOST:PORT/DATABASE.',
     )
     expect(() => locateStore({db: 'sqlite:', env, cwd})).toThrow(
       '--db: "sqlite:" needs a file path, e.g. sqlite:./cluster.db',

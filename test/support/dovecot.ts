@@ -403,6 +403,11 @@ function buildConfig(
  * moment, a mail delivered right after start was not replicated within 10 s in 1 run of 4 (status: priority
  * high, no success) — most likely both start-up full syncs waiting on the dsync user lock (`-l 30`). With
  * the replicator on one host only, it replicated within 0.7 s in 9 runs of 9.
+ * Also seen here: do not open the user's mailbox on the replica (IMAP, `doveadm fetch`) while waiting for a
+ * replicated mail there. Before the first sync that carries mail the replica has no INBOX; opening it
+ * creates one while dsync creates it too, dsync exits 2 ("changes during sync", not logged when run by
+ * the replicator), and the replicator marks the user failed and retries only after 5 minutes (1 run of 4).
+ * Watch the replica's maildir on disk instead (test/dovecot/replication.test.ts).
  */
 export const REPLICATION_CONFIG = `mail_plugins = $mail_plugins notify replication
 service replicator {

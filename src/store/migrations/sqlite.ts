@@ -40,4 +40,9 @@ export const sqliteMigrations: readonly Migration[] = [
       )`,
     ],
   },
+  {
+    version: 2,
+    description: "copies by server: Dovecot's iterate_query and per-server counts (as the MySQL schema has)",
+    statements: [`CREATE INDEX mailring_copies_server ON mailring_copies (server_id, user_id)`],
+  },
 ]

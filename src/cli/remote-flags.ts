@@ -1,0 +1,22 @@
+import {Flags} from '@oclif/core'
+
+import {DOVECOT_VERSIONS} from '../dovecot/render.js'
+
+/** Flags of `config diff` and `config push`. */
+export const remoteFlags = {
+  server: Flags.string({
+    char: 's',
+    summary: 'A server to work on (repeatable); default every server in the store.',
+    multiple: true,
+  }),
+  dovecot: Flags.string({
+    summary: "Dovecot version (default: the config file's dovecot.version, else 2.3).",
+    options: [...DOVECOT_VERSIONS],
+  }),
+  parallel: Flags.integer({summary: 'Servers worked on at once.', default: 1, min: 1, max: 100}),
+  'accept-new': Flags.boolean({
+    summary:
+      'Trust and record the host key of a server not in known_hosts yet (StrictHostKeyChecking=accept-new); a changed key is still refused.',
+  }),
+  'show-secrets': Flags.boolean({summary: 'Show the database password in diffs instead of a mask.'}),
+}

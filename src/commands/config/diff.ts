@@ -1,0 +1,64 @@
+import {Flags} from '@oclif/core'
+
+import {remoteFlags} from '../../cli/remote-flags.js'
+import {StoreCommand} from '../../cli/store-command.js'
+import type {DovecotVersion} from '../../dovecot/render.js'
+import {loadDovecotContext} from '../../engine/config-render.js'
+import {diffConfig, type ServerDiffResult} from '../../engine/config-push.js'
+
+export interface ConfigDiffResult {
+  servers: ServerDiffResult[]
+  /** Servers whose installed file differs from the rendered one (or is missing). */
+  drifted: number
+  failed: number
+}
+
+export default class ConfigDiff extends StoreCommand {
+  static override summary =
+    "Compare each server's installed Dovecot SQL file with the rendered one (unified diff)."
+  static override description = `Reads the file over SSH (read only) and prints a unified diff from the installed file to the rendered one; secrets are masked unless --show-secrets.
+
+Exit codes: 0 no server differs (or without --detailed-exitcode: shown), 2 with --detailed-exitcode: a server differs or lacks the file, 1 a server could not be read (unknown, no address, unreachable, host key, permission), 4 store error.`
+
+  static override examples = [
+    '<%= config.bin %> config diff',
+    '<%= config.bin %> config diff --server mx01 --detailed-exitcode',
+  ]
+
+  static override flags = {
+    ...remoteFlags,
+    'detailed-exitcode': Flags.boolean({summary: 'Exit 2 when a server differs (drift detection in CI).'}),
+  }
+
+  async run(): Promise<ConfigDiffResult> {
+    const {flags} = await this.parse(ConfigDiff)
+    const store = await this.store(flags)
+    const ctx = await loadDovecotContext({store, location: this.storeLocation(flags), config: flags.config})
+    const servers = await diffConfig(ctx, {
+      ...(flags.server ? {servers: flags.server} : {}),
+      ...(flags.dovecot ? {version: flags.dovecot as DovecotVersion} : {}),
+      parallel: flags.parallel,
+      acceptNew: flags['accept-new'],
+      showSecrets: flags['show-secrets'],
+    })
+    for (const s of servers) {
+      if (s.diff) this.log(s.diff.replace(/\n$/, ''))
+      else if (s.status === 'same') this.log(`${s.server}: ${s.path} is up to date`)
+    }
+    for (const s of servers)
+      if (s.status === 'failed') process.stderr.write(`Error: ${s.server}: ${s.message}\n`)
+    const drifted = servers.filter((s) => s.status === 'different' || s.status === 'missing').length
+    const failed = servers.filter((s) => s.status === 'failed').length
+    if (failed > 0) process.exitCode = 1
+    else if (drifted > 0 && flags['detailed-exitcode']) process.exitCode = 2
+    return {servers, drifted, failed}
+  }
+
+  protected override toSuccessJson(result: unknown): {status: 0; result: unknown; warnings: string[]} {
+    const json = super.toSuccessJson(result)
+    const r = result as ConfigDiffResult
+    if (r.failed > 0) (json as {status: number}).status = 1
+    else if (r.drifted > 0 && this.argv.includes('--detailed-exitcode')) (json as {status: number}).status = 2
+    return json
+  }
+}

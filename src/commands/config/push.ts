@@ -1,0 +1,74 @@
+import {Flags} from '@oclif/core'
+
+import {remoteFlags} from '../../cli/remote-flags.js'
+import {StoreCommand} from '../../cli/store-command.js'
+import type {DovecotVersion} from '../../dovecot/render.js'
+import {loadDovecotContext} from '../../engine/config-render.js'
+import {pushConfig, type ServerPushResult} from '../../engine/config-push.js'
+import {renderTable} from '../../ui/table.js'
+
+export interface ConfigPushResult {
+  dryRun: boolean
+  servers: ServerPushResult[]
+  /** Servers that failed or were rolled back. */
+  failed: number
+}
+
+export default class ConfigPush extends StoreCommand {
+  static override summary =
+    "Install each server's Dovecot SQL configuration over SSH, validated, with rollback."
+  static override description = `Per server, over one SSH connection (host keys verified against known_hosts; ~/.ssh/config or ssh.config_file honoured): read the installed file (unchanged: nothing written, no reload); keep it as FILE.mailring-backup; write the new one atomically with the configured owner and mode (default root:dovecot 0640); run doveconf -n, doveadm reload, and look up a user the server holds through the new file. When a check fails, the backup is put back and Dovecot reloaded again.
+
+Servers are worked on --parallel at a time; the first failure stops further servers unless --continue-on-error. One line per server: updated, unchanged, would-update (--dry-run), failed, rolled-back, skipped.
+
+Exit codes: 0 every server updated or unchanged, 1 a server failed or was rolled back (the others' results are still reported), 4 store error.`
+
+  static override examples = [
+    '<%= config.bin %> config push --dry-run',
+    '<%= config.bin %> config push --parallel 10',
+    '<%= config.bin %> config push --server mx01 --server mx02 --continue-on-error --json',
+  ]
+
+  static override flags = {
+    ...remoteFlags,
+    'dry-run': Flags.boolean({summary: 'Show what would change; write nothing.'}),
+    'continue-on-error': Flags.boolean({summary: 'Keep going after a server fails.'}),
+  }
+
+  async run(): Promise<ConfigPushResult> {
+    const {flags} = await this.parse(ConfigPush)
+    const store = await this.store(flags)
+    const ctx = await loadDovecotContext({store, location: this.storeLocation(flags), config: flags.config})
+    const servers = await pushConfig(ctx, {
+      ...(flags.server ? {servers: flags.server} : {}),
+      ...(flags.dovecot ? {version: flags.dovecot as DovecotVersion} : {}),
+      parallel: flags.parallel,
+      continueOnError: flags['continue-on-error'],
+      dryRun: flags['dry-run'],
+      acceptNew: flags['accept-new'],
+      showSecrets: flags['show-secrets'],
+      onNote: (note) => {
+        if (/added the host key/.test(note)) this.warnUser(note)
+      },
+    })
+    if (flags['dry-run']) {
+      for (const s of servers) if (s.diff) this.log(s.diff.replace(/\n$/, ''))
+    }
+    this.log(
+      renderTable(
+        ['SERVER', 'ADDRESS', 'STATUS', 'DETAIL'],
+        servers.map((s) => [s.server, s.address || '-', s.status, s.message]),
+      ),
+    )
+    const failed = servers.filter((s) => s.status === 'failed' || s.status === 'rolled-back').length
+    if (failed > 0) process.exitCode = 1
+    return {dryRun: flags['dry-run'], servers, failed}
+  }
+
+  protected override toSuccessJson(result: unknown): {status: 0; result: unknown; warnings: string[]} {
+    const json = super.toSuccessJson(result)
+    // A run where a server failed still reports every server, with status 1 (the exit code).
+    if ((result as ConfigPushResult).failed > 0) (json as {status: number}).status = 1
+    return json
+  }
+}

@@ -1,0 +1,65 @@
+import {Flags} from '@oclif/core'
+
+import {StoreCommand} from '../../cli/store-command.js'
+import {DOVECOT_VERSIONS, maskSecrets, type DovecotVersion} from '../../dovecot/render.js'
+import {loadDovecotContext, renderFor} from '../../engine/config-render.js'
+
+export interface ConfigRenderResult {
+  server: string
+  role: 'backend' | 'proxy'
+  version: DovecotVersion
+  /** Where `config push` installs it. */
+  path: string
+  /** The file; secrets masked unless --show-secrets. */
+  text: string
+  secretsMasked: boolean
+  notes: string[]
+}
+
+export default class ConfigRender extends StoreCommand {
+  static override summary = "Print a server's Dovecot SQL configuration, rendered from the store."
+  static override description = `The file (Dovecot 2.3: dovecot-sql.conf.ext; 2.4: inline sql settings) that makes SERVER's Dovecot find exactly the users it holds a copy of, with mail_replica set to the next copy of each user. With --proxy, the passdb for proxy and director hosts: each login goes to the first copy on a server that is not down.
+
+The database password appears only with --show-secrets (and in the file written to the server by \`config push\`).
+
+Exit codes: 0 printed, 1 unknown server or invalid configuration, 4 store error.`
+
+  static override examples = [
+    '<%= config.bin %> config render --server mx01',
+    '<%= config.bin %> config render --server mx01 --dovecot 2.4',
+    '<%= config.bin %> config render --proxy',
+  ]
+
+  static override flags = {
+    server: Flags.string({char: 's', summary: 'The server to render for.', exclusive: ['proxy']}),
+    proxy: Flags.boolean({summary: 'Render the proxy passdb (for proxy and director hosts).'}),
+    dovecot: Flags.string({
+      summary: "Dovecot version (default: the config file's dovecot.version, else 2.3).",
+      options: [...DOVECOT_VERSIONS],
+    }),
+    'show-secrets': Flags.boolean({summary: 'Show the database password instead of a mask.'}),
+  }
+
+  async run(): Promise<ConfigRenderResult> {
+    const {flags} = await this.parse(ConfigRender)
+    const store = await this.store(flags)
+    const ctx = await loadDovecotContext({store, location: this.storeLocation(flags), config: flags.config})
+    const role = flags.proxy ? 'proxy' : 'backend'
+    const r = renderFor(ctx, flags.server, {
+      role,
+      ...(flags.dovecot ? {version: flags.dovecot as DovecotVersion} : {}),
+    })
+    const text = flags['show-secrets'] ? r.rendered.text : maskSecrets(r.rendered.text, r.rendered.secrets)
+    for (const note of r.rendered.notes) this.warnUser(note)
+    this.log(text.replace(/\n$/, ''))
+    return {
+      server: r.server,
+      role,
+      version: r.version,
+      path: r.path,
+      text,
+      secretsMasked: !flags['show-secrets'] && r.rendered.secrets.length > 0,
+      notes: r.rendered.notes,
+    }
+  }
+}

@@ -1,0 +1,220 @@
+/**
+ * Rendering Dovecot's SQL configuration from the store and the config file (the service behind
+ * `mailring config render`, and the first step of `config diff` and `config push`).
+ */
+import {MailringError} from '../core/errors.js'
+import type {Server} from '../core/topology.js'
+import {locateConfigFile, readConfigFile, type ConfigFile} from '../config/config-file.js'
+import {
+  renderDovecotSql,
+  type DovecotRole,
+  type DovecotVersion,
+  type OperatorUsersTable,
+  type RenderedConfig,
+  type SqlConnection,
+} from '../dovecot/render.js'
+import {
+  configPathOf,
+  dovecotDbPassword,
+  parseDovecotSettings,
+  versionOf,
+  type DovecotSettings,
+} from '../dovecot/settings.js'
+import {parseSshSettings, type SshSettings} from '../remote/settings.js'
+import type {StoreLocation} from '../store/open.js'
+import {usersTableFromConfig} from '../store/users-table-config.js'
+import type {Store} from '../store/store.js'
+
+export interface DovecotContext {
+  store: Store
+  location: StoreLocation
+  config?: ConfigFile
+  settings: DovecotSettings
+  ssh: SshSettings
+  servers: Server[]
+  env: NodeJS.ProcessEnv
+}
+
+export async function loadDovecotContext(options: {
+  store: Store
+  location: StoreLocation
+  config?: string
+  env?: NodeJS.ProcessEnv
+  cwd?: string
+}): Promise<DovecotContext> {
+  const env = options.env ?? process.env
+  const configPath = locateConfigFile(options.config, env, options.cwd)
+  const config = configPath === undefined ? undefined : readConfigFile(configPath)
+  const topology = await options.store.readTopology()
+  return {
+    store: options.store,
+    location: options.location,
+    ...(config ? {config} : {}),
+    settings: parseDovecotSettings(config),
+    ssh: parseSshSettings(config),
+    servers: topology.servers,
+    env,
+  }
+}
+
+/** What Dovecot connects to: the store's database, as the servers see it. */
+export function dovecotConnection(ctx: DovecotContext): SqlConnection {
+  const location = ctx.location as StoreLocation & {kind: string}
+  if (location.kind === 'sqlite') {
+    return {dialect: 'sqlite', path: ctx.settings.sqlitePath ?? location.path}
+  }
+  return mysqlConnection(ctx, location as unknown as Record<string, unknown>)
+}
+
+/**
+ * A MySQL store: hosts, port and database from dovecot.db_hosts/db_port/db_name, else from the store's own
+ * location; the user and password of the database user Dovecot connects as from the `dovecot` section.
+ */
+function mysqlConnection(ctx: DovecotContext, outer: Record<string, unknown>): SqlConnection {
+  const s = ctx.settings
+  // MysqlLocation keeps host, port and database in `settings` (src/store/mysql-settings.ts).
+  const location =
+    typeof outer.settings === 'object' && outer.settings !== null
+      ? (outer.settings as Record<string, unknown>)
+      : outer
+  const storeHost = typeof location.host === 'string' ? location.host : undefined
+  const storePort = typeof location.port === 'number' ? location.port : undefined
+  const storeDb =
+    typeof location.database === 'string'
+      ? location.database
+      : typeof location.dbname === 'string'
+        ? location.dbname
+        : undefined
+  const hosts = s.dbHosts ?? (storeHost ? [storeHost] : [])
+  const dbname = s.dbName ?? storeDb
+  if (hosts.length === 0 || dbname === undefined) {
+    throw new MailringError(
+      'Cannot tell Dovecot where the database is: set dovecot.db_hosts and dovecot.db_name in the config file.',
+      {code: 'invalid_config'},
+    )
+  }
+  if (s.dbUser === undefined) {
+    throw new MailringError(
+      'dovecot.db_user is not set: name the database user Dovecot connects as (with read access to the mailring_ tables).',
+      {code: 'invalid_config'},
+    )
+  }
+  const port = s.dbPort ?? storePort
+  return {
+    dialect: 'mysql',
+    hosts,
+    ...(port === undefined ? {} : {port}),
+    dbname,
+    user: s.dbUser,
+    password: dovecotDbPassword(s, ctx.env),
+  }
+}
+
+/**
+ * The operator's users table, for password_query: the `users_table` section ({table, user_column} or
+ * {table, local_column, domain_column}), with the password column from dovecot.password_column.
+ */
+export function operatorUsersTable(ctx: DovecotContext): OperatorUsersTable | undefined {
+  const spec = usersTableFromConfig(ctx.config)
+  if (!spec) return undefined
+  const out: OperatorUsersTable = {table: spec.table, passwordColumn: ctx.settings.passwordColumn}
+  if (spec.userColumn !== undefined) out.userColumn = spec.userColumn
+  if (spec.localColumn !== undefined) out.localColumn = spec.localColumn
+  if (spec.domainColumn !== undefined) out.domainColumn = spec.domainColumn
+  return out
+}
+
+export interface ServerRendering {
+  server: string
+  address: string
+  version: DovecotVersion
+  /** Where the file goes on the server. */
+  path: string
+  rendered: RenderedConfig
+}
+
+export function findServer(ctx: DovecotContext, name: string): Server {
+  const server = ctx.servers.find((s) => s.name === name)
+  if (!server) {
+    const known = ctx.servers.map((s) => s.name)
+    throw new MailringError(
+      `Unknown server "${name}"${known.length > 0 ? ` (servers: ${known.slice(0, 10).join(', ')}${known.length > 10 ? ', ...' : ''})` : ': the store has no servers yet'}.`,
+      {code: 'unknown_server'},
+    )
+  }
+  return server
+}
+
+/** One server's file (backend role), or the proxies' file with role 'proxy'. */
+export function renderFor(
+  ctx: DovecotContext,
+  name: string | undefined,
+  options: {version?: DovecotVersion; role?: DovecotRole} = {},
+): ServerRendering {
+  const role = options.role ?? 'backend'
+  const server = name === undefined ? undefined : findServer(ctx, name)
+  if (role === 'backend' && !server) throw new MailringError('Name the server to render with --server.')
+  const version = options.version ?? (server ? versionOf(ctx.settings, server.name) : ctx.settings.version)
+  const s = ctx.settings
+  const usersTable = role === 'backend' ? operatorUsersTable(ctx) : undefined
+  const rendered = renderDovecotSql({
+    ...(server ? {server: server.name} : {}),
+    role,
+    version,
+    connection: dovecotConnection(ctx),
+    ...(usersTable ? {usersTable} : {}),
+    home: s.home,
+    uid: s.uid,
+    gid: s.gid,
+    ...(s.defaultPassScheme ? {defaultPassScheme: s.defaultPassScheme} : {}),
+    replica: {scheme: s.replicaScheme, port: s.doveadmPort},
+    proxyTimeoutSeconds: s.proxyTimeoutSeconds,
+  })
+  return {
+    server: server?.name ?? 'proxy',
+    address: server?.address ?? '',
+    version,
+    // `{server}` in config_path: the server's name (several servers sharing one file system: tests, containers).
+    path: configPathOf(s, version)
+      .split('{server}')
+      .join(server?.name ?? 'proxy'),
+    rendered,
+  }
+}
+
+export interface SampleUser {
+  user: string
+  /** The mail_replica this server's userdb must return for the user (undefined: a single copy). */
+  mailReplica?: string
+}
+
+/**
+ * For each named server, one user it holds and the mail_replica its userdb must return: what `config push`
+ * looks up through the new configuration. Reads the placement only until every server has one.
+ */
+export async function sampleUsers(
+  ctx: DovecotContext,
+  names: readonly string[],
+): Promise<Map<string, SampleUser>> {
+  const wanted = new Set(names)
+  const found = new Map<string, SampleUser>()
+  const addressOf = new Map(ctx.servers.map((s) => [s.name, s.address]))
+  const scan = await ctx.store.scanPlacements(2000)
+  for await (const chunk of scan.chunks) {
+    for (let i = 0; i < chunk.users.length; i++) {
+      const start = chunk.copyStart[i]!
+      const end = chunk.copyStart[i + 1]!
+      const copies = Array.from(chunk.copyServers.subarray(start, end), (k) => scan.servers[k]!)
+      copies.forEach((server, position) => {
+        if (!wanted.has(server) || found.has(server)) return
+        const peer = copies.length > 1 ? copies[(position + 1) % copies.length]! : undefined
+        const sample: SampleUser = {user: chunk.users[i]!}
+        if (peer !== undefined)
+          sample.mailReplica = `${ctx.settings.replicaScheme}:${addressOf.get(peer) ?? ''}:${ctx.settings.doveadmPort}`
+        found.set(server, sample)
+      })
+    }
+    if (found.size === wanted.size) break
+  }
+  return found
+}

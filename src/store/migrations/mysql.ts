@@ -1,0 +1,77 @@
+import type {Migration} from './index.js'
+
+const TABLE = 'ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin'
+
+/**
+ * The MySQL/MariaDB schema: the same tables, columns and versions as the SQLite schema (sqlite.ts), so that
+ * Dovecot's userdb and the generated queries read either the same way. Addresses, domains and server
+ * names are canonical (lower-case addresses) and compared byte for byte: utf8mb4_bin.
+ *
+ * Indexes for Dovecot's per-server lookups: one user's row by address (the unique key on
+ * mailring_users.address) and the users of one server (mailring_copies (server_id, user_id)).
+ */
+export const mysqlMigrations: readonly Migration[] = [
+  {
+    version: 1,
+    description: 'topology, users, current copies, cluster lock',
+    statements: [
+      `CREATE TABLE IF NOT EXISTS mailring_meta (
+        \`key\` VARCHAR(64) NOT NULL PRIMARY KEY,
+        value TEXT NOT NULL
+      ) ${TABLE}`,
+      `CREATE TABLE mailring_servers (
+        id INT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+        name VARCHAR(255) NOT NULL,
+        address VARCHAR(255) NOT NULL DEFAULT '',
+        zone VARCHAR(255) NULL,
+        weight DOUBLE NOT NULL CHECK (weight > 0),
+        state VARCHAR(16) NOT NULL CHECK (state IN ('active', 'draining', 'down')),
+        UNIQUE KEY mailring_servers_name (name)
+      ) ${TABLE}`,
+      `CREATE TABLE mailring_domains (
+        domain VARCHAR(255) NOT NULL PRIMARY KEY,
+        copies INT NULL
+      ) ${TABLE}`,
+      `CREATE TABLE mailring_domain_servers (
+        domain VARCHAR(255) NOT NULL,
+        server_id INT NOT NULL,
+        PRIMARY KEY (domain, server_id),
+        KEY mailring_domain_servers_server (server_id),
+        CONSTRAINT mailring_domain_servers_domain FOREIGN KEY (domain) REFERENCES mailring_domains (domain) ON DELETE CASCADE,
+        CONSTRAINT mailring_domain_servers_server FOREIGN KEY (server_id) REFERENCES mailring_servers (id)
+      ) ${TABLE}`,
+      `CREATE TABLE mailring_users (
+        id INT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
+        address VARCHAR(320) NOT NULL,
+        domain VARCHAR(255) NOT NULL,
+        UNIQUE KEY mailring_users_address (address)
+      ) ${TABLE}`,
+      // The current placement: where each copy is now (position 0 is the primary). The (server_id,
+      // user_id) key lists the users of one server (Dovecot's iterate_query) and serves the foreign key.
+      `CREATE TABLE mailring_copies (
+        user_id INT UNSIGNED NOT NULL,
+        position INT NOT NULL,
+        server_id INT NOT NULL,
+        PRIMARY KEY (user_id, position),
+        KEY mailring_copies_server (server_id, user_id),
+        CONSTRAINT mailring_copies_user FOREIGN KEY (user_id) REFERENCES mailring_users (id) ON DELETE CASCADE,
+        CONSTRAINT mailring_copies_server FOREIGN KEY (server_id) REFERENCES mailring_servers (id)
+      ) ${TABLE}`,
+      // At most one row: who holds the cluster lock (the lock itself is GET_LOCK('mailring_cluster')).
+      `CREATE TABLE mailring_cluster_lock (
+        id INT NOT NULL PRIMARY KEY CHECK (id = 1),
+        token VARCHAR(64) NOT NULL,
+        pid INT NOT NULL,
+        host VARCHAR(255) NOT NULL,
+        command TEXT NOT NULL,
+        since VARCHAR(40) NOT NULL
+      ) ${TABLE}`,
+    ],
+  },
+  {
+    version: 2,
+    description: "copies by server: Dovecot's iterate_query and per-server counts (as the SQLite schema has)",
+    // MySQL has had mailring_copies_server since version 1 (its foreign key on server_id needs an index).
+    statements: [],
+  },
+]

@@ -1,0 +1,194 @@
+/**
+ * The rendered SQL configuration, read by REAL Dovecot 2.3 instances (test/support/dovecot.ts) through
+ * Dovecot's sqlite driver straight from a mailring SQLite store built with the store API:
+ * - `doveadm user` on server A finds exactly the users with a copy on A, each with mail_replica = the next
+ *   copy after A in its list (wrapping around); a user without a copy on A is not found;
+ * - the userdb iteration lists only A's users;
+ * (the stock replicator driven by this configuration is tested in replication.test.ts, on its own);
+ * - the proxy passdb sends a login to the first copy, and to the second once the first server is down.
+ */
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+
+import {renderFor, type DovecotContext} from '../../src/engine/config-render.js'
+import {SqliteStore} from '../../src/store/sqlite.js'
+import {
+  reserveDovecotAddress,
+  startDovecot,
+  type DovecotAddress,
+  type DovecotHost,
+} from '../support/dovecot.js'
+import {canConnect, freePort} from '../support/ports.js'
+import {makeTempDir, removeDir} from '../support/proc.js'
+import {contextFor, fillStore, setState} from './helpers.js'
+
+let dir: string
+let store: SqliteStore
+let ctx: DovecotContext
+let a: DovecotHost
+let b: DovecotHost
+let proxy: DovecotHost
+const C_ADDRESS = '127.0.0.1' // a server with no Dovecot in this test (only named in mail_replica and host)
+
+const PASSWORD = 'pw-secret'
+const USERS: [string, string[]][] = [
+  ['alice@example.com', ['mx-a', 'mx-b']],
+  ['bob@example.com', ['mx-b', 'mx-a']],
+  ['carol@example.org', ['mx-a', 'mx-c']],
+  ['dave@example.org', ['mx-b', 'mx-c']],
+  ['erin@example.net', ['mx-c', 'mx-b', 'mx-a']],
+]
+
+/** A port free on both addresses: the stock replicator reaches every peer on one doveadm_port. */
+async function commonPort(x: DovecotAddress, y: DovecotAddress): Promise<number> {
+  for (let i = 0; i < 50; i++) {
+    const port = await freePort(x.ip)
+    if (!(await canConnect(port, y.ip, 200))) return port
+  }
+  throw new Error('no common free port')
+}
+
+function sqlFile(ctxHome: string, server: string): string {
+  ctx.settings.home = `${ctxHome}/%d/%n`
+  return renderFor(ctx, server).rendered.text
+}
+
+beforeAll(async () => {
+  dir = makeTempDir('mr-dovecot-sql')
+  fs.chmodSync(dir, 0o755)
+  const ra = await reserveDovecotAddress()
+  const rb = await reserveDovecotAddress()
+  const port = await commonPort(ra, rb)
+  ra.doveadmPort = port
+  rb.doveadmPort = port
+
+  const dbPath = path.join(dir, 'cluster.db')
+  store = (await SqliteStore.init(dbPath)).store
+  await fillStore(
+    store,
+    [
+      {name: 'mx-a', address: ra.ip},
+      {name: 'mx-b', address: rb.ip},
+      {name: 'mx-c', address: C_ADDRESS},
+    ],
+    USERS,
+  )
+  ctx = await contextFor(store, {kind: 'sqlite', path: dbPath, source: 'test'}, {doveadmPort: port})
+  const users = USERS.map(([user]) => ({user, password: PASSWORD}))
+  const backend = (address: DovecotAddress, server: string) =>
+    startDovecot({
+      address,
+      users,
+      files: (c) => ({'dovecot-sql.conf.ext': sqlFile(path.join(c.dir, 'home'), server)}),
+      userdb: (c) => `userdb {\n  driver = sql\n  args = ${path.join(c.dir, 'dovecot-sql.conf.ext')}\n}`,
+    })
+  // No replicator here: it would start syncing every user at once, also towards mx-c, where nothing listens.
+  ;[a, b] = await Promise.all([backend(ra, 'mx-a'), backend(rb, 'mx-b')])
+  const proxyFile = renderFor(ctx, undefined, {role: 'proxy'}).rendered.text
+  proxy = await startDovecot({
+    files: {'dovecot-sql-proxy.conf.ext': proxyFile},
+    passdb: (c) => `passdb {\n  driver = sql\n  args = ${path.join(c.dir, 'dovecot-sql-proxy.conf.ext')}\n}`,
+  })
+})
+
+afterAll(async () => {
+  await Promise.all([a?.stop(), b?.stop(), proxy?.stop()])
+  await store?.close()
+  if (dir) removeDir(dir)
+})
+
+async function userFields(
+  host: DovecotHost,
+  user: string,
+): Promise<{exitCode: number | null; fields: Record<string, string>; stderr: string}> {
+  const r = await host.doveadm(['user', user])
+  const fields: Record<string, string> = {}
+  for (const line of r.stdout.split('\n')) {
+    const m = /^(\S+)\s+(.*)$/.exec(line.trim())
+    if (m) fields[m[1]!] = m[2]!
+  }
+  return {exitCode: r.exitCode, fields, stderr: r.stderr}
+}
+
+describe('Dovecot 2.3 userdb from the SQLite store', () => {
+  it('finds exactly the users with a copy on the server, each with the next copy as mail_replica', async () => {
+    const port = ctx.settings.doveadmPort
+    const expected: Record<string, string> = {
+      'alice@example.com': `tcp:${b.ip}:${port}`, // [a, b]: after a comes b
+      'bob@example.com': `tcp:${b.ip}:${port}`, // [b, a]: after a wraps around to b
+      'carol@example.org': `tcp:${C_ADDRESS}:${port}`, // [a, c]
+      'erin@example.net': `tcp:${C_ADDRESS}:${port}`, // [c, b, a]: a is last, wraps to c
+    }
+    for (const [user, replica] of Object.entries(expected)) {
+      const r = await userFields(a, user)
+      expect(r.exitCode, `${user}: ${r.stderr} ${a.readLog().slice(-1500)}`).toBe(0)
+      expect(r.fields.mail_replica).toBe(replica)
+      expect(r.fields.home).toBe(path.join(a.dir, 'home', user.split('@')[1]!, user.split('@')[0]!))
+      expect(r.fields.uid).toMatch(/^\d+$/)
+    }
+    // On B: erin's list is [c, b, a], so after b comes a.
+    expect((await userFields(b, 'erin@example.net')).fields.mail_replica).toBe(`tcp:${a.ip}:${port}`)
+    expect((await userFields(b, 'dave@example.org')).fields.mail_replica).toBe(`tcp:${C_ADDRESS}:${port}`)
+    // Case-insensitive login names reach the canonical address.
+    expect((await userFields(a, 'Alice@Example.COM')).fields.mail_replica).toBe(`tcp:${b.ip}:${port}`)
+  })
+
+  it('does not find a user without a copy on the server, nor an unknown one', async () => {
+    for (const user of ['dave@example.org', 'nobody@example.com', "o'brien@example.com"]) {
+      const r = await a.doveadm(['user', user])
+      expect(r.exitCode, r.stdout + r.stderr).toBe(67)
+      expect(r.stderr + r.stdout).toMatch(/doesn't exist|unknown user/i)
+    }
+    expect((await a.doveadm(['user', 'carol@example.org'])).exitCode).toBe(0)
+    expect((await b.doveadm(['user', 'carol@example.org'])).exitCode).toBe(67)
+  })
+
+  it('iterates only the users the server holds', async () => {
+    const list = async (host: DovecotHost) =>
+      (await host.doveadm(['user', '*'])).stdout
+        .split('\n')
+        .map((l) => l.trim())
+        .filter((l) => l !== '')
+        .sort()
+    expect(await list(a)).toEqual([
+      'alice@example.com',
+      'bob@example.com',
+      'carol@example.org',
+      'erin@example.net',
+    ])
+    expect(await list(b)).toEqual([
+      'alice@example.com',
+      'bob@example.com',
+      'dave@example.org',
+      'erin@example.net',
+    ])
+  })
+})
+
+describe('the proxy passdb', () => {
+  async function proxyHost(user: string): Promise<string | undefined> {
+    const r = await proxy.doveadm(['auth', 'lookup', user])
+    const m = /^\s*host\s*:\s*(\S+)/m.exec(r.stdout)
+    return m?.[1]
+  }
+
+  it('sends a login to the first copy, and to the second when the first server is down', async () => {
+    const r = await proxy.doveadm(['auth', 'lookup', 'alice@example.com'])
+    expect(r.stdout).toMatch(/proxy\s*:\s*Y/i)
+    expect(r.stdout).toMatch(/proxy_timeout\s*:\s*2/)
+    expect(await proxyHost('alice@example.com')).toBe(a.ip)
+    expect(await proxyHost('bob@example.com')).toBe(b.ip)
+    await setState(store, 'mx-a', 'down')
+    try {
+      expect(await proxyHost('alice@example.com')).toBe(b.ip)
+      expect(await proxyHost('bob@example.com')).toBe(b.ip)
+      expect(await proxyHost('carol@example.org')).toBe(C_ADDRESS)
+    } finally {
+      await setState(store, 'mx-a', 'active')
+    }
+    expect(await proxyHost('alice@example.com')).toBe(a.ip)
+    expect((await proxy.doveadm(['auth', 'lookup', 'nobody@example.com'])).exitCode).not.toBe(0)
+  })
+})
