@@ -27,7 +27,7 @@ import {connectionOptions, MysqlStore} from '../src/store/mysql.js'
 import type {MysqlSettings} from '../src/store/mysql-settings.js'
 import {startMariaDb, type MariaDb} from '../test/support/mariadb.js'
 import {checkTarget, count, printTable, seconds, times} from './report.js'
-import type {PlanChildReport} from './store.js'
+import type {PlanChildReport} from './plan-child.js'
 
 const SUITE = 'mysql'
 const USERS = 1_000_000
@@ -175,12 +175,16 @@ async function runMysqlBench(): Promise<void> {
 
     // Plan after adding one server, in a child process: its peak RSS is the plan's own.
     await addServer(store, {name: 'mx51', address: '10.0.9.51', weight: 1, state: 'active'})
-    const child = fileURLToPath(new URL('./mysql-plan-child.js', import.meta.url))
+    const child = fileURLToPath(new URL('./plan-child.js', import.meta.url))
     const {password: _password, ...withoutPassword} = settingsFor(db, 'mailring')
-    const {stdout} = await promisify(execFile)(process.execPath, [child, JSON.stringify(withoutPassword)], {
-      maxBuffer: 1 << 20,
-      env: {...process.env, MAILRING_DB_PASSWORD: db.password},
-    })
+    const {stdout} = await promisify(execFile)(
+      process.execPath,
+      [child, 'mysql', JSON.stringify(withoutPassword)],
+      {
+        maxBuffer: 1 << 20,
+        env: {...process.env, MAILRING_DB_PASSWORD: db.password},
+      },
+    )
     const report = JSON.parse(stdout) as PlanChildReport
 
     // users sync: the operator's table holds every known user and 10,000 new ones.

@@ -24,6 +24,7 @@ import {withClusterLock} from '../src/engine/lock.js'
 import {importUsers} from '../src/engine/users-import.js'
 import {SqliteStore} from '../src/store/sqlite.js'
 import {checkTarget, count, printTable, seconds, times} from './report.js'
+import type {PlanChildReport} from './plan-child.js'
 
 const SUITE = 'store'
 const USERS = 1_000_000
@@ -33,14 +34,6 @@ const IMPORT_TARGET_MS = 20_000
 const PLAN_TARGET_MS = 5_000
 const PLAN_TARGET_MB = 600
 const DOMAINS = ['example.com', 'example.org', 'mail.example.de', 'archive.example.net', 'corp.example.io']
-
-export interface PlanChildReport {
-  ms: number
-  maxRssMb: number
-  users: number
-  moves: number
-  minimumMoves: number
-}
 
 function topology(): Topology {
   return {
@@ -167,8 +160,10 @@ async function runStoreBench(): Promise<void> {
     // Plan after adding one server, measured in a child process: its peak RSS is the plan's own.
     await addServer(store, {name: 'mx51', address: '', weight: 1, state: 'active'})
     await store.close()
-    const child = fileURLToPath(new URL('./store-plan-child.js', import.meta.url))
-    const {stdout} = await promisify(execFile)(process.execPath, [child, mailringPath], {maxBuffer: 1 << 20})
+    const child = fileURLToPath(new URL('./plan-child.js', import.meta.url))
+    const {stdout} = await promisify(execFile)(process.execPath, [child, 'sqlite', mailringPath], {
+      maxBuffer: 1 << 20,
+    })
     const report = JSON.parse(stdout) as PlanChildReport
     printTable(
       `Plan after adding one server to ${SERVERS} (${count(report.users)} users, equal weights, 2 copies)`,
