@@ -248,7 +248,7 @@ export class PlanBuilder {
         } else summary.drops++
       }
     }
-    this.copiesHash.update(new Uint8Array(copiesRecord.buffer, 0, recordAt * 4))
+    this.copiesHash.update(littleEndianBytes(copiesRecord, recordAt))
   }
 
   finish(): RebalancePlan {
@@ -309,4 +309,15 @@ function grow(array: Int32Array<ArrayBuffer>): Int32Array<ArrayBuffer> {
   const bigger = new Int32Array(array.length * 2)
   bigger.set(array)
   return bigger
+}
+
+const HOST_IS_LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1
+
+/** The first `count` integers as little-endian bytes, so a plan's fingerprint is the same on every host. */
+function littleEndianBytes(values: Int32Array, count: number): Uint8Array {
+  if (HOST_IS_LITTLE_ENDIAN) return new Uint8Array(values.buffer, values.byteOffset, count * 4)
+  const bytes = new Uint8Array(count * 4)
+  const view = new DataView(bytes.buffer)
+  for (let i = 0; i < count; i++) view.setInt32(i * 4, values[i]!, true)
+  return bytes
 }
