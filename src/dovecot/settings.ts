@@ -187,9 +187,15 @@ export function parseDovecotSettings(config: ConfigFile | undefined): DovecotSet
   const account = (v: string) => (ACCOUNT.test(v) ? undefined : 'must be a user or group name, or a number')
   settings.owner = text('owner', account) ?? settings.owner
   settings.group = text('group', account) ?? settings.group
-  const mode = text('mode', (v) =>
-    /^0?[0-7]{3}$/.test(v) ? undefined : 'mode is octal permission bits in quotes, e.g. "0640"',
-  )
+  // A YAML number cannot be trusted as a mode: 0o640 arrives as 416, which would read as octal 0416.
+  if (typeof r.mode === 'number')
+    problem('mode', `write the mode in quotes, e.g. mode: "0640" (got ${r.mode})`)
+  const mode =
+    typeof r.mode === 'number'
+      ? undefined
+      : text('mode', (v) =>
+          /^0?[0-7]{3}$/.test(v) ? undefined : 'mode is octal permission bits in quotes, e.g. "0640"',
+        )
   if (mode) settings.mode = parseInt(mode, 8)
   settings.doveconf = text('doveconf') ?? settings.doveconf
   settings.doveadm = text('doveadm') ?? settings.doveadm
