@@ -45,6 +45,8 @@ export interface SshdOptions {
   extraConfig?: string
   /** Time allowed for the port to accept connections (default 20 s). */
   startTimeoutMs?: number
+  /** More sshd command-line options (e.g. ['-r']: no re-exec per connection, OpenSSH < 9.8 only). */
+  extraArgs?: string[]
 }
 
 export interface HostKeyInfo {
@@ -166,7 +168,10 @@ export async function startSshd(options: SshdOptions = {}): Promise<SshServer> {
 
   const launch = async (): Promise<void> => {
     writeConfig()
-    const d = startDaemon(sshd, ['-D', '-e', '-f', configPath], {logPath, cwd: dir})
+    const d = startDaemon(sshd, ['-D', '-e', ...(options.extraArgs ?? []), '-f', configPath], {
+      logPath,
+      cwd: dir,
+    })
     daemon = d
     unregister = registerDaemon(d.pid, dir)
     try {
