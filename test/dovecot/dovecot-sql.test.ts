@@ -20,9 +20,8 @@ import {
   type DovecotAddress,
   type DovecotHost,
 } from '../support/dovecot.js'
-import {canConnect, freePort} from '../support/ports.js'
 import {makeTempDir, removeDir} from '../support/proc.js'
-import {contextFor, fillStore, setState} from './helpers.js'
+import {commonDoveadmPort, contextFor, fillStore, setState} from './helpers.js'
 
 let dir: string
 let store: SqliteStore
@@ -41,15 +40,6 @@ const USERS: [string, string[]][] = [
   ['erin@example.net', ['mx-c', 'mx-b', 'mx-a']],
 ]
 
-/** A port free on both addresses: the stock replicator reaches every peer on one doveadm_port. */
-async function commonPort(x: DovecotAddress, y: DovecotAddress): Promise<number> {
-  for (let i = 0; i < 50; i++) {
-    const port = await freePort(x.ip)
-    if (!(await canConnect(port, y.ip, 200))) return port
-  }
-  throw new Error('no common free port')
-}
-
 function sqlFile(ctxHome: string, server: string): string {
   ctx.settings.home = `${ctxHome}/%d/%n`
   return renderFor(ctx, server).rendered.text
@@ -60,7 +50,7 @@ beforeAll(async () => {
   fs.chmodSync(dir, 0o755)
   const ra = await reserveDovecotAddress()
   const rb = await reserveDovecotAddress()
-  const port = await commonPort(ra, rb)
+  const port = await commonDoveadmPort(ra, rb)
   ra.doveadmPort = port
   rb.doveadmPort = port
 

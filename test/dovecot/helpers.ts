@@ -6,26 +6,10 @@ import {DEFAULT_DOVECOT_SETTINGS, type DovecotSettings} from '../../src/dovecot/
 import type {DovecotContext} from '../../src/engine/config-render.js'
 import type {Server} from '../../src/core/topology.js'
 import type {StoreLocation} from '../../src/store/open.js'
-import type {Store, UserBatch} from '../../src/store/store.js'
-
-/** A batch of users, each given as [address, copies] (primary first). */
-export function userBatch(users: [string, string[]][]): UserBatch {
-  const servers = [...new Set(users.flatMap(([, copies]) => copies))]
-  const copyStart = new Int32Array(users.length + 1)
-  const copyServers: number[] = []
-  users.forEach(([, copies], i) => {
-    copyStart[i] = copyServers.length
-    copyServers.push(...copies.map((name) => servers.indexOf(name)))
-  })
-  copyStart[users.length] = copyServers.length
-  return {
-    users: users.map(([user]) => user),
-    domains: users.map(([user]) => user.slice(user.indexOf('@') + 1)),
-    copyStart,
-    copyServers: Int32Array.from(copyServers),
-    servers,
-  }
-}
+import type {Store} from '../../src/store/store.js'
+import type {DovecotAddress} from '../support/dovecot.js'
+import {canConnect, freePort} from '../support/ports.js'
+import {userBatch} from '../support/user-batch.js'
 
 export async function fillStore(
   store: Store,
@@ -63,4 +47,13 @@ export async function contextFor(
     servers: (await store.readTopology()).servers,
     env: {},
   }
+}
+
+/** A port free on both addresses: the stock replicator reaches every peer on one doveadm_port. */
+export async function commonDoveadmPort(x: DovecotAddress, y: DovecotAddress): Promise<number> {
+  for (let i = 0; i < 50; i++) {
+    const port = await freePort(x.ip)
+    if (!(await canConnect(port, y.ip, 200))) return port
+  }
+  throw new Error('no common free port')
 }

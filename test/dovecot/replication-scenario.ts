@@ -29,9 +29,8 @@ import {
   type DovecotAddress,
   type DovecotHost,
 } from '../support/dovecot.js'
-import {canConnect, freePort} from '../support/ports.js'
 import {makeTempDir, removeDir, sleep} from '../support/proc.js'
-import {fillStore} from './helpers.js'
+import {commonDoveadmPort, fillStore} from './helpers.js'
 
 const PASSWORD = 'pw-secret'
 /** R = 2, every copy on A and B: A's replicator always has a reachable peer. */
@@ -52,15 +51,6 @@ export interface ReplicationBackend {
   stop(): Promise<void>
 }
 
-/** A port free on both addresses: mail_replica names one doveadm_port for every server. */
-async function commonPort(x: DovecotAddress, y: DovecotAddress): Promise<number> {
-  for (let i = 0; i < 50; i++) {
-    const port = await freePort(x.ip)
-    if (!(await canConnect(port, y.ip, 200))) return port
-  }
-  throw new Error('no common free port')
-}
-
 export function describeReplication(
   title: string,
   openBackend: (dir: string) => Promise<ReplicationBackend>,
@@ -75,7 +65,7 @@ export function describeReplication(
     fs.chmodSync(dir, 0o755)
     const ra = await reserveDovecotAddress()
     const rb = await reserveDovecotAddress()
-    const port = await commonPort(ra, rb)
+    const port = await commonDoveadmPort(ra, rb)
     ra.doveadmPort = port
     rb.doveadmPort = port
 

@@ -8,7 +8,8 @@ import {afterEach, beforeEach, describe, expect, it} from 'vitest'
 
 import {ExitCode, MailringError} from '../../src/core/errors.js'
 import {PLACEMENT_ALGORITHM_VERSION, type Topology} from '../../src/core/topology.js'
-import type {PlacementChunk, Store, UserBatch} from '../../src/store/store.js'
+import type {PlacementChunk, Store} from '../../src/store/store.js'
+import {userBatch} from '../support/user-batch.js'
 
 export interface ContractTarget {
   /** Opens a connection to the (fresh, initialised, empty) store; may be called more than once. */
@@ -28,25 +29,6 @@ const topology: Topology = {
     {domain: 'archive.example.net', servers: ['mx01', 'mx02'], copies: 2},
     {domain: 'example.com', copies: 3},
   ],
-}
-
-/** A batch of users, each given as [address, copies]. */
-function batch(users: [string, string[]][]): UserBatch {
-  const servers = [...new Set(users.flatMap(([, copies]) => copies))]
-  const copyStart = new Int32Array(users.length + 1)
-  const copyServers: number[] = []
-  users.forEach(([, copies], i) => {
-    copyStart[i] = copyServers.length
-    copyServers.push(...copies.map((name) => servers.indexOf(name)))
-  })
-  copyStart[users.length] = copyServers.length
-  return {
-    users: users.map(([user]) => user),
-    domains: users.map(([user]) => user.slice(user.indexOf('@') + 1)),
-    copyStart,
-    copyServers: Int32Array.from(copyServers),
-    servers,
-  }
 }
 
 async function collect(
@@ -131,11 +113,11 @@ export function storeContract(name: string, makeStore: () => Promise<ContractTar
       await store.writeTopology(topology)
       const result = await store.insertUsers(
         [
-          batch([
+          userBatch([
             ['bob@example.com', ['mx02', 'mx01']],
             ['alice@example.com', ['mx01', 'mx02']],
           ]),
-          batch([['carol@archive.example.net', ['mx02', 'mx01']]]),
+          userBatch([['carol@archive.example.net', ['mx02', 'mx01']]]),
         ],
         {skipExisting: false},
       )
@@ -164,8 +146,8 @@ export function storeContract(name: string, makeStore: () => Promise<ContractTar
 
     it('writes nothing when a user exists already, unless told to skip existing users', async () => {
       await store.writeTopology(topology)
-      await store.insertUsers([batch([['alice@example.com', ['mx01', 'mx02']]])], {skipExisting: false})
-      const attempt = batch([
+      await store.insertUsers([userBatch([['alice@example.com', ['mx01', 'mx02']]])], {skipExisting: false})
+      const attempt = userBatch([
         ['new@example.com', ['mx01', 'mx02']],
         ['alice@example.com', ['mx02', 'mx01']],
       ])
@@ -188,13 +170,13 @@ export function storeContract(name: string, makeStore: () => Promise<ContractTar
 
     it('tells users given twice in one call from users that existed before', async () => {
       await store.writeTopology(topology)
-      await store.insertUsers([batch([['old@example.com', ['mx01', 'mx02']]])], {skipExisting: false})
+      await store.insertUsers([userBatch([['old@example.com', ['mx01', 'mx02']]])], {skipExisting: false})
       const attempt = [
-        batch([
+        userBatch([
           ['a@example.com', ['mx01', 'mx02']],
           ['b@example.com', ['mx01', 'mx02']],
         ]),
-        batch([
+        userBatch([
           ['old@example.com', ['mx02', 'mx01']],
           ['b@example.com', ['mx02', 'mx01']],
         ]),
@@ -209,8 +191,8 @@ export function storeContract(name: string, makeStore: () => Promise<ContractTar
     it('refuses copies on an unknown server and writes nothing', async () => {
       await store.writeTopology(topology)
       const attempt = [
-        batch([['a@example.com', ['mx01', 'mx02']]]),
-        batch([['b@example.com', ['mx01', 'mx99']]]),
+        userBatch([['a@example.com', ['mx01', 'mx02']]]),
+        userBatch([['b@example.com', ['mx01', 'mx99']]]),
       ]
       await expectMailringError(store.insertUsers(attempt, {skipExisting: false}), ExitCode.error, /mx99/)
       expect(await store.countUsers()).toBe(0)
@@ -220,7 +202,7 @@ export function storeContract(name: string, makeStore: () => Promise<ContractTar
       await store.writeTopology(topology)
       await store.insertUsers(
         [
-          batch([
+          userBatch([
             ['a@example.com', ['mx01', 'mx02']],
             ['b@example.com', ['mx02', 'mx01']],
             ['c@example.com', ['mx02', 'mx03']],
@@ -241,7 +223,9 @@ export function storeContract(name: string, makeStore: () => Promise<ContractTar
         `user${i}@example.com`,
         i % 2 === 0 ? ['mx01', 'mx02'] : ['mx02', 'mx03', 'mx01'],
       ])
-      await store.insertUsers([batch(users.slice(0, 10)), batch(users.slice(10))], {skipExisting: false})
+      await store.insertUsers([userBatch(users.slice(0, 10)), userBatch(users.slice(10))], {
+        skipExisting: false,
+      })
       const addresses: string[][] = []
       for await (const chunk of store.scanUsers(10)) addresses.push(chunk)
       expect(addresses.map((chunk) => chunk.length)).toEqual([10, 10, 5])
@@ -253,7 +237,7 @@ export function storeContract(name: string, makeStore: () => Promise<ContractTar
 
     it('deletes an empty server, but never one that still holds copies', async () => {
       await store.writeTopology(topology)
-      await store.insertUsers([batch([['a@example.com', ['mx01', 'mx03']]])], {skipExisting: false})
+      await store.insertUsers([userBatch([['a@example.com', ['mx01', 'mx03']]])], {skipExisting: false})
       const withoutMx03 = {...topology, servers: topology.servers.filter((s) => s.name !== 'mx03')}
       await expectMailringError(store.writeTopology(withoutMx03), ExitCode.error, /mx03 still holds copies/)
       expect((await store.readTopology()).servers.map((s) => s.name)).toEqual(['mx01', 'mx02', 'mx03'])
@@ -267,7 +251,7 @@ export function storeContract(name: string, makeStore: () => Promise<ContractTar
       await store.writeTopology(topology)
       await store.insertUsers(
         [
-          batch([
+          userBatch([
             ['a@example.com', ['mx01', 'mx02']],
             ['b@example.com', ['mx02', 'mx01']],
             ['gone@example.com', ['mx01', 'mx02']],
@@ -277,11 +261,11 @@ export function storeContract(name: string, makeStore: () => Promise<ContractTar
       )
       const result = await store.replaceUsers(
         [
-          batch([
+          userBatch([
             ['a@example.com', ['mx03']],
             ['new@example.com', ['mx02', 'mx03']],
           ]),
-          batch([['a@example.com', ['mx02', 'mx03', 'mx01']]]),
+          userBatch([['a@example.com', ['mx02', 'mx03', 'mx01']]]),
         ],
         ['gone@example.com', 'nobody@example.com'],
       )
@@ -296,7 +280,7 @@ export function storeContract(name: string, makeStore: () => Promise<ContractTar
       expect(await store.getUser('gone@example.com')).toBeUndefined()
 
       await expectMailringError(
-        store.replaceUsers([batch([['b@example.com', ['mx99']]])], ['a@example.com']),
+        store.replaceUsers([userBatch([['b@example.com', ['mx99']]])], ['a@example.com']),
         ExitCode.error,
         /mx99/,
       )
