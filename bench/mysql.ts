@@ -7,12 +7,9 @@
  * - read 1,000,000 placements and plan after adding a server, in a child process (peak memory = maxRSS);
  * - `mailring users sync` of 10,000 new users in the operator's users table (beside 1,000,000 known).
  */
-import {execFile} from 'node:child_process'
 import {createReadStream, mkdtempSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
-import {fileURLToPath} from 'node:url'
-import {promisify} from 'node:util'
 
 import mysql from 'mysql2/promise'
 
@@ -27,7 +24,7 @@ import {connectionOptions, MysqlStore} from '../src/store/mysql.js'
 import type {MysqlSettings} from '../src/store/mysql-settings.js'
 import {startMariaDb, type MariaDb} from '../test/support/mariadb.js'
 import {checkTarget, count, printTable, seconds, times} from './report.js'
-import type {PlanChildReport} from './plan-child.js'
+import {measurePlan, planRows} from './plan-measure.js'
 
 const SUITE = 'mysql'
 const USERS = 1_000_000
@@ -175,17 +172,11 @@ async function runMysqlBench(): Promise<void> {
 
     // Plan after adding one server, in a child process: its peak RSS is the plan's own.
     await addServer(store, {name: 'mx51', address: '10.0.9.51', weight: 1, state: 'active'})
-    const child = fileURLToPath(new URL('./plan-child.js', import.meta.url))
     const {password: _password, ...withoutPassword} = settingsFor(db, 'mailring')
-    const {stdout} = await promisify(execFile)(
-      process.execPath,
-      [child, 'mysql', JSON.stringify(withoutPassword)],
-      {
-        maxBuffer: 1 << 20,
-        env: {...process.env, MAILRING_DB_PASSWORD: db.password},
-      },
-    )
-    const report = JSON.parse(stdout) as PlanChildReport
+    const report = await measurePlan(['mysql', JSON.stringify(withoutPassword)], {
+      ...process.env,
+      MAILRING_DB_PASSWORD: db.password,
+    })
 
     // users sync: the operator's table holds every known user and 10,000 new ones.
     await db.rootExec(
@@ -211,31 +202,7 @@ async function runMysqlBench(): Promise<void> {
       `Plan after adding one server to ${SERVERS}, and users sync (${count(report.users)} users, MariaDB)`,
       ['metric', 'value', 'target', 'result'],
       [
-        [
-          'plan: open store, stream 1M placements, place, pair moves',
-          seconds(report.ms),
-          `<= ${seconds(PLAN_TARGET_MS)}`,
-          checkTarget(
-            SUITE,
-            'plan 1M users',
-            seconds(report.ms),
-            `<= ${seconds(PLAN_TARGET_MS)}`,
-            report.ms <= PLAN_TARGET_MS,
-          ),
-        ],
-        [
-          'plan: peak memory (maxRSS of the planning process)',
-          `${report.maxRssMb} MB`,
-          `<= ${PLAN_TARGET_MB} MB`,
-          checkTarget(
-            SUITE,
-            'plan peak memory',
-            `${report.maxRssMb} MB`,
-            `<= ${PLAN_TARGET_MB} MB`,
-            report.maxRssMb <= PLAN_TARGET_MB,
-          ),
-        ],
-        ['plan: moves (minimum)', `${count(report.moves)} (${count(report.minimumMoves)})`, '', ''],
+        ...planRows(SUITE, report, PLAN_TARGET_MS, PLAN_TARGET_MB),
         [
           `users sync: ${count(NEW_USERS)} new users beside ${count(USERS)} known`,
           seconds(syncMs),

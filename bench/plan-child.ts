@@ -9,14 +9,7 @@ import {MysqlStore} from '../src/store/mysql.js'
 import type {MysqlSettings} from '../src/store/mysql-settings.js'
 import {SqliteStore} from '../src/store/sqlite.js'
 import type {Store} from '../src/store/store.js'
-
-export interface PlanChildReport {
-  ms: number
-  maxRssMb: number
-  users: number
-  moves: number
-  minimumMoves: number
-}
+import type {PlanChildReport} from './plan-measure.js'
 
 async function openStore(kind: string | undefined, where: string | undefined): Promise<Store> {
   if (kind === 'sqlite' && where) return SqliteStore.open(where)

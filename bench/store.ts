@@ -7,12 +7,9 @@
  * - plan the rebalance after adding one server to 50, with 1,000,000 users, in a child process so that its
  *   peak memory (maxRSS) is the plan's alone.
  */
-import {execFile} from 'node:child_process'
 import {createReadStream, mkdtempSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
-import {fileURLToPath} from 'node:url'
-import {promisify} from 'node:util'
 
 import Database from 'better-sqlite3'
 
@@ -24,7 +21,7 @@ import {withClusterLock} from '../src/engine/lock.js'
 import {importUsers} from '../src/engine/users-import.js'
 import {SqliteStore} from '../src/store/sqlite.js'
 import {checkTarget, count, printTable, seconds, times} from './report.js'
-import type {PlanChildReport} from './plan-child.js'
+import {measurePlan, planRows} from './plan-measure.js'
 
 const SUITE = 'store'
 const USERS = 1_000_000
@@ -160,42 +157,11 @@ async function runStoreBench(): Promise<void> {
     // Plan after adding one server, measured in a child process: its peak RSS is the plan's own.
     await addServer(store, {name: 'mx51', address: '', weight: 1, state: 'active'})
     await store.close()
-    const child = fileURLToPath(new URL('./plan-child.js', import.meta.url))
-    const {stdout} = await promisify(execFile)(process.execPath, [child, 'sqlite', mailringPath], {
-      maxBuffer: 1 << 20,
-    })
-    const report = JSON.parse(stdout) as PlanChildReport
+    const report = await measurePlan(['sqlite', mailringPath])
     printTable(
       `Plan after adding one server to ${SERVERS} (${count(report.users)} users, equal weights, 2 copies)`,
       ['metric', 'value', 'target', 'result'],
-      [
-        [
-          'time (open store, stream users, place, pair moves)',
-          seconds(report.ms),
-          `<= ${seconds(PLAN_TARGET_MS)}`,
-          checkTarget(
-            SUITE,
-            'plan 1M users',
-            seconds(report.ms),
-            `<= ${seconds(PLAN_TARGET_MS)}`,
-            report.ms <= PLAN_TARGET_MS,
-          ),
-        ],
-        [
-          'peak memory (maxRSS of the planning process)',
-          `${report.maxRssMb} MB`,
-          `<= ${PLAN_TARGET_MB} MB`,
-          checkTarget(
-            SUITE,
-            'plan peak memory',
-            `${report.maxRssMb} MB`,
-            `<= ${PLAN_TARGET_MB} MB`,
-            report.maxRssMb <= PLAN_TARGET_MB,
-          ),
-        ],
-        ['moves', count(report.moves), '', ''],
-        ['minimum moves', count(report.minimumMoves), '', ''],
-      ],
+      [...planRows(SUITE, report, PLAN_TARGET_MS, PLAN_TARGET_MB)],
     )
   } finally {
     rmSync(dir, {recursive: true, force: true})
