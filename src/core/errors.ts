@@ -34,3 +34,18 @@ export class MailringError extends Error {
 export function isMailringError(value: unknown): value is MailringError {
   return value instanceof MailringError
 }
+
+/** The message of anything thrown. */
+export function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error)
+}
+
+/** The first non-blank line of a program's output, trimmed: what one-line error messages quote. */
+export function firstLine(text: string): string {
+  return (
+    text
+      .split('\n')
+      .map((l) => l.trim())
+      .find((l) => l !== '') ?? ''
+  )
+}

@@ -18,11 +18,13 @@
  * continueOnError. Every server gets one result; a problem with one server never stops the others'
  * reporting.
  */
-import {MailringError} from '../core/errors.js'
+import {errorText, firstLine, MailringError} from '../core/errors.js'
 import type {DovecotRole, DovecotVersion} from '../dovecot/render.js'
 import {maskSecrets} from '../dovecot/render.js'
 import {unifiedDiff} from '../dovecot/unified-diff.js'
 import {runPerServer, type ServerResult} from '../remote/pool.js'
+import {reloadCommand, userFieldsOf, userLookupCommand} from '../dovecot/doveadm.js'
+import {type DoveadmReply, doveadmCommandLine, replyOfProcess, SshDoveadm} from '../remote/doveadm.js'
 import {type ExecResult, shellQuote, SshConnection, type SshConnectOptions} from '../remote/ssh.js'
 import {
   findServer,
@@ -80,19 +82,6 @@ interface Target {
   rendering?: ServerRendering
   /** Why this server cannot be worked on at all (unknown, no address, render error). */
   problem?: string
-}
-
-function errorText(error: unknown): string {
-  return error instanceof Error ? error.message : String(error)
-}
-
-function firstLine(text: string): string {
-  return (
-    text
-      .split('\n')
-      .map((l) => l.trim())
-      .find((l) => l !== '') ?? ''
-  )
 }
 
 function targets(ctx: DovecotContext, options: RemoteOptions): Target[] {
@@ -314,11 +303,9 @@ async function pushOne(
         await conn.unlink(path)
         undo = 'the new file was removed (there was none before)'
       }
-      const reload = await conn.exec(`${s.doveadm} reload`, {label: 'doveadm reload'})
+      const reload = await new SshDoveadm(conn, s.doveadm).run(reloadCommand())
       undo +=
-        reload.exitCode === 0
-          ? ' and Dovecot reloaded'
-          : `, but doveadm reload failed: ${firstLine(reload.stderr)}`
+        reload.outcome === 'ok' ? ' and Dovecot reloaded' : `, but doveadm reload failed: ${reload.message}`
     } catch (error) {
       undo = `rolling back failed too: ${errorText(error)}; the previous file is in ${backup}`
     }
@@ -339,12 +326,12 @@ async function pushOne(
         diff,
       })
     }
-    const first: ExecResult = {
+    const first = replyOfProcess({
       stdout: install.stdout,
       stderr: install.stderr,
       exitCode: install.exitCode === EXIT_LOOKUP ? lookupExitCode(install.stdout) : 0,
-    }
-    const problem = await verifyLookup(conn, s.doveadm, sample, r.version, first)
+    })
+    const problem = await verifyLookup(new SshDoveadm(conn, s.doveadm), sample, r.version, first)
     if (problem) return rollback(`the lookup of ${sample.user} through the new file failed: ${problem}`)
     return result('updated', `updated and reloaded; ${sample.user} found through the new file`, {
       diff,
@@ -387,13 +374,13 @@ export function installScript(o: {
     `if [ -d ${p} ]; then out=${shellQuote(`${o.path} is a directory`)}; ${fail(EXIT_RENAME, `rm -f ${t}; `)} fi`,
     `if ! out=$(mv -f ${t} ${p} 2>&1); then ${fail(EXIT_RENAME, `rm -f ${t}; `)} fi`,
     `if ! out=$(${o.doveconf} -n 2>&1 >/dev/null); then ${fail(EXIT_DOVECONF)} fi`,
-    `if ! out=$(${o.doveadm} reload 2>&1); then ${fail(EXIT_RELOAD)} fi`,
+    `if ! out=$(${doveadmCommandLine(o.doveadm, reloadCommand())} 2>&1); then ${fail(EXIT_RELOAD)} fi`,
   ]
   if (o.lookupUser !== undefined) {
     const settle = ((o.settleMs ?? 0) / 1000).toFixed(3)
     lines.push(
       `sleep ${settle}`,
-      `${o.doveadm} user ${shellQuote(o.lookupUser)}`,
+      doveadmCommandLine(o.doveadm, userLookupCommand(o.lookupUser)),
       `rc=$?`,
       `if [ $rc -ne 0 ]; then echo "${LOOKUP_EXIT_MARKER}$rc"; exit ${EXIT_LOOKUP}; fi`,
     )
@@ -409,36 +396,26 @@ function lookupExitCode(stdout: string): number {
 
 /** undefined when `doveadm user` answers as the store says it must; otherwise what is wrong. */
 async function verifyLookup(
-  conn: SshConnection,
-  doveadm: string,
+  doveadm: SshDoveadm,
   sample: SampleUser,
   version: DovecotVersion,
-  first: ExecResult,
+  first: DoveadmReply,
 ): Promise<string | undefined> {
   const deadline = Date.now() + LOOKUP_DEADLINE_MS
   let problem = ''
-  let out = first
+  let reply = first
   for (;;) {
-    if (out.exitCode === 0) {
-      const fields = new Map(
-        out.stdout.split('\n').map((line) => {
-          const [key, ...rest] = line.trim().split(/\s+/)
-          return [key ?? '', rest.join(' ')] as const
-        }),
-      )
-      const replica = fields.get('mail_replica')
+    if (reply.outcome === 'ok') {
+      const replica = userFieldsOf(reply.rows, sample.user).get('mail_replica')
       if (version === '2.4' || sample.mailReplica === undefined || replica === sample.mailReplica)
         return undefined
       problem = `mail_replica is ${replica ?? 'missing'}, expected ${sample.mailReplica}`
     } else {
-      problem = `doveadm user exited ${out.exitCode ?? out.signal ?? '?'}: ${firstLine(out.stderr || out.stdout)}`
+      problem = `doveadm user exited ${reply.exitCode}: ${reply.message}`
     }
     if (Date.now() > deadline) return problem
     await new Promise((resolve) => setTimeout(resolve, 250))
-    out = await conn.exec(`${doveadm} user ${shellQuote(sample.user)}`, {
-      label: 'doveadm user',
-      timeoutMs: 30_000,
-    })
+    reply = await doveadm.run(userLookupCommand(sample.user), {timeoutMs: 30_000})
   }
 }
 

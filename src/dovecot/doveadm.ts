@@ -1,0 +1,155 @@
+/**
+ * The doveadm vocabulary: each command mailring sends, built once, and the answers parsed once, whatever
+ * carries them (src/remote: the doveadm binary over SSH or as a local process, or the doveadm HTTP API).
+ *
+ * A command has two spellings that say the same thing: the command line (`doveadm -f tab mailbox status
+ * -u alice@example.com 'messages guid' '*'`) and the HTTP API's JSON (`["mailboxStatus", {"user":
+ * "alice@example.com", "field": ["messages", "guid"], "mailboxMask": ["*"]}, tag]`). Both are built here
+ * from one description so that they cannot drift apart. Facts about real Dovecot are in
+ * docs/dovecot-facts.md.
+ */
+
+/** A parameter of the HTTP API, by its name there. */
+export type DoveadmValue = string | number | boolean | string[]
+
+export interface DoveadmCommand {
+  /** The HTTP API's name for the command, e.g. `mailboxStatus`. */
+  method: string
+  /** The command line's words, e.g. `['mailbox', 'status']`. */
+  words: string[]
+  /** The parameters as the HTTP API names them. */
+  params: Record<string, DoveadmValue>
+  /** The command line after the words: options, then positional arguments. */
+  args: string[]
+}
+
+/** What a doveadm exit code means to mailring. */
+export type DoveadmOutcome = 'ok' | 'not-fully-synced' | 'no-such-user' | 'temporary' | 'failed'
+
+/** doveadm's exit codes (sysexits.h, and sync's own 2). */
+export const DOVEADM_EXIT = {
+  ok: 0,
+  notFullySynced: 2,
+  usage: 64,
+  dataError: 65,
+  noSuchUser: 67,
+  notFound: 68,
+  temporary: 75,
+  permission: 77,
+  config: 78,
+} as const
+
+export function outcomeOfExit(exitCode: number): DoveadmOutcome {
+  switch (exitCode) {
+    case DOVEADM_EXIT.ok:
+      return 'ok'
+    case DOVEADM_EXIT.notFullySynced:
+      return 'not-fully-synced'
+    case DOVEADM_EXIT.noSuchUser:
+      return 'no-such-user'
+    case DOVEADM_EXIT.temporary:
+      return 'temporary'
+    default:
+      return 'failed'
+  }
+}
+
+/** `doveadm reload`: the master re-reads the configuration and restarts its services' processes. */
+export function reloadCommand(): DoveadmCommand {
+  return {method: 'reload', words: ['reload'], params: {}, args: []}
+}
+
+/** `doveadm user USER`: the user's userdb fields, looked up as Dovecot's own services would. */
+export function userLookupCommand(user: string): DoveadmCommand {
+  return {method: 'user', words: ['user'], params: {userMask: [user]}, args: [user]}
+}
+
+export interface SyncOptions {
+  user: string
+  /** The other copy, e.g. `tcp:mx02.example.net:12345`. */
+  destination: string
+  /** `-f`: a full sync, not only what the transaction logs say changed. */
+  full?: boolean
+  /** `-l SECS`: lock the user for the sync, so that two syncs of one user never race. */
+  lockSeconds?: number
+}
+
+/** `doveadm sync -u USER DEST`: a two-way sync of one user with the doveadm server at DEST. */
+export function syncCommand(o: SyncOptions): DoveadmCommand {
+  const params: Record<string, DoveadmValue> = {user: o.user, destination: [o.destination]}
+  const args = ['-u', o.user]
+  if (o.full) {
+    params.fullSync = true
+    args.push('-f')
+  }
+  if (o.lockSeconds !== undefined) {
+    params.lockTimeout = o.lockSeconds
+    args.push('-l', String(o.lockSeconds))
+  }
+  args.push(o.destination)
+  return {method: 'sync', words: ['sync'], params, args}
+}
+
+/** `doveadm mailbox status -u USER 'FIELDS' MASK...`: one row per mailbox. */
+export function mailboxStatusCommand(user: string, fields: readonly string[], masks = ['*']): DoveadmCommand {
+  return {
+    method: 'mailboxStatus',
+    words: ['mailbox', 'status'],
+    params: {user, field: [...fields], mailboxMask: [...masks]},
+    args: ['-u', user, fields.join(' '), ...masks],
+  }
+}
+
+/** `doveadm fetch -u USER 'FIELDS' QUERY...`: one row per message. */
+export function fetchCommand(user: string, fields: readonly string[], query = ['all']): DoveadmCommand {
+  return {
+    method: 'fetch',
+    words: ['fetch'],
+    params: {user, field: [...fields], query: [...query]},
+    args: ['-u', user, fields.join(' '), ...query],
+  }
+}
+
+/** The command line after the binary, with tab-separated output (one header row, then one row each). */
+export function doveadmArgv(command: DoveadmCommand): string[] {
+  return ['-f', 'tab', ...command.words, ...command.args]
+}
+
+/** The HTTP API's form of one command in a batch. */
+export function httpRequestEntry(
+  command: DoveadmCommand,
+  tag: string,
+): [string, Record<string, DoveadmValue>, string] {
+  return [command.method, command.params, tag]
+}
+
+export type Row = Record<string, string>
+
+/**
+ * Rows of `doveadm -f tab` output: the first line names the columns. Values may contain no tab or newline
+ * in this format (doveadm escapes them), so a plain split is exact.
+ */
+export function parseTabRows(stdout: string): Row[] {
+  const lines = stdout.split('\n')
+  if (lines.at(-1) === '') lines.pop()
+  const header = lines.shift()
+  if (header === undefined || header === '') return []
+  const columns = header.split('\t')
+  return lines
+    .filter((line) => line !== '')
+    .map((line) => {
+      const values = line.split('\t')
+      return Object.fromEntries(columns.map((column, i) => [column, values[i] ?? '']))
+    })
+}
+
+/**
+ * The fields of a `doveadm user` answer: from the command line's `field value` rows, or from the HTTP
+ * API's `{USER: {field: value}}`.
+ */
+export function userFieldsOf(answer: Row[] | Record<string, unknown>, user: string): Map<string, string> {
+  if (Array.isArray(answer)) return new Map(answer.map((row) => [row.field ?? '', row.value ?? '']))
+  const fields = answer[user]
+  if (fields === null || typeof fields !== 'object') return new Map()
+  return new Map(Object.entries(fields as Record<string, unknown>).map(([k, v]) => [k, String(v)]))
+}

@@ -1,0 +1,133 @@
+/**
+ * The doveadm vocabulary: each command's command line and HTTP API form say the same thing, exit codes
+ * mean what Dovecot documents, and the tab output parser reads what a real doveadm prints (the sample
+ * strings below were printed by Debian 12's Dovecot 2.3.19; test/remote/doveadm.test.ts runs them live).
+ */
+import {describe, expect, it} from 'vitest'
+
+import {
+  doveadmArgv,
+  fetchCommand,
+  httpRequestEntry,
+  mailboxStatusCommand,
+  outcomeOfExit,
+  parseTabRows,
+  reloadCommand,
+  syncCommand,
+  userFieldsOf,
+  userLookupCommand,
+} from '../../src/dovecot/doveadm.js'
+
+describe('doveadm commands', () => {
+  it('spell sync the same on the command line and in the HTTP API', () => {
+    const sync = syncCommand({
+      user: 'alice@example.com',
+      destination: 'tcp:10.0.0.3:12345',
+      full: true,
+      lockSeconds: 30,
+    })
+    expect(doveadmArgv(sync)).toEqual([
+      '-f',
+      'tab',
+      'sync',
+      '-u',
+      'alice@example.com',
+      '-f',
+      '-l',
+      '30',
+      'tcp:10.0.0.3:12345',
+    ])
+    expect(httpRequestEntry(sync, 't1')).toEqual([
+      'sync',
+      {user: 'alice@example.com', destination: ['tcp:10.0.0.3:12345'], fullSync: true, lockTimeout: 30},
+      't1',
+    ])
+  })
+
+  it('leave out the options not asked for', () => {
+    const sync = syncCommand({user: 'bob@example.com', destination: 'tcp:h:1'})
+    expect(sync.args).toEqual(['-u', 'bob@example.com', 'tcp:h:1'])
+    expect(sync.params).toEqual({user: 'bob@example.com', destination: ['tcp:h:1']})
+  })
+
+  it('pass fields as one argument on the command line and as a list in the API', () => {
+    const status = mailboxStatusCommand('alice@example.com', ['messages', 'guid'])
+    expect(doveadmArgv(status)).toEqual([
+      '-f',
+      'tab',
+      'mailbox',
+      'status',
+      '-u',
+      'alice@example.com',
+      'messages guid',
+      '*',
+    ])
+    expect(status.params).toEqual({
+      user: 'alice@example.com',
+      field: ['messages', 'guid'],
+      mailboxMask: ['*'],
+    })
+    const fetch = fetchCommand('alice@example.com', ['mailbox', 'guid', 'uid', 'flags'])
+    expect(fetch.args).toEqual(['-u', 'alice@example.com', 'mailbox guid uid flags', 'all'])
+    expect(fetch.method).toBe('fetch')
+  })
+
+  it('look a user up and reload', () => {
+    expect(doveadmArgv(userLookupCommand('a@b.c'))).toEqual(['-f', 'tab', 'user', 'a@b.c'])
+    expect(userLookupCommand('a@b.c').params).toEqual({userMask: ['a@b.c']})
+    expect(httpRequestEntry(reloadCommand(), 'r')).toEqual(['reload', {}, 'r'])
+  })
+})
+
+describe('doveadm answers', () => {
+  it('map exit codes to outcomes', () => {
+    expect([0, 2, 67, 75, 1, 64, 65, 68, 77, 78, 89].map(outcomeOfExit)).toEqual([
+      'ok',
+      'not-fully-synced',
+      'no-such-user',
+      'temporary',
+      'failed',
+      'failed',
+      'failed',
+      'failed',
+      'failed',
+      'failed',
+      'failed',
+    ])
+  })
+
+  it('read tab output: a header row, then one row each', () => {
+    const out =
+      'mailbox\tmessages\tuidnext\tuidvalidity\tvsize\tguid\n' +
+      'INBOX\t1\t2\t1796293078\t287\t38493e0ed641116bd12d000083ecc375\n' +
+      'Sent\t0\t1\t1796293079\t0\t48493e0ed641116bd12d000083ecc375\n'
+    expect(parseTabRows(out)).toEqual([
+      {
+        mailbox: 'INBOX',
+        messages: '1',
+        uidnext: '2',
+        uidvalidity: '1796293078',
+        vsize: '287',
+        guid: '38493e0ed641116bd12d000083ecc375',
+      },
+      {
+        mailbox: 'Sent',
+        messages: '0',
+        uidnext: '1',
+        uidvalidity: '1796293079',
+        vsize: '0',
+        guid: '48493e0ed641116bd12d000083ecc375',
+      },
+    ])
+    expect(parseTabRows('mailbox\tmessages\n')).toEqual([])
+    expect(parseTabRows('')).toEqual([])
+  })
+
+  it("read a user's fields from the command line's rows and from the API's object", () => {
+    const rows = parseTabRows('field\tvalue\nuid\tvmail\nmail_replica\ttcp:127.0.0.9:12345\n')
+    expect(userFieldsOf(rows, 'alice@example.com').get('mail_replica')).toBe('tcp:127.0.0.9:12345')
+    const api = {'alice@example.com': {uid: 'vmail', mail_replica: 'tcp:127.0.0.9:12345'}}
+    expect(userFieldsOf(api, 'alice@example.com').get('mail_replica')).toBe('tcp:127.0.0.9:12345')
+    expect(userFieldsOf(api, 'bob@example.com').size).toBe(0)
+  })
+})
