@@ -2,6 +2,12 @@ import {Flags} from '@oclif/core'
 
 import {DOVECOT_VERSIONS} from '../dovecot/render.js'
 
+/** --dovecot: which form of the configuration (`config render`, `diff`, `push`). */
+export const dovecotVersionFlag = Flags.string({
+  summary: "Dovecot version (default: the config file's dovecot.version, else 2.3).",
+  options: [...DOVECOT_VERSIONS],
+})
+
 /** Flags of `config diff` and `config push`. */
 export const remoteFlags = {
   server: Flags.string({
@@ -9,10 +15,7 @@ export const remoteFlags = {
     summary: 'A server to work on (repeatable); default every server in the store.',
     multiple: true,
   }),
-  dovecot: Flags.string({
-    summary: "Dovecot version (default: the config file's dovecot.version, else 2.3).",
-    options: [...DOVECOT_VERSIONS],
-  }),
+  dovecot: dovecotVersionFlag,
   parallel: Flags.integer({summary: 'Servers worked on at once.', default: 1, min: 1, max: 100}),
   'accept-new': Flags.boolean({
     summary:

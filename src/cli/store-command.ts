@@ -1,7 +1,7 @@
 import {BaseCommand} from './base-command.js'
 import {storeFlags} from './flags.js'
 import {withClusterLock} from '../engine/lock.js'
-import {locateStore, openStore, type StoreLocation} from '../store/open.js'
+import {initStore, locateStore, openStore, type StoreLocation} from '../store/open.js'
 import type {ClusterLock, Store, UsersTableSpec} from '../store/store.js'
 import {locateConfigFile, readConfigFile} from '../config/config-file.js'
 import {MailringError} from '../core/errors.js'
@@ -34,6 +34,14 @@ export abstract class StoreCommand extends BaseCommand {
       )
     }
     return spec
+  }
+
+  /** Creates the store (or opens it, unchanged, when it exists); the caller closes it. */
+  protected async createStore(
+    flags: StoreFlagValues,
+    options: {copies: number},
+  ): Promise<{store: Store; created: boolean}> {
+    return initStore(this.storeLocation(flags), options)
   }
 
   protected async store(flags: StoreFlagValues): Promise<Store> {

@@ -1,7 +1,6 @@
 import {Flags} from '@oclif/core'
 
 import {StoreCommand} from '../cli/store-command.js'
-import {initStore} from '../store/open.js'
 
 export interface InitResult {
   store: string
@@ -34,8 +33,7 @@ Exit codes: 0 created or found, 1 bad input, 4 store error (e.g. a schema from a
 
   async run(): Promise<InitResult> {
     const {flags} = await this.parse(Init)
-    const location = this.storeLocation(flags)
-    const {store, created} = await initStore(location, {copies: flags.copies})
+    const {store, created} = await this.createStore(flags, {copies: flags.copies})
     try {
       const meta = await store.meta()
       this.log(

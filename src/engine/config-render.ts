@@ -6,6 +6,7 @@ import {MailringError} from '../core/errors.js'
 import type {Server} from '../core/topology.js'
 import {locateConfigFile, readConfigFile, type ConfigFile} from '../config/config-file.js'
 import {
+  maskSecrets,
   renderDovecotSql,
   type DovecotRole,
   type DovecotVersion,
@@ -180,6 +181,11 @@ export function renderFor(
       .join(server?.name ?? 'proxy'),
     rendered,
   }
+}
+
+/** The rendered file as shown to the operator: secrets masked unless asked for. */
+export function renderedText(r: ServerRendering, showSecrets: boolean): string {
+  return showSecrets ? r.rendered.text : maskSecrets(r.rendered.text, r.rendered.secrets)
 }
 
 export interface SampleUser {

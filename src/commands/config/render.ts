@@ -1,8 +1,9 @@
 import {Flags} from '@oclif/core'
 
 import {StoreCommand} from '../../cli/store-command.js'
-import {DOVECOT_VERSIONS, maskSecrets, type DovecotVersion} from '../../dovecot/render.js'
-import {loadDovecotContext, renderFor} from '../../engine/config-render.js'
+import {dovecotVersionFlag} from '../../cli/remote-flags.js'
+import type {DovecotVersion} from '../../dovecot/render.js'
+import {loadDovecotContext, renderedText, renderFor} from '../../engine/config-render.js'
 
 export interface ConfigRenderResult {
   server: string
@@ -33,10 +34,7 @@ Exit codes: 0 printed, 1 unknown server or invalid configuration, 4 store error.
   static override flags = {
     server: Flags.string({char: 's', summary: 'The server to render for.', exclusive: ['proxy']}),
     proxy: Flags.boolean({summary: 'Render the proxy passdb (for proxy and director hosts).'}),
-    dovecot: Flags.string({
-      summary: "Dovecot version (default: the config file's dovecot.version, else 2.3).",
-      options: [...DOVECOT_VERSIONS],
-    }),
+    dovecot: dovecotVersionFlag,
     'show-secrets': Flags.boolean({summary: 'Show the database password instead of a mask.'}),
   }
 
@@ -49,7 +47,7 @@ Exit codes: 0 printed, 1 unknown server or invalid configuration, 4 store error.
       role,
       ...(flags.dovecot ? {version: flags.dovecot as DovecotVersion} : {}),
     })
-    const text = flags['show-secrets'] ? r.rendered.text : maskSecrets(r.rendered.text, r.rendered.secrets)
+    const text = renderedText(r, flags['show-secrets'])
     for (const note of r.rendered.notes) this.warnUser(note)
     this.log(text.replace(/\n$/, ''))
     return {
