@@ -1,3 +1,5 @@
+import {hostname} from 'node:os'
+
 import {ExitCode, MailringError} from '../core/errors.js'
 import type {LockHolder} from './store.js'
 
@@ -9,6 +11,11 @@ export function processAlive(pid: number): boolean {
   } catch (error) {
     return (error as NodeJS.ErrnoException).code === 'EPERM'
   }
+}
+
+/** This process, taking the cluster lock now for `command`. */
+export function holderNow(command: string): LockHolder {
+  return {pid: process.pid, host: hostname(), command, since: new Date().toISOString()}
 }
 
 export function describeHolder(holder: LockHolder): string {

@@ -1,5 +1,4 @@
 import {randomUUID} from 'node:crypto'
-import {hostname} from 'node:os'
 import type {Readable} from 'node:stream'
 
 import mysql from 'mysql2/promise'
@@ -13,14 +12,9 @@ import type {
 } from 'mysql2/promise'
 
 import {ExitCode, MailringError} from '../core/errors.js'
-import {compareNames} from '../core/placement.js'
-import {
-  DEFAULT_COPIES,
-  PLACEMENT_ALGORITHM_VERSION,
-  type ServerState,
-  type Topology,
-} from '../core/topology.js'
-import {describeHolder, lockedError} from './lock.js'
+import type {ServerState, Topology} from '../core/topology.js'
+import {describeHolder, holderNow, lockedError} from './lock.js'
+import {initialMetaRows, storeMetaOf} from './meta-rows.js'
 import {latestVersion, pendingMigrations} from './migrations/index.js'
 import {mysqlMigrations} from './migrations/mysql.js'
 import {mysqlSslOptions, PASSWORD_ENV, type MysqlSettings} from './mysql-settings.js'
@@ -41,6 +35,25 @@ import type {
   UsersTableChunk,
   UsersTableSpec,
 } from './store.js'
+import {
+  domainRows,
+  serverChanges,
+  serverIdsByName,
+  serverNotEmpty,
+  topologyOfRows,
+  usageOfServers,
+  type ServerRow,
+} from './topology-rows.js'
+import {
+  batchServerIds,
+  forEachCopy,
+  PACKED_COPY,
+  placementChunk,
+  ReplaceTally,
+  Rollback,
+  serverIndexById,
+  tallyInserts,
+} from './user-rows.js'
 
 /** The name of the cluster lock (GET_LOCK) and of the lock that serialises schema changes. */
 export const CLUSTER_LOCK_NAME = 'mailring_cluster'
@@ -56,18 +69,6 @@ const MAILRING_TABLES = [
   'mailring_servers',
   'mailring_meta',
 ]
-
-/** Thrown inside a transaction to roll it back without an error reaching the caller. */
-class Rollback extends Error {}
-
-interface ServerRow {
-  id: number
-  name: string
-  address: string
-  zone: string | null
-  weight: number
-  state: ServerState
-}
 
 type Row = RowDataPacket & Record<string, unknown>
 type Queryable = Pick<Connection, 'query'>
@@ -107,12 +108,7 @@ export class MysqlStore implements Store {
         try {
           await store.migrate(conn, 0)
           await conn.query('INSERT INTO mailring_meta (`key`, value) VALUES ?', [
-            [
-              ['algorithm', String(PLACEMENT_ALGORITHM_VERSION)],
-              ['cluster_id', randomUUID()],
-              ['created_at', new Date().toISOString()],
-              ['copies', String(options.copies ?? DEFAULT_COPIES)],
-            ],
+            initialMetaRows(options.copies),
           ])
         } catch (error) {
           // DDL commits as it goes: take back what this init created, so that nothing is half-written.
@@ -149,13 +145,7 @@ export class MysqlStore implements Store {
   }
 
   async meta(): Promise<StoreMeta> {
-    const meta = await this.guard(() => this.metaMap(this.pool))
-    return {
-      schemaVersion: Number(meta.get('schema_version')),
-      algorithm: Number(meta.get('algorithm')),
-      clusterId: meta.get('cluster_id') ?? '',
-      createdAt: meta.get('created_at') ?? '',
-    }
+    return storeMetaOf(await this.guard(() => this.metaMap(this.pool)))
   }
 
   async close(): Promise<void> {
@@ -169,51 +159,31 @@ export class MysqlStore implements Store {
 
   async writeTopology(topology: Topology): Promise<void> {
     await this.transaction(async (conn) => {
-      const existing = new Map((await this.serverRows(conn, true)).map((row) => [row.name, row]))
-      const wanted = new Set(topology.servers.map((server) => server.name))
+      const changes = serverChanges(await this.serverRows(conn, true), topology)
       await conn.query('DELETE FROM mailring_domain_servers')
       await conn.query('DELETE FROM mailring_domains')
-      for (const row of existing.values()) {
-        if (wanted.has(row.name)) continue
+      for (const row of changes.removed) {
         const [holds] = await conn.query<Row[]>('SELECT 1 FROM mailring_copies WHERE server_id = ? LIMIT 1', [
           row.id,
         ])
-        if (holds.length > 0) {
-          throw new MailringError(
-            `Server ${row.name} still holds copies: it cannot be deleted until a rebalance has moved them away.`,
-            {code: 'server_not_empty'},
-          )
-        }
+        if (holds.length > 0) throw serverNotEmpty(row.name)
         await conn.query('DELETE FROM mailring_servers WHERE id = ?', [row.id])
       }
-      for (const server of topology.servers) {
-        const values = [server.address, server.zone ?? null, server.weight, server.state]
-        if (existing.has(server.name))
-          await conn.query(
-            'UPDATE mailring_servers SET address = ?, zone = ?, weight = ?, state = ? WHERE name = ?',
-            [...values, server.name],
-          )
-        else
-          await conn.query(
-            'INSERT INTO mailring_servers (name, address, zone, weight, state) VALUES (?, ?, ?, ?, ?)',
-            [server.name, ...values],
-          )
-      }
-      const ids = new Map((await this.serverRows(conn)).map((row) => [row.name, row.id]))
-      for (const policy of topology.domains) {
-        await conn.query('INSERT INTO mailring_domains (domain, copies) VALUES (?, ?)', [
-          policy.domain,
-          policy.copies ?? null,
-        ])
-        for (const name of policy.servers ?? []) {
-          const id = ids.get(name)
-          if (id === undefined) throw new MailringError(`Unknown server ${name} pinned by ${policy.domain}.`)
-          await conn.query('INSERT INTO mailring_domain_servers (domain, server_id) VALUES (?, ?)', [
-            policy.domain,
-            id,
-          ])
-        }
-      }
+      for (const values of changes.updated)
+        await conn.query(
+          'UPDATE mailring_servers SET address = ?, zone = ?, weight = ?, state = ? WHERE name = ?',
+          values,
+        )
+      for (const values of changes.inserted)
+        await conn.query(
+          'INSERT INTO mailring_servers (address, zone, weight, state, name) VALUES (?, ?, ?, ?, ?)',
+          values,
+        )
+      const {domains, pins} = domainRows(topology, await this.serverIdMap(conn))
+      for (const row of domains)
+        await conn.query('INSERT INTO mailring_domains (domain, copies) VALUES (?, ?)', row)
+      for (const row of pins)
+        await conn.query('INSERT INTO mailring_domain_servers (domain, server_id) VALUES (?, ?)', row)
       await conn.query(
         "INSERT INTO mailring_meta (`key`, value) VALUES ('copies', ?) ON DUPLICATE KEY UPDATE value = VALUES(value)",
         [String(topology.copies)],
@@ -225,34 +195,14 @@ export class MysqlStore implements Store {
     batches: Iterable<UserBatch>,
     options: {skipExisting: boolean},
   ): Promise<InsertUsersResult> {
-    const result: InsertUsersResult = {inserted: 0, existing: [], repeated: []}
-    try {
-      await this.transaction(async (conn) => {
+    return tallyInserts(options, (tally) =>
+      this.transaction(async (conn) => {
         const serverIds = await this.serverIdMap(conn)
         const consecutive = await this.consecutiveAutoIncrement(conn)
-        const [[top]] = await conn.query<Row[]>(
-          'SELECT COALESCE(MAX(id), 0) AS top FROM mailring_users FOR UPDATE',
-        )
-        const firstNewId = Number(top!.top) + 1
-        // Where each new user came from (batch, index), by id - firstNewId: two ints per user, no objects.
-        let addedAt = new Int32Array(1 << 16)
-        const claim = (id: number, at: [number, number]): [number, number] | undefined => {
-          const slot = (id - firstNewId) * 2
-          if (slot + 1 >= addedAt.length) {
-            const bigger = new Int32Array(Math.max(addedAt.length * 2, slot + 2))
-            bigger.fill(-1, addedAt.length)
-            bigger.set(addedAt)
-            addedAt = bigger
-          }
-          if (addedAt[slot]! >= 0) return [addedAt[slot]!, addedAt[slot + 1]!]
-          addedAt[slot] = at[0]
-          addedAt[slot + 1] = at[1]
-          return undefined
-        }
-        addedAt.fill(-1)
+        tally.begin(await this.lockUserIds(conn))
         let batchIndex = 0
         for (const batch of batches) {
-          const ids = serverIdsOf(batch, serverIds)
+          const ids = batchServerIds(batch, serverIds)
           for (let from = 0; from < batch.users.length; from += INSERT_CHUNK) {
             const to = Math.min(batch.users.length, from + INSERT_CHUNK)
             const rows: [string, string][] = []
@@ -270,7 +220,7 @@ export class MysqlStore implements Store {
                 if (info.affectedRows === rows.length) {
                   for (let i = from; i < to; i++) {
                     userIds[i - from] = info.insertId + (i - from)
-                    claim(info.insertId + (i - from), [batchIndex, i])
+                    tally.add(info.insertId + (i - from), batchIndex, i)
                   }
                   fast = true
                 } else await conn.query('ROLLBACK TO SAVEPOINT chunk')
@@ -281,85 +231,48 @@ export class MysqlStore implements Store {
             }
             if (!fast) {
               // Some of these users exist or repeat: insert the others, then tell them apart by id.
-              await conn.query(
-                'INSERT INTO mailring_users (address, domain) VALUES ? ON DUPLICATE KEY UPDATE id = id',
-                [rows],
-              )
-              const idOf = await this.idsOf(
-                conn,
-                rows.map((row) => row[0]),
-              )
+              const idOf = await this.upsertUsers(conn, rows)
               for (let i = from; i < to; i++) {
                 const id = idOf.get(batch.users[i]!)!
-                if (id < firstNewId) {
-                  result.existing.push([batchIndex, i])
-                  continue
-                }
-                const first = claim(id, [batchIndex, i])
-                if (first) result.repeated.push({at: [batchIndex, i], first})
-                else userIds[i - from] = id
+                if (tally.add(id, batchIndex, i)) userIds[i - from] = id
               }
             }
             const copies: number[][] = []
             for (let i = from; i < to; i++) {
               const userId = userIds[i - from]!
               if (userId === 0) continue
-              result.inserted++
-              const start = batch.copyStart[i]!
-              const end = batch.copyStart[i + 1]!
-              for (let k = start; k < end; k++) copies.push([userId, k - start, ids[batch.copyServers[k]!]!])
+              forEachCopy(batch, i, ids, (position, serverId) => copies.push([userId, position, serverId]))
             }
             await this.insertCopies(conn, copies)
           }
           batchIndex++
         }
-        if (!options.skipExisting && result.existing.length + result.repeated.length > 0) throw new Rollback()
-      })
-    } catch (error) {
-      if (!(error instanceof Rollback)) throw error
-      result.inserted = 0
-    }
-    return result
+        tally.end()
+      }),
+    )
   }
 
   async replaceUsers(batches: Iterable<UserBatch>, remove: readonly string[]): Promise<ReplaceUsersResult> {
     return this.transaction(async (conn) => {
-      const result: ReplaceUsersResult = {created: 0, replaced: 0, removed: 0}
+      const tally = new ReplaceTally()
       const serverIds = await this.serverIdMap(conn)
-      const [[top]] = await conn.query<Row[]>(
-        'SELECT COALESCE(MAX(id), 0) AS top FROM mailring_users FOR UPDATE',
-      )
-      const firstNewId = Number(top!.top) + 1
-      const seen = new Set<number>()
+      const firstNewId = (await this.lockUserIds(conn)) + 1
       for (const batch of batches) {
-        const ids = serverIdsOf(batch, serverIds)
+        const ids = batchServerIds(batch, serverIds)
         for (let from = 0; from < batch.users.length; from += INSERT_CHUNK) {
           const to = Math.min(batch.users.length, from + INSERT_CHUNK)
           // The last entry of a user wins: index of each user's last entry in this chunk.
           const last = new Map<string, number>()
           for (let i = from; i < to; i++) last.set(batch.users[i]!, i)
           const rows = [...last.values()].map((i) => [batch.users[i]!, batch.domains[i]!])
-          await conn.query(
-            'INSERT INTO mailring_users (address, domain) VALUES ? ON DUPLICATE KEY UPDATE id = id',
-            [rows],
-          )
-          const idOf = await this.idsOf(
-            conn,
-            rows.map((row) => row[0]!),
-          )
+          const idOf = await this.upsertUsers(conn, rows)
           const userIds = [...idOf.values()]
           await conn.query('DELETE FROM mailring_copies WHERE user_id IN (?)', [userIds])
           const copies: number[][] = []
           for (const i of last.values()) {
             const id = idOf.get(batch.users[i]!)!
-            if (!seen.has(id)) {
-              seen.add(id)
-              if (id >= firstNewId) result.created++
-              else result.replaced++
-            }
-            const start = batch.copyStart[i]!
-            const end = batch.copyStart[i + 1]!
-            for (let k = start; k < end; k++) copies.push([id, k - start, ids[batch.copyServers[k]!]!])
+            tally.user(id, id >= firstNewId)
+            forEachCopy(batch, i, ids, (position, serverId) => copies.push([id, position, serverId]))
           }
           await this.insertCopies(conn, copies)
         }
@@ -368,9 +281,9 @@ export class MysqlStore implements Store {
         const [info] = await conn.query<ResultSetHeader>('DELETE FROM mailring_users WHERE address IN (?)', [
           remove.slice(from, from + INSERT_CHUNK),
         ])
-        result.removed += info.affectedRows
+        tally.result.removed += info.affectedRows
       }
-      return result
+      return tally.result
     })
   }
 
@@ -422,9 +335,7 @@ export class MysqlStore implements Store {
             {copies: Number(row.copies), primaries: Number(row.primaries)},
           ]),
         )
-        return (await this.serverRows(conn))
-          .map((row) => ({server: row.name, copies: 0, primaries: 0, ...counts.get(row.id)}))
-          .sort((a, b) => compareNames(a.server, b.server))
+        return usageOfServers(await this.serverRows(conn), counts)
       },
       {write: false},
     )
@@ -469,8 +380,7 @@ export class MysqlStore implements Store {
       conn.release()
       throw error
     }
-    const indexOfId = new Int32Array(Math.max(0, ...servers.map((row) => row.id)) + 1).fill(-1)
-    servers.forEach((row, i) => (indexOfId[row.id] = i))
+    const indexOfId = serverIndexById(servers)
     const guard = <T>(work: () => Promise<T>): Promise<T> => this.guard(work)
     async function* chunks(): AsyncGenerator<PlacementChunk> {
       try {
@@ -485,28 +395,18 @@ export class MysqlStore implements Store {
             if (users.length === 0) return undefined
             const first = users[0]![0] as number
             const last = users[users.length - 1]![0] as number
-            // One number per copy: user id, position and server id packed (server ids stay below 2^12).
             const copies = await arrayRows(
               conn,
-              'SELECT user_id * 65536 + position * 4096 + server_id FROM mailring_copies WHERE user_id BETWEEN ? AND ? ORDER BY user_id, position',
+              `SELECT ${PACKED_COPY} FROM mailring_copies WHERE user_id BETWEEN ? AND ? ORDER BY user_id, position`,
               [first, last],
             )
-            const copyStart = new Int32Array(users.length + 1)
-            const copyServers = new Int32Array(copies.length)
-            const names: string[] = new Array<string>(users.length)
-            let k = 0
-            for (let i = 0; i < users.length; i++) {
-              const id = users[i]![0] as number
-              names[i] = users[i]![1] as string
-              copyStart[i] = k
-              while (k < copies.length && Math.floor(Number(copies[k]![0]) / 65536) === id) {
-                copyServers[k] = indexOfId[Number(copies[k]![0]) % 4096]!
-                k++
-              }
-            }
-            copyStart[users.length] = k
             after = last
-            return {users: names, copyStart, copyServers}
+            return placementChunk(
+              users.map((row) => row[0] as number),
+              users.map((row) => row[1] as string),
+              copies.map((row) => Number(row[0])),
+              indexOfId,
+            )
           })
           if (!chunk) return
           yield chunk
@@ -521,7 +421,7 @@ export class MysqlStore implements Store {
 
   async acquireLock(command: string): Promise<ClusterLock> {
     if (this.heldLock && !this.heldLock.isLost()) throw lockedError(this.heldLock.holder)
-    const holder: LockHolder = {pid: process.pid, host: hostname(), command, since: new Date().toISOString()}
+    const holder = holderNow(command)
     let conn: Connection | undefined
     try {
       conn = await mysql.createConnection(this.options)
@@ -801,7 +701,15 @@ export class MysqlStore implements Store {
   }
 
   private async serverIdMap(conn: Queryable): Promise<Map<string, number>> {
-    return new Map((await this.serverRows(conn)).map((row) => [row.name, row.id]))
+    return serverIdsByName(await this.serverRows(conn))
+  }
+
+  /** The highest user id (0 for none), read FOR UPDATE: ids above it are then the users this transaction adds. */
+  private async lockUserIds(conn: Queryable): Promise<number> {
+    const [[top]] = await conn.query<Row[]>(
+      'SELECT COALESCE(MAX(id), 0) AS top FROM mailring_users FOR UPDATE',
+    )
+    return Number(top!.top)
   }
 
   /** Whether a multi-row INSERT gets consecutive ids (innodb_autoinc_lock_mode 0 or 1, increment 1). */
@@ -819,6 +727,18 @@ export class MysqlStore implements Store {
     if (users.length === 0) return new Map()
     const rows = await arrayRows(conn, 'SELECT address, id FROM mailring_users WHERE address IN (?)', [users])
     return new Map(rows.map((row) => [row[0] as string, Number(row[1])]))
+  }
+
+  /** Adds the users (address, domain) that do not exist yet; the ids of all of them, by address. */
+  private async upsertUsers(conn: Queryable, rows: string[][]): Promise<Map<string, number>> {
+    await conn.query(
+      'INSERT INTO mailring_users (address, domain) VALUES ? ON DUPLICATE KEY UPDATE id = id',
+      [rows],
+    )
+    return this.idsOf(
+      conn,
+      rows.map((row) => row[0]!),
+    )
   }
 
   private async insertCopies(conn: Queryable, copies: number[][]): Promise<void> {
@@ -844,36 +764,17 @@ export class MysqlStore implements Store {
 
   private async topologyNow(conn: Queryable): Promise<Topology> {
     const meta = await this.metaMap(conn)
-    const servers = (await this.serverRows(conn))
-      .sort((a, b) => compareNames(a.name, b.name))
-      .map((row) => ({
-        name: row.name,
-        address: row.address,
-        ...(row.zone === null ? {} : {zone: row.zone}),
-        weight: row.weight,
-        state: row.state,
-      }))
+    const servers = await this.serverRows(conn)
     const [pins] = await conn.query<Row[]>(
       'SELECT d.domain, s.name FROM mailring_domain_servers d JOIN mailring_servers s ON s.id = d.server_id',
     )
-    const [domainRows] = await conn.query<Row[]>('SELECT domain, copies FROM mailring_domains')
-    const domains = domainRows
-      .map((row) => [String(row.domain), row.copies === null ? null : Number(row.copies)] as const)
-      .sort((a, b) => compareNames(a[0], b[0]))
-      .map(([domain, copies]) => {
-        const pinned = pins.filter((pin) => pin.domain === domain).map((pin) => String(pin.name))
-        return {
-          domain,
-          ...(pinned.length > 0 ? {servers: pinned.sort(compareNames)} : {}),
-          ...(copies === null ? {} : {copies}),
-        }
-      })
-    return {
-      algorithm: Number(meta.get('algorithm') ?? PLACEMENT_ALGORITHM_VERSION),
-      copies: Number(meta.get('copies') ?? DEFAULT_COPIES),
+    const [domains] = await conn.query<Row[]>('SELECT domain, copies FROM mailring_domains')
+    return topologyOfRows({
+      meta,
       servers,
-      domains,
-    }
+      domains: domains.map((row) => [String(row.domain), row.copies === null ? null : Number(row.copies)]),
+      pins: pins.map((row) => [String(row.domain), String(row.name)]),
+    })
   }
 
   private async usersWithCopies(
@@ -999,14 +900,6 @@ class MysqlLock implements ClusterLock {
 async function arrayRows(conn: Queryable, sql: string, values: unknown[]): Promise<unknown[][]> {
   const [rows] = await conn.query<RowDataPacket[]>({sql, values, rowsAsArray: true})
   return rows as unknown as unknown[][]
-}
-
-function serverIdsOf(batch: UserBatch, serverIds: Map<string, number>): number[] {
-  return batch.servers.map((name) => {
-    const id = serverIds.get(name)
-    if (id === undefined) throw new MailringError(`Unknown server ${name}.`, {code: 'unknown_server'})
-    return id
-  })
 }
 
 function text(value: unknown): string {

@@ -1,21 +1,15 @@
 import {randomUUID} from 'node:crypto'
 import {existsSync, mkdirSync} from 'node:fs'
-import {hostname} from 'node:os'
 import {dirname} from 'node:path'
 
 import Database from 'better-sqlite3'
 
 import {ExitCode, MailringError} from '../core/errors.js'
-import {compareNames} from '../core/placement.js'
-import {
-  DEFAULT_COPIES,
-  PLACEMENT_ALGORITHM_VERSION,
-  type ServerState,
-  type Topology,
-} from '../core/topology.js'
+import type {Topology} from '../core/topology.js'
 import {pendingMigrations} from './migrations/index.js'
 import {sqliteMigrations} from './migrations/sqlite.js'
-import {lockedError, processAlive} from './lock.js'
+import {holderNow, lockedError, processAlive} from './lock.js'
+import {initialMetaRows, storeMetaOf} from './meta-rows.js'
 import type {
   ClusterLock,
   InsertUsersResult,
@@ -32,21 +26,28 @@ import type {
   UsersTable,
   UsersTableSpec,
 } from './store.js'
+import {
+  domainRows,
+  serverChanges,
+  serverIdsByName,
+  serverNotEmpty,
+  topologyOfRows,
+  usageOfServers,
+  type ServerRow,
+} from './topology-rows.js'
+import {
+  batchServerIds,
+  forEachCopy,
+  PACKED_COPY,
+  placementChunk,
+  ReplaceTally,
+  Rollback,
+  serverIndexById,
+  tallyInserts,
+} from './user-rows.js'
 
 /** How long a write waits for another process's transaction before giving up. */
 const BUSY_TIMEOUT_MS = 15_000
-
-/** Thrown inside a transaction to roll it back without an error reaching the caller. */
-class Rollback extends Error {}
-
-interface ServerRow {
-  id: number
-  name: string
-  address: string
-  zone: string | null
-  weight: number
-  state: ServerState
-}
 
 /**
  * The embedded store: one SQLite file in WAL mode (readers never block the writer), a busy timeout so
@@ -79,10 +80,7 @@ export class SqliteStore implements Store {
             if (store.schemaVersion() > 0) return false
             store.migrate()
             const setMeta = db.prepare('INSERT INTO mailring_meta (key, value) VALUES (?, ?)')
-            setMeta.run('algorithm', String(PLACEMENT_ALGORITHM_VERSION))
-            setMeta.run('cluster_id', randomUUID())
-            setMeta.run('created_at', new Date().toISOString())
-            setMeta.run('copies', String(options.copies ?? DEFAULT_COPIES))
+            for (const [key, value] of initialMetaRows(options.copies)) setMeta.run(key, value)
             return true
           })
           .immediate(),
@@ -125,15 +123,7 @@ export class SqliteStore implements Store {
   }
 
   async meta(): Promise<StoreMeta> {
-    return this.guard(() => {
-      const meta = this.metaMap()
-      return {
-        schemaVersion: Number(meta.get('schema_version')),
-        algorithm: Number(meta.get('algorithm')),
-        clusterId: meta.get('cluster_id') ?? '',
-        createdAt: meta.get('created_at') ?? '',
-      }
-    })
+    return this.guard(() => storeMetaOf(this.metaMap()))
   }
 
   async close(): Promise<void> {
@@ -148,48 +138,32 @@ export class SqliteStore implements Store {
     this.guard(() =>
       this.db
         .transaction(() => {
-          const existing = new Map(this.serverRows().map((row) => [row.name, row]))
-          const wanted = new Set(topology.servers.map((server) => server.name))
+          const changes = serverChanges(this.serverRows(), topology)
           this.db.prepare('DELETE FROM mailring_domain_servers').run()
           this.db.prepare('DELETE FROM mailring_domains').run()
           const holdsCopies = this.db
             .prepare('SELECT 1 FROM mailring_copies WHERE server_id = ? LIMIT 1')
             .pluck()
-          for (const row of existing.values()) {
-            if (wanted.has(row.name)) continue
-            if (holdsCopies.get(row.id) !== undefined) {
-              throw new MailringError(
-                `Server ${row.name} still holds copies: it cannot be deleted until a rebalance has moved them away.`,
-                {code: 'server_not_empty'},
-              )
-            }
-            this.db.prepare('DELETE FROM mailring_servers WHERE id = ?').run(row.id)
+          const deleteServer = this.db.prepare('DELETE FROM mailring_servers WHERE id = ?')
+          for (const row of changes.removed) {
+            if (holdsCopies.get(row.id) !== undefined) throw serverNotEmpty(row.name)
+            deleteServer.run(row.id)
           }
           const update = this.db.prepare(
             'UPDATE mailring_servers SET address = ?, zone = ?, weight = ?, state = ? WHERE name = ?',
           )
+          for (const values of changes.updated) update.run(...values)
           const insert = this.db.prepare(
-            'INSERT INTO mailring_servers (name, address, zone, weight, state) VALUES (?, ?, ?, ?, ?)',
+            'INSERT INTO mailring_servers (address, zone, weight, state, name) VALUES (?, ?, ?, ?, ?)',
           )
-          for (const server of topology.servers) {
-            const values = [server.address, server.zone ?? null, server.weight, server.state] as const
-            if (existing.has(server.name)) update.run(...values, server.name)
-            else insert.run(server.name, ...values)
-          }
-          const ids = new Map(this.serverRows().map((row) => [row.name, row.id]))
+          for (const values of changes.inserted) insert.run(...values)
+          const {domains, pins} = domainRows(topology, serverIdsByName(this.serverRows()))
           const insertDomain = this.db.prepare('INSERT INTO mailring_domains (domain, copies) VALUES (?, ?)')
+          for (const row of domains) insertDomain.run(...row)
           const insertPin = this.db.prepare(
             'INSERT INTO mailring_domain_servers (domain, server_id) VALUES (?, ?)',
           )
-          for (const policy of topology.domains) {
-            insertDomain.run(policy.domain, policy.copies ?? null)
-            for (const name of policy.servers ?? []) {
-              const id = ids.get(name)
-              if (id === undefined)
-                throw new MailringError(`Unknown server ${name} pinned by ${policy.domain}.`)
-              insertPin.run(policy.domain, id)
-            }
-          }
+          for (const row of pins) insertPin.run(...row)
           this.db
             .prepare(
               "INSERT INTO mailring_meta (key, value) VALUES ('copies', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -204,12 +178,11 @@ export class SqliteStore implements Store {
     batches: Iterable<UserBatch>,
     options: {skipExisting: boolean},
   ): Promise<InsertUsersResult> {
-    const result: InsertUsersResult = {inserted: 0, existing: [], repeated: []}
-    try {
+    return tallyInserts(options, (tally) =>
       this.guard(() =>
         this.db
           .transaction(() => {
-            const serverIds = new Map(this.serverRows().map((row) => [row.name, row.id]))
+            const serverIds = serverIdsByName(this.serverRows())
             const insertUser = this.db.prepare(
               'INSERT INTO mailring_users (address, domain) VALUES (?, ?) ON CONFLICT (address) DO NOTHING',
             )
@@ -217,97 +190,56 @@ export class SqliteStore implements Store {
               'INSERT INTO mailring_copies (user_id, position, server_id) VALUES (?, ?, ?)',
             )
             const idOf = this.db.prepare('SELECT id FROM mailring_users WHERE address = ?').pluck()
-            // Users added here get ids above every older one: a conflict with such an id is a repeat.
-            const firstNewId =
-              ((this.db.prepare('SELECT max(id) FROM mailring_users').pluck().get() as number | null) ?? 0) +
-              1
-            // Where each new user came from (batch, index), by id - firstNewId: two ints per user, no objects.
-            let addedAt = new Int32Array(1 << 16)
+            // Rows added from here on get ids above every older one (INTEGER PRIMARY KEY: max + 1).
+            tally.begin(
+              (this.db.prepare('SELECT max(id) FROM mailring_users').pluck().get() as number | null) ?? 0,
+            )
             let batchIndex = 0
             for (const batch of batches) {
-              const ids = batch.servers.map((name) => {
-                const id = serverIds.get(name)
-                if (id === undefined)
-                  throw new MailringError(`Unknown server ${name}.`, {code: 'unknown_server'})
-                return id
-              })
+              const ids = batchServerIds(batch, serverIds)
               for (let i = 0; i < batch.users.length; i++) {
                 const info = insertUser.run(batch.users[i], batch.domains[i])
-                if (info.changes === 0) {
-                  const id = idOf.get(batch.users[i]) as number
-                  const slot = (id - firstNewId) * 2
-                  if (id >= firstNewId)
-                    result.repeated.push({at: [batchIndex, i], first: [addedAt[slot]!, addedAt[slot + 1]!]})
-                  else result.existing.push([batchIndex, i])
-                  continue
-                }
-                const userId = info.lastInsertRowid as number
-                const slot = (userId - firstNewId) * 2
-                if (slot + 1 >= addedAt.length) {
-                  const bigger = new Int32Array(addedAt.length * 2)
-                  bigger.set(addedAt)
-                  addedAt = bigger
-                }
-                addedAt[slot] = batchIndex
-                addedAt[slot + 1] = i
-                const start = batch.copyStart[i]!
-                const end = batch.copyStart[i + 1]!
-                for (let k = start; k < end; k++)
-                  insertCopy.run(userId, k - start, ids[batch.copyServers[k]!]!)
-                result.inserted++
+                const userId = (
+                  info.changes === 0 ? idOf.get(batch.users[i]) : info.lastInsertRowid
+                ) as number
+                if (!tally.add(userId, batchIndex, i)) continue
+                forEachCopy(batch, i, ids, (position, serverId) => insertCopy.run(userId, position, serverId))
               }
               batchIndex++
             }
-            if (!options.skipExisting && result.existing.length + result.repeated.length > 0)
-              throw new Rollback()
+            tally.end()
           })
           .immediate(),
-      )
-    } catch (error) {
-      if (!(error instanceof Rollback)) throw error
-      result.inserted = 0
-    }
-    return result
+      ),
+    )
   }
 
   async replaceUsers(batches: Iterable<UserBatch>, remove: readonly string[]): Promise<ReplaceUsersResult> {
     return this.guard(() =>
       this.db
         .transaction(() => {
-          const result: ReplaceUsersResult = {created: 0, replaced: 0, removed: 0}
-          const serverIds = new Map(this.serverRows().map((row) => [row.name, row.id]))
+          const tally = new ReplaceTally()
+          const serverIds = serverIdsByName(this.serverRows())
           const idOf = this.db.prepare('SELECT id FROM mailring_users WHERE address = ?').pluck()
           const insertUser = this.db.prepare('INSERT INTO mailring_users (address, domain) VALUES (?, ?)')
           const deleteCopies = this.db.prepare('DELETE FROM mailring_copies WHERE user_id = ?')
           const insertCopy = this.db.prepare(
             'INSERT INTO mailring_copies (user_id, position, server_id) VALUES (?, ?, ?)',
           )
-          const touched = new Set<number>()
           for (const batch of batches) {
-            const ids = batch.servers.map((name) => {
-              const id = serverIds.get(name)
-              if (id === undefined)
-                throw new MailringError(`Unknown server ${name}.`, {code: 'unknown_server'})
-              return id
-            })
+            const ids = batchServerIds(batch, serverIds)
             for (let i = 0; i < batch.users.length; i++) {
-              let userId = idOf.get(batch.users[i]) as number | undefined
-              if (userId === undefined) {
-                userId = insertUser.run(batch.users[i], batch.domains[i]).lastInsertRowid as number
-                result.created++
-              } else {
-                deleteCopies.run(userId)
-                if (!touched.has(userId)) result.replaced++
-              }
-              touched.add(userId)
-              const start = batch.copyStart[i]!
-              const end = batch.copyStart[i + 1]!
-              for (let k = start; k < end; k++) insertCopy.run(userId, k - start, ids[batch.copyServers[k]!]!)
+              const found = idOf.get(batch.users[i]) as number | undefined
+              if (found !== undefined) deleteCopies.run(found)
+              const userId =
+                found ?? (insertUser.run(batch.users[i], batch.domains[i]).lastInsertRowid as number)
+              tally.user(userId, found === undefined)
+              forEachCopy(batch, i, ids, (position, serverId) => insertCopy.run(userId, position, serverId))
             }
           }
           const removeUser = this.db.prepare('DELETE FROM mailring_users WHERE address = ?')
-          for (const user of remove) result.removed += removeUser.run(user).changes
-          return result
+          for (const user of remove) tally.result.removed += removeUser.run(user).changes
+          return tally.result
         })
         .immediate(),
     )
@@ -355,9 +287,7 @@ export class SqliteStore implements Store {
           .raw()
           .all() as [number, number, number][]
         for (const [id, copies, primaries] of rows) counts.set(id, {copies, primaries})
-        return this.serverRows()
-          .map((row) => ({server: row.name, copies: 0, primaries: 0, ...counts.get(row.id)}))
-          .sort((a, b) => compareNames(a.server, b.server))
+        return usageOfServers(this.serverRows(), counts)
       })(),
     )
   }
@@ -384,17 +314,15 @@ export class SqliteStore implements Store {
 
   async scanPlacements(chunkSize = 20_000): Promise<PlacementScan> {
     const servers = this.guard(() => this.serverRows())
-    const indexOfId = new Int32Array(Math.max(0, ...servers.map((row) => row.id)) + 1).fill(-1)
-    servers.forEach((row, i) => (indexOfId[row.id] = i))
+    const indexOfId = serverIndexById(servers)
     // Plucked numbers and strings, not row arrays: a million users would otherwise be millions of arrays.
     const idsAfter = this.db.prepare('SELECT id FROM mailring_users WHERE id > ? ORDER BY id LIMIT ?').pluck()
     const addressesBetween = this.db
       .prepare('SELECT address FROM mailring_users WHERE id BETWEEN ? AND ? ORDER BY id')
       .pluck()
-    // One number per copy: user id, position and server id packed (server ids stay far below 2^12).
     const copiesBetween = this.db
       .prepare(
-        'SELECT user_id * 65536 + position * 4096 + server_id FROM mailring_copies WHERE user_id BETWEEN ? AND ? ORDER BY user_id, position',
+        `SELECT ${PACKED_COPY} FROM mailring_copies WHERE user_id BETWEEN ? AND ? ORDER BY user_id, position`,
       )
       .pluck()
     const db = this.db
@@ -413,20 +341,8 @@ export class SqliteStore implements Store {
             const last = ids[ids.length - 1]!
             const users = addressesBetween.all(first, last) as string[]
             const copies = copiesBetween.all(first, last) as number[]
-            const copyStart = new Int32Array(ids.length + 1)
-            const copyServers = new Int32Array(copies.length)
-            let k = 0
-            for (let i = 0; i < ids.length; i++) {
-              const id = ids[i]!
-              copyStart[i] = k
-              while (k < copies.length && Math.floor(copies[k]! / 65536) === id) {
-                copyServers[k] = indexOfId[copies[k]! % 4096]!
-                k++
-              }
-            }
-            copyStart[ids.length] = k
             after = last
-            return {users, copyStart, copyServers}
+            return placementChunk(ids, users, copies, indexOfId)
           })
           if (!chunk) return
           yield chunk
@@ -440,7 +356,7 @@ export class SqliteStore implements Store {
 
   async acquireLock(command: string): Promise<ClusterLock> {
     const token = randomUUID()
-    const holder: LockHolder = {pid: process.pid, host: hostname(), command, since: new Date().toISOString()}
+    const holder = holderNow(command)
     const replacedStale = this.guard(() =>
       this.db
         .transaction(() => {
@@ -544,38 +460,17 @@ export class SqliteStore implements Store {
   private topologyNow(): Topology {
     const meta = this.metaMap()
     const servers = this.serverRows()
-      .sort((a, b) => compareNames(a.name, b.name))
-      .map((row) => ({
-        name: row.name,
-        address: row.address,
-        ...(row.zone === null ? {} : {zone: row.zone}),
-        weight: row.weight,
-        state: row.state,
-      }))
     const pins = this.db
       .prepare(
         'SELECT d.domain, s.name FROM mailring_domain_servers d JOIN mailring_servers s ON s.id = d.server_id',
       )
       .raw()
       .all() as [string, string][]
-    const domains = (
-      this.db.prepare('SELECT domain, copies FROM mailring_domains').raw().all() as [string, number | null][]
-    )
-      .sort((a, b) => compareNames(a[0], b[0]))
-      .map(([domain, copies]) => {
-        const pinned = pins.filter((pin) => pin[0] === domain).map((pin) => pin[1])
-        return {
-          domain,
-          ...(pinned.length > 0 ? {servers: pinned.sort(compareNames)} : {}),
-          ...(copies === null ? {} : {copies}),
-        }
-      })
-    return {
-      algorithm: Number(meta.get('algorithm') ?? PLACEMENT_ALGORITHM_VERSION),
-      copies: Number(meta.get('copies') ?? DEFAULT_COPIES),
-      servers,
-      domains,
-    }
+    const domains = this.db.prepare('SELECT domain, copies FROM mailring_domains').raw().all() as [
+      string,
+      number | null,
+    ][]
+    return topologyOfRows({meta, servers, domains, pins})
   }
 
   private usersWithCopies(where: string, params: unknown[], limit: number): UserRecord[] {

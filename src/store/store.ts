@@ -1,6 +1,8 @@
 /**
- * The one interface to mailring's state, whatever database holds it (embedded SQLite now, MySQL/MariaDB
- * next). Every method is async so that a networked implementation fits. Every change is one transaction:
+ * The one interface to mailring's state, whatever database holds it: the embedded SQLite store
+ * (sqlite.ts) or the MySQL/MariaDB store (mysql.ts), which both pass the same contract suite
+ * (test/store/contract.ts); what they compute alike lives in meta-rows.ts, topology-rows.ts and
+ * user-rows.ts. Every method is async so that the networked store fits. Every change is one transaction:
  * a method either does all it says or nothing.
  *
  * Server references leave the store as names; bulk data (placements) travels as compact chunks whose
