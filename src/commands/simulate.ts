@@ -4,17 +4,24 @@ import {MailringError} from '../core/errors.js'
 import {
   DEFAULT_SIM_SEED,
   DEFAULT_SIM_USERS,
-  groupDigits,
+  FailureSpecError,
   MAX_EXACT_SETS,
+  MAX_SIM_COPIES,
+  MAX_SIM_SEED,
+  MAX_SIM_SERVERS,
+  MAX_SIM_USERS,
   simulate,
   syntheticTopology,
   type FailureSpec,
-  type LayoutReport,
+  type FailureSpecProblem,
+  type SimulationInput,
   type SimulationResult,
-} from '../core/simulate.js'
+  type SyntheticClusterOptions,
+} from '../core/simulate/index.js'
 import {DEFAULT_COPIES, type Topology} from '../core/topology.js'
 import {loadTopologyFile} from '../config/topology-file.js'
-import {percent, renderTable} from '../ui/table.js'
+import {renderSimulation} from '../ui/simulate.js'
+import {groupDigits} from '../ui/table.js'
 import {BaseCommand} from '../cli/base-command.js'
 import {topologyFlag} from '../cli/flags.js'
 
@@ -107,7 +114,7 @@ Servers in state down count as failed already: every figure is "the down servers
       // An explicit --servers wins over a MAILRING_TOPOLOGY set in the environment, not over --topology.
       if (given('topology'))
         throw new MailringError('Give either --topology or --servers (a synthetic cluster), not both.')
-      topology = syntheticTopology({
+      topology = checkedSyntheticTopology({
         servers: flags.servers,
         replicas: flags.replicas ?? DEFAULT_COPIES,
         ...(flags.zones === undefined ? {} : {zones: flags.zones}),
@@ -124,14 +131,13 @@ Servers in state down count as failed already: every figure is "the down servers
         )
       topology = loadTopologyFile(flags.topology)
       if (flags.replicas !== undefined) {
-        if (!Number.isInteger(flags.replicas) || flags.replicas < 1 || flags.replicas > 16)
-          throw new MailringError(`--replicas must be a whole number from 1 to 16 (got ${flags.replicas}).`)
+        wholeNumber(flags.replicas, '--replicas', 1, MAX_SIM_COPIES)
         topology = {...topology, copies: flags.replicas}
       }
       source = 'topology'
     }
 
-    const {warnings, ...result} = simulate({
+    const {warnings, ...result} = checkedSimulate({
       topology,
       source,
       users: flags.users,
@@ -142,7 +148,7 @@ Servers in state down count as failed already: every figure is "the down servers
     })
     // Warnings go to stderr, or into the envelope's own `warnings` under --json.
     for (const warning of warnings) this.warnUser(warning)
-    if (!this.jsonEnabled()) this.log(render(result))
+    if (!this.jsonEnabled()) this.log(renderSimulation(result))
     return result
   }
 }
@@ -158,117 +164,84 @@ function failureSpec(fail: string | undefined, zone: string | undefined, seed: n
   return {kind: 'servers', names: text.split(',')}
 }
 
-/** Server names for a table cell: the first few, then how many in all. */
-function names(list: readonly string[], limit = 5, separator = ','): string {
-  if (list.length <= limit) return list.join(separator)
-  return `${list.slice(0, limit).join(separator)}${separator}... (${list.length} servers)`
+/** syntheticTopology, with --servers, --replicas and --zones checked first and named in the messages. */
+export function checkedSyntheticTopology(options: SyntheticClusterOptions): Topology {
+  const {servers, zones, replicas} = options
+  wholeNumber(servers, '--servers', 1, MAX_SIM_SERVERS)
+  wholeNumber(replicas, '--replicas', 1, MAX_SIM_COPIES)
+  if (zones !== undefined) {
+    wholeNumber(zones, '--zones', 1, MAX_SIM_SERVERS)
+    if (zones > servers)
+      throw new MailringError(
+        `--zones ${zones} is more than --servers ${servers}: every zone needs a server.`,
+      )
+  }
+  if (replicas > servers)
+    throw new MailringError(
+      `--replicas ${replicas} is more than --servers ${servers}: each copy needs its own server.`,
+    )
+  return syntheticTopology(options)
 }
 
-function render(result: SimulateResult): string {
-  const {cluster, failure, ring, pairs, capacity} = result
-  const k = failure.k
-  const lines: string[] = []
-  const zones = cluster.zones.length === 0 ? 'no zones' : `${cluster.zones.length} zones`
-  lines.push(
-    `Cluster: ${cluster.servers} servers (${cluster.source === 'synthetic' ? 'synthetic' : 'topology file'}), ${zones}, ${cluster.copies} copies, ${groupDigits(cluster.users)} users.`,
-  )
-  const what =
-    failure.mode === 'random'
-      ? `${k} server${k === 1 ? '' : 's'} chosen at random (seed ${failure.seed})`
-      : failure.mode === 'zone'
-        ? `zone ${failure.zone}`
-        : `${k} named server${k === 1 ? '' : 's'}`
-  lines.push(`Failing ${what}: ${names(failure.servers, 12, ', ')}.`, '')
+/**
+ * simulate, with --users, --capacity and --seed checked first, and what is wrong with the failure (or
+ * worth a warning) said in terms of --fail and --fail-zone.
+ */
+export function checkedSimulate(input: SimulationInput): SimulationResult {
+  wholeNumber(input.users ?? DEFAULT_SIM_USERS, '--users', 1, MAX_SIM_USERS)
+  if (input.capacityPerServer !== undefined) positiveNumber(input.capacityPerServer, '--capacity')
+  wholeNumber(input.seed ?? DEFAULT_SIM_SEED, '--seed', 0, MAX_SIM_SEED)
+  let result: SimulationResult
+  try {
+    result = simulate(input)
+  } catch (error) {
+    // The core finds these in the same order as its other checks; only the words are the command's.
+    throw error instanceof FailureSpecError ? new MailringError(failureMessage(error.problem)) : error
+  }
+  if (input.failure.kind === 'servers') {
+    const named = input.failure.names.map((name) => name.trim()).filter((name) => name !== '')
+    const down = named.filter((name) => result.cluster.down.includes(name))
+    if (down.length > 0)
+      result.warnings.push(`${down.join(', ')} already down: counted as failed anyway, not again in --fail.`)
+  }
+  return result
+}
 
-  const both = (cell: (report: LayoutReport) => string): string[] => [cell(ring), cell(pairs)]
-  const users = (count: number, share: number) => `${percent(share)} (${groupDigits(count)})`
-  const worstCell = (report: LayoutReport) =>
-    report.offline.worst.users === 0
-      ? `${percent(0)} (no ${k}-server failure loses a user)`
-      : `${percent(report.offline.worst.share)} ${names(report.offline.worst.servers)}${
-          report.offline.worstMethod === 'heuristic' ? ' (by search)' : ''
-        }`
-  const load = (value: number) => groupDigits(Math.round(value))
-  const capacityCell = (figures: SimulationResult['capacity']['ring']) => {
-    if (figures.utilisation === null) return 'n/a'
-    const share = `${percent(figures.utilisation, 1)} of nominal`
-    return figures.users === null ? share : `${groupDigits(figures.users)} users (${share})`
+function failureMessage(problem: FailureSpecProblem): string {
+  switch (problem.kind) {
+    case 'count':
+      return wholeNumberMessage(problem.count, '--fail', 1, Number.MAX_SAFE_INTEGER)
+    case 'no-names':
+      return '--fail needs a number or server names, e.g. --fail mx01,mx02.'
+    case 'unknown-servers':
+      return `Unknown server${problem.names.length === 1 ? '' : 's'} in --fail: ${problem.names.join(', ')} (servers: ${listSome(problem.servers)}).`
+    case 'draining-servers':
+      return `--fail ${problem.names.join(', ')}: draining servers hold no copies in the placement; fail other servers.`
+    case 'only-down':
+      return '--fail names only servers that are already down.'
+    case 'no-zones':
+      return `--fail-zone ${problem.zone}: the cluster has no zones (give --zones, or zone: in the topology file).`
+    case 'unknown-zone':
+      return `Unknown zone "${problem.zone}" in --fail-zone (zones: ${listSome(problem.zones)}).`
   }
-  const rows: string[][] = [
-    ['Offline now', ...both((r) => users(r.offline.chosen.users, r.offline.chosen.share))],
-    [`Offline, expected over any ${k}`, ...both((r) => percent(r.offline.expected))],
-    [`Offline, worst ${k}`, ...both(worstCell)],
-    [
-      'Load increase, max',
-      ...both(
-        (r) =>
-          `+${load(r.load.increase.max)}${r.load.increase.server && r.load.increase.max > 0 ? ` on ${r.load.increase.server}` : ''}`,
-      ),
-    ],
-    ['Load increase, mean', ...both((r) => `+${load(r.load.increase.mean)}`)],
-    ['Max load, before -> after', ...both((r) => `${load(r.load.before.max)} -> ${load(r.load.after.max)}`)],
-    [
-      'Mean load, before -> after',
-      ...both((r) => `${load(r.load.before.mean)} -> ${load(r.load.after.mean)}`),
-    ],
-    [`Capacity, tolerating ${capacity.tolerates}`, capacityCell(capacity.ring), capacityCell(capacity.pairs)],
-    [
-      '  limited by failing',
-      ...[capacity.ring, capacity.pairs].map((c) => {
-        const count = groupDigits(c.setsEvaluated)
-        if (c.method === 'zones') return `zone ${c.worstZone ?? '-'} (of ${count} zones)`
-        const how = c.method === 'exact' ? `all ${count} sets` : `${count} sets sampled`
-        return `${names(c.worstSet) || '-'} (${how})`
-      }),
-    ],
-  ]
-  lines.push(renderTable(['', 'RING', 'PAIRS'], rows))
-  if (capacity.ratio !== null) {
-    const perServer =
-      capacity.perServer === null ? '' : ` at ${groupDigits(capacity.perServer)} users per server`
-    lines.push('', `The ring holds ${capacity.ratio.toFixed(2)}x the users of pairs${perServer}.`)
-  }
-  for (const pool of pairs.pools) {
-    const groups = pool.groups.map((group) => group.join('+'))
-    const which = pairs.pools.length > 1 ? ` for ${pool.domains.join(', ')} (${pool.copies} copies)` : ''
-    lines.push(
-      `Pairs${which}: ${groups.slice(0, 12).join(', ')}${groups.length > 12 ? `, ... (${groups.length} groups)` : ''}.`,
-    )
-  }
+}
 
-  if (ring.load.perServer && pairs.load.perServer) {
-    const pairRows = new Map(pairs.load.perServer.map((row) => [row.name, row]))
-    lines.push(
-      '',
-      renderTable(
-        [
-          'SERVER',
-          'ZONE',
-          'STATE',
-          'RING BEFORE',
-          'RING AFTER',
-          'RING +',
-          'PAIRS BEFORE',
-          'PAIRS AFTER',
-          'PAIRS +',
-        ],
-        ring.load.perServer.map((row) => {
-          const pair = pairRows.get(row.name)!
-          return [
-            row.name,
-            row.zone ?? '-',
-            row.state,
-            row.before,
-            row.after,
-            row.increase,
-            pair.before,
-            pair.after,
-            pair.increase,
-          ]
-        }),
-      ),
-    )
-  }
-  for (const note of result.notes) lines.push(`Note: ${note}`)
-  return lines.join('\n')
+function listSome(names: readonly string[], limit = 8): string {
+  return names.length <= limit ? names.join(', ') : `${names.slice(0, limit).join(', ')}, ...`
+}
+
+function wholeNumber(value: number, flag: string, min: number, max: number): void {
+  if (Number.isInteger(value) && value >= min && value <= max) return
+  throw new MailringError(wholeNumberMessage(value, flag, min, max))
+}
+
+function wholeNumberMessage(value: number, flag: string, min: number, max: number): string {
+  const range =
+    max >= Number.MAX_SAFE_INTEGER ? `at least ${min}` : `from ${groupDigits(min)} to ${groupDigits(max)}`
+  return `${flag} must be a whole number ${range} (got ${value}).`
+}
+
+function positiveNumber(value: number, flag: string): void {
+  if (!Number.isFinite(value) || value <= 0)
+    throw new MailringError(`${flag} must be a positive number (got ${value}).`)
 }

@@ -26,7 +26,8 @@ export interface ValidationIssue {
 const SERVER_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/
 const HOST_NAME =
   /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/
-const MAX_COPIES = 16
+/** Copies of one mailbox at most (R). */
+export const MAX_COPIES = 16
 
 export function formatPath(path: IssuePath): string {
   return path.reduce<string>(

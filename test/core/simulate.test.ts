@@ -9,6 +9,7 @@ import {
   seededGenerator,
   tupleKey,
 } from '../../src/core/combinatorics.js'
+import {checkedSimulate, checkedSyntheticTopology} from '../../src/commands/simulate.js'
 import {MailringError} from '../../src/core/errors.js'
 import {Placement} from '../../src/core/placement.js'
 import {
@@ -31,7 +32,7 @@ import {
   worstOfflineSet,
   type FailureBase,
   type Layout,
-} from '../../src/core/simulate.js'
+} from '../../src/core/simulate/index.js'
 import type {Server, Topology} from '../../src/core/topology.js'
 
 // ---------------------------------------------------------------------------------------------------
@@ -91,6 +92,20 @@ function servers(count: number, extra: (i: number) => Partial<Server> = () => ({
     state: 'active' as const,
     ...extra(i),
   }))
+}
+
+function expectOneLineErrors(cases: [() => unknown, RegExp][]): void {
+  for (const [run, message] of cases) {
+    let error: unknown
+    try {
+      run()
+    } catch (caught) {
+      error = caught
+    }
+    expect(error).toBeInstanceOf(MailringError)
+    expect((error as Error).message).toMatch(message)
+    expect((error as Error).message).not.toContain('\n')
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -461,22 +476,22 @@ describe('simulate', () => {
   })
 
   it('rejects bad input with one line', () => {
-    const cases: [() => unknown, RegExp][] = [
+    expectOneLineErrors([
       [
         () => simulate({topology, failure: {kind: 'servers', names: ['s01', 'nope']}}),
-        /Unknown server in --fail: nope/,
+        /Unknown server: nope/,
       ],
       [() => simulate({topology, failure: {kind: 'random', count: 10}}), /Cannot fail 10 of 10/],
-      [() => simulate({topology, failure: {kind: 'random', count: 0}}), /--fail must be a whole number/],
+      [() => simulate({topology, failure: {kind: 'random', count: 0}}), /at least 1 \(got 0\)/],
       [() => simulate({topology, failure: {kind: 'zone', zone: 'z9'}}), /Unknown zone "z9"/],
-      [() => simulate({topology, users: 0, failure: {kind: 'random', count: 1}}), /--users/],
+      [() => simulate({topology, users: 0, failure: {kind: 'random', count: 1}}), /number of users/],
       [
         () => simulate({topology, capacityPerServer: -5, failure: {kind: 'random', count: 1}}),
-        /--capacity must be a positive number/,
+        /Capacity per server must be a positive number/,
       ],
-      [() => syntheticTopology({servers: 4, zones: 5, replicas: 2}), /--zones 5 is more than --servers 4/],
-      [() => syntheticTopology({servers: 2, replicas: 3}), /--replicas 3 is more than --servers 2/],
-      [() => syntheticTopology({servers: 0, replicas: 1}), /--servers must be/],
+      [() => syntheticTopology({servers: 4, zones: 5, replicas: 2}), /number of zones .* from 1 to 4/],
+      [() => syntheticTopology({servers: 2, replicas: 3}), /number of copies .* from 1 to 2/],
+      [() => syntheticTopology({servers: 0, replicas: 1}), /number of servers/],
       [
         () =>
           simulate({
@@ -485,18 +500,56 @@ describe('simulate', () => {
           }),
         /no zones/,
       ],
-    ]
-    for (const [run, message] of cases) {
-      let error: unknown
-      try {
-        run()
-      } catch (caught) {
-        error = caught
-      }
-      expect(error).toBeInstanceOf(MailringError)
-      expect((error as Error).message).toMatch(message)
-      expect((error as Error).message).not.toContain('\n')
+    ])
+  })
+
+  it('names the flags in the command, where the values come from flags', () => {
+    expectOneLineErrors([
+      [
+        () => checkedSimulate({topology, failure: {kind: 'servers', names: ['s01', 'nope']}}),
+        /Unknown server in --fail: nope/,
+      ],
+      [() => checkedSimulate({topology, failure: {kind: 'random', count: 10}}), /Cannot fail 10 of 10/],
+      [
+        () => checkedSimulate({topology, failure: {kind: 'random', count: 0}}),
+        /--fail must be a whole number/,
+      ],
+      [
+        () => checkedSimulate({topology, failure: {kind: 'zone', zone: 'z9'}}),
+        /Unknown zone "z9" in --fail-zone \(zones: z1, z2\)/,
+      ],
+      [() => checkedSimulate({topology, users: 0, failure: {kind: 'random', count: 1}}), /--users/],
+      [
+        () => checkedSimulate({topology, capacityPerServer: -5, failure: {kind: 'random', count: 1}}),
+        /--capacity must be a positive number/,
+      ],
+      [
+        () => checkedSyntheticTopology({servers: 4, zones: 5, replicas: 2}),
+        /--zones 5 is more than --servers 4/,
+      ],
+      [() => checkedSyntheticTopology({servers: 2, replicas: 3}), /--replicas 3 is more than --servers 2/],
+      [() => checkedSyntheticTopology({servers: 0, replicas: 1}), /--servers must be/],
+      [
+        () =>
+          checkedSimulate({
+            topology: syntheticTopology({servers: 4, replicas: 2}),
+            failure: {kind: 'zone', zone: 'z1'},
+          }),
+        /--fail-zone z1: the cluster has no zones/,
+      ],
+    ])
+  })
+
+  it('warns, in the command, about named servers that are already down', () => {
+    const withDown: Topology = {
+      ...topology,
+      servers: topology.servers.map((s) => (s.name === 's03' ? {...s, state: 'down' as const} : s)),
     }
+    const failure = {kind: 'servers' as const, names: ['s01', 's03']}
+    expect(simulate({topology: withDown, users: 1000, failure}).warnings).toEqual([])
+    const result = checkedSimulate({topology: withDown, users: 1000, failure})
+    expect(result.failure.servers).toEqual(['s01'])
+    expect(result.warnings).toEqual(['s03 already down: counted as failed anyway, not again in --fail.'])
   })
 
   it('spreads users over the policy domains and says so', () => {
