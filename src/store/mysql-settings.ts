@@ -9,6 +9,7 @@ import {dirname, resolve} from 'node:path'
 
 import {ExitCode, MailringError} from '../core/errors.js'
 import type {ConfigFile} from '../config/config-file.js'
+import {readPasswordFile} from '../config/secret-file.js'
 import {describeIssues} from '../config/yaml-file.js'
 
 export const DEFAULT_MYSQL_PORT = 3306
@@ -107,7 +108,7 @@ export function resolveMysqlSettings(options: ResolveMysqlOptions): MysqlSetting
   } else if (options.config) {
     const file = passwordFileFromConfig(options.config)
     if (file !== undefined) {
-      password = readPasswordFile(file)
+      password = readPasswordFile(file, ExitCode.store)
       passwordSource = file
     }
   }
@@ -134,43 +135,6 @@ function passwordFileFromConfig(config: ConfigFile): string | undefined {
   if (typeof value !== 'string' || value === '')
     throw configIssue(config, ['db_password_file'], 'db_password_file must be a file path')
   return resolve(dirname(config.path), value)
-}
-
-/** The first line of a password file that only its owner can read. */
-export function readPasswordFile(path: string): string {
-  let mode: number
-  try {
-    mode = statSync(path).mode
-  } catch (error) {
-    const reason =
-      (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (error as Error).message
-    throw new MailringError(`Cannot read the password file ${path}: ${reason}.`, {
-      code: 'password_file',
-      exitCode: ExitCode.store,
-    })
-  }
-  if ((mode & 0o077) !== 0) {
-    throw new MailringError(
-      `The password file ${path} is readable by group or others (mode ${(mode & 0o777).toString(8)}): run \`chmod 600 ${path}\`.`,
-      {code: 'password_file', exitCode: ExitCode.store},
-    )
-  }
-  let text: string
-  try {
-    text = readFileSync(path, 'utf8')
-  } catch (error) {
-    throw new MailringError(`Cannot read the password file ${path}: ${(error as Error).message}.`, {
-      code: 'password_file',
-      exitCode: ExitCode.store,
-    })
-  }
-  const line = text.split(/\r?\n/)[0] ?? ''
-  if (line === '')
-    throw new MailringError(`The password file ${path} is empty: write the password on its first line.`, {
-      code: 'password_file',
-      exitCode: ExitCode.store,
-    })
-  return line
 }
 
 const TLS_KEYS = ['ca', 'cert', 'key', 'verify']
