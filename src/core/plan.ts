@@ -37,6 +37,12 @@ export interface ServerBalance {
   movesOut: number
 }
 
+export interface ServerShare extends ServerBalance {
+  /** The server's share of all copies now, and after the plan. */
+  shareBefore: number
+  shareAfter: number
+}
+
 export interface PlanSummary {
   users: number
   copiesBefore: number
@@ -320,4 +326,16 @@ function littleEndianBytes(values: Int32Array, count: number): Uint8Array {
   const view = new DataView(bytes.buffer)
   for (let i = 0; i < count; i++) view.setInt32(i * 4, values[i]!, true)
   return bytes
+}
+
+/** Each server of the plan with its share of all copies before and after: the rows of status and plans. */
+export function serverShares(plan: RebalancePlan): ServerShare[] {
+  // No copies at all gives shares of 0 rather than NaN.
+  const totalBefore = plan.summary.copiesBefore || 1
+  const totalAfter = plan.summary.copiesAfter || 1
+  return plan.balance.map((b) => ({
+    ...b,
+    shareBefore: b.before / totalBefore,
+    shareAfter: b.after / totalAfter,
+  }))
 }

@@ -1,4 +1,4 @@
-import type {PlanSummary, RebalancePlan} from '../core/plan.js'
+import {serverShares, type PlanSummary, type RebalancePlan} from '../core/plan.js'
 import type {Topology} from '../core/topology.js'
 import {percent, renderTable} from './table.js'
 
@@ -16,15 +16,13 @@ export interface PlanServerRow {
 
 export function planServerRows(plan: RebalancePlan, target: Topology): PlanServerRow[] {
   const states = new Map(target.servers.map((s) => [s.name, s.state as string]))
-  const totalBefore = plan.summary.copiesBefore || 1
-  const totalAfter = plan.summary.copiesAfter || 1
-  return plan.balance.map((s) => ({
+  return serverShares(plan).map((s) => ({
     server: s.server,
     state: states.get(s.server) ?? 'removed',
     copiesBefore: s.before,
     copiesAfter: s.after,
-    shareBefore: s.before / totalBefore,
-    shareAfter: s.after / totalAfter,
+    shareBefore: s.shareBefore,
+    shareAfter: s.shareAfter,
     movesIn: s.movesIn,
     movesOut: s.movesOut,
   }))
