@@ -1,6 +1,8 @@
 import js from '@eslint/js'
 import tseslint from 'typescript-eslint'
 
+import layers from './eslint/layers.js'
+
 export default tseslint.config(
   {ignores: ['dist/**', 'node_modules/**', 'coverage/**']},
   js.configs.recommended,
@@ -12,7 +14,12 @@ export default tseslint.config(
     },
   },
   {
-    files: ['bin/**/*.js', 'eslint.config.js'],
+    files: ['src/**/*.ts'],
+    plugins: {mailring: layers},
+    rules: {'mailring/layers': 'error'},
+  },
+  {
+    files: ['bin/**/*.js', 'eslint.config.js', 'eslint/**/*.js'],
     languageOptions: {globals: {console: 'readonly', process: 'readonly'}},
   },
 )
