@@ -10,6 +10,7 @@ import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
 
+import {DEFAULT_DOVEADM_SETTINGS} from '../src/remote/doveadm-settings.js'
 import {DEFAULT_DOVECOT_SETTINGS} from '../src/dovecot/settings.js'
 import type {DovecotContext} from '../src/engine/config-render.js'
 import {connectOptions, pushConfig, type ServerPushResult} from '../src/engine/config-push.js'
@@ -130,6 +131,7 @@ async function runConfigPushBench(): Promise<void> {
         home,
       },
       ssh: {configFile: sshConfig, knownHostsFiles: [knownHosts]},
+      doveadm: {...DEFAULT_DOVEADM_SETTINGS, transports: {}},
       servers: topologyServers,
       env: {},
     })

@@ -12,8 +12,17 @@ import {describeIssues, readYamlFile, type YamlFile} from './yaml-file.js'
  *   users_table                     the operator's own users table (read only)
  *   dovecot                         how Dovecot's configuration is rendered and installed
  *   ssh                             how servers are reached over SSH
+ *   doveadm                         how doveadm is reached (HTTP API or over SSH)   (src/remote/doveadm-settings.ts)
  */
-export const CONFIG_SECTIONS = ['db', 'db_password_file', 'db_tls', 'users_table', 'dovecot', 'ssh'] as const
+export const CONFIG_SECTIONS = [
+  'db',
+  'db_password_file',
+  'db_tls',
+  'users_table',
+  'dovecot',
+  'ssh',
+  'doveadm',
+] as const
 export type ConfigSection = (typeof CONFIG_SECTIONS)[number]
 
 export interface ConfigFile {

@@ -21,6 +21,7 @@ import {
   versionOf,
   type DovecotSettings,
 } from '../dovecot/settings.js'
+import {parseDoveadmSettings, type DoveadmSettings} from '../remote/doveadm-settings.js'
 import {parseSshSettings, type SshSettings} from '../remote/settings.js'
 import type {StoreLocation} from '../store/open.js'
 import {usersTableFromConfig} from '../store/users-table-config.js'
@@ -32,6 +33,7 @@ export interface DovecotContext {
   config?: ConfigFile
   settings: DovecotSettings
   ssh: SshSettings
+  doveadm: DoveadmSettings
   servers: Server[]
   env: NodeJS.ProcessEnv
 }
@@ -53,6 +55,7 @@ export async function loadDovecotContext(options: {
     ...(config ? {config} : {}),
     settings: parseDovecotSettings(config),
     ssh: parseSshSettings(config),
+    doveadm: parseDoveadmSettings(config),
     servers: topology.servers,
     env,
   }

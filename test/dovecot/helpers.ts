@@ -4,6 +4,7 @@
  */
 import {DEFAULT_DOVECOT_SETTINGS, type DovecotSettings} from '../../src/dovecot/settings.js'
 import type {DovecotContext} from '../../src/engine/config-render.js'
+import {DEFAULT_DOVEADM_SETTINGS} from '../../src/remote/doveadm-settings.js'
 import type {Server} from '../../src/core/topology.js'
 import type {StoreLocation} from '../../src/store/open.js'
 import type {Store} from '../../src/store/store.js'
@@ -44,6 +45,7 @@ export async function contextFor(
     location,
     settings: {...DEFAULT_DOVECOT_SETTINGS, versions: {}, ...settings},
     ssh: {},
+    doveadm: {...DEFAULT_DOVEADM_SETTINGS, transports: {}},
     servers: (await store.readTopology()).servers,
     env: {},
   }
