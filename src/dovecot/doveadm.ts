@@ -100,6 +100,24 @@ export function mailboxStatusCommand(user: string, fields: readonly string[], ma
   }
 }
 
+/**
+ * `doveadm mailbox update -u USER --mailbox-guid GUID --uid-validity N MAILBOX`: gives a mailbox another
+ * identity. mailring uses it only on an empty mailbox, to make it the twin of the same-named mailbox of
+ * another copy (both the GUID and the UIDVALIDITY must match for dsync to take them as one mailbox).
+ */
+export function mailboxIdentityCommand(
+  user: string,
+  mailbox: string,
+  identity: {guid: string; uidvalidity: string},
+): DoveadmCommand {
+  return {
+    method: 'mailboxUpdate',
+    words: ['mailbox', 'update'],
+    params: {user, mailboxGuid: identity.guid, uidValidity: identity.uidvalidity, mailbox},
+    args: ['-u', user, '--mailbox-guid', identity.guid, '--uid-validity', identity.uidvalidity, mailbox],
+  }
+}
+
 /** `doveadm fetch -u USER 'FIELDS' QUERY...`: one row per message. */
 export function fetchCommand(user: string, fields: readonly string[], query = ['all']): DoveadmCommand {
   return {

@@ -1,0 +1,181 @@
+/**
+ * Every server's doveadm for one run of a command: the transport each server is configured for (the HTTP
+ * API, or the doveadm command over one SSH connection per server), opened when first needed, and the
+ * servers found unusable during the run, so that the rest of the run skips them instead of waiting for
+ * each one's time-out again.
+ */
+import {errorText, isMailringError, MailringError} from '../core/errors.js'
+import type {Server} from '../core/topology.js'
+import {userLookupCommand} from '../dovecot/doveadm.js'
+import type {DoveadmTransport} from '../remote/doveadm.js'
+import {SshDoveadm} from '../remote/doveadm.js'
+import {HttpDoveadm} from '../remote/doveadm-http.js'
+import {doveadmPassword, transportOf} from '../remote/doveadm-settings.js'
+import {SshConnection} from '../remote/ssh.js'
+import {connectOptions} from './config-push.js'
+import type {DovecotContext} from './config-render.js'
+
+export interface FleetOptions {
+  /** Requests in flight to one server (default: doveadm.per_server). */
+  perServer?: number
+  /** Trust and record unknown SSH host keys (servers on the ssh transport). */
+  acceptNew?: boolean
+}
+
+/** What a probe of one server's doveadm found. */
+export type ProbeResult =
+  | {server: string; state: 'ok'; ms: number}
+  /** Down in the store, no address, or no answer: its copies are skipped. */
+  | {server: string; state: 'unreachable'; reason: string}
+  /** It answered but refused mailring or is not doveadm (wrong password, port, host key): fix the configuration. */
+  | {server: string; state: 'refused'; reason: string}
+
+/** Errors that no retry and no other user will get past: the configuration is wrong. */
+const REFUSALS = new Set([
+  'doveadm_auth',
+  'doveadm_garbage',
+  'ssh_host_key_unknown',
+  'ssh_host_key_changed',
+  'ssh_host_key_revoked',
+  'ssh_no_key',
+  'ssh_permission_denied',
+])
+
+export function isRefusal(error: unknown): boolean {
+  return isMailringError(error) && REFUSALS.has(error.code)
+}
+
+/** A user no server holds: looking it up costs the server nothing and proves that doveadm answers. */
+const PROBE_USER = 'mailring-probe@invalid'
+
+export class DoveadmFleet {
+  private readonly transports = new Map<string, Promise<DoveadmTransport>>()
+  private readonly connections: Promise<SshConnection>[] = []
+  private readonly unusable = new Map<string, string>()
+  private password: string | undefined
+
+  constructor(
+    readonly ctx: DovecotContext,
+    private readonly options: FleetOptions = {},
+  ) {}
+
+  server(name: string): Server {
+    const server = this.ctx.servers.find((s) => s.name === name)
+    if (!server) throw new MailringError(`Unknown server "${name}".`, {code: 'unknown_server'})
+    return server
+  }
+
+  /** Why a server cannot be used in this run (down in the store, or found unusable); undefined: usable. */
+  problemOf(name: string): string | undefined {
+    const known = this.unusable.get(name)
+    if (known !== undefined) return known
+    const server = this.ctx.servers.find((s) => s.name === name)
+    if (!server) return `${name} is not a server in the store`
+    if (server.state === 'down') return `${name} is marked down in the store`
+    if (server.address === '')
+      return `${name} has no address: set one with \`mailring node set ${name} --address HOST\``
+    return undefined
+  }
+
+  /**
+   * Whether each server's doveadm answers, and how fast: one harmless call (a user lookup). Servers that do
+   * not answer are marked unusable for the rest of the run.
+   */
+  async probe(servers: Iterable<string>): Promise<ProbeResult[]> {
+    return Promise.all(
+      [...new Set(servers)].map(async (server): Promise<ProbeResult> => {
+        const known = this.problemOf(server)
+        if (known !== undefined) return {server, state: 'unreachable', reason: known}
+        const started = performance.now()
+        try {
+          await (await this.transport(server)).run(userLookupCommand(PROBE_USER))
+          return {server, state: 'ok', ms: performance.now() - started}
+        } catch (error) {
+          const reason = errorText(error)
+          this.markUnusable(server, reason)
+          return {server, state: isRefusal(error) ? 'refused' : 'unreachable', reason}
+        }
+      }),
+    )
+  }
+
+  /** Records that a server cannot be used for the rest of the run. */
+  markUnusable(name: string, reason: string): void {
+    if (!this.unusable.has(name)) this.unusable.set(name, reason)
+  }
+
+  /** Servers found unusable during the run, with the reason. */
+  unusableServers(): {server: string; reason: string}[] {
+    return [...this.unusable].map(([server, reason]) => ({server, reason}))
+  }
+
+  /** Where other servers reach this one's doveadm server for a sync: `tcp:ADDRESS:doveadm_port`. */
+  syncDestination(name: string): string {
+    const s = this.ctx.settings
+    const address = this.server(name).address
+    return `${s.replicaScheme}:${address.includes(':') ? `[${address}]` : address}:${s.doveadmPort}`
+  }
+
+  /**
+   * Fails early, before any work, on what would fail for every server alike: no doveadm password while
+   * some of `servers` use the HTTP API.
+   */
+  preflight(servers: Iterable<string>): void {
+    for (const name of servers) {
+      if (transportOf(this.ctx.doveadm, name) === 'http') {
+        this.password ??= doveadmPassword(this.ctx.doveadm, this.ctx.env)
+        return
+      }
+    }
+  }
+
+  /** The server's doveadm, opened on first use. Throws a MailringError when it cannot be reached. */
+  transport(name: string): Promise<DoveadmTransport> {
+    let transport = this.transports.get(name)
+    if (!transport) {
+      transport = this.open(name)
+      this.transports.set(name, transport)
+    }
+    return transport
+  }
+
+  private async open(name: string): Promise<DoveadmTransport> {
+    const problem = this.problemOf(name)
+    if (problem !== undefined) throw new MailringError(problem, {code: 'server_unusable'})
+    const server = this.server(name)
+    const settings = this.ctx.doveadm
+    if (transportOf(settings, name) === 'ssh') {
+      const connection = SshConnection.connect(
+        connectOptions(this.ctx, server.address, {
+          ...(this.options.acceptNew ? {acceptNew: true} : {}),
+          agent: true,
+        }),
+      )
+      this.connections.push(connection)
+      return new SshDoveadm(await connection, this.ctx.settings.doveadm)
+    }
+    this.password ??= doveadmPassword(settings, this.ctx.env)
+    return new HttpDoveadm({
+      name,
+      host: server.address,
+      port: settings.httpPort,
+      https: settings.https,
+      password: this.password,
+      timeoutMs: settings.timeoutMs,
+      retries: settings.retries,
+      perServer: this.options.perServer ?? settings.perServer,
+    })
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(
+      this.connections.map(async (c) => {
+        try {
+          await (await c).close()
+        } catch {
+          // it never opened
+        }
+      }),
+    )
+  }
+}

@@ -1,0 +1,336 @@
+/**
+ * N-way sync on demand (`mailring sync-user`, `sync-domain`): every copy of each user brought up to date
+ * with every other copy, whatever R is.
+ *
+ * Per user, with copies C0 (the first reachable, the "hub"), C1, ... Cn:
+ *   1. read every copy's state (mailbox status, see core/mailbox-state.ts);
+ *   2. `doveadm sync` the hub with C1, then C2, ... (two-way: the hub gains each copy's changes and gives
+ *      its own), each repeated while Dovecot says "not fully synced", with `-l` so that no two syncs of one
+ *      user race;
+ *   3. after each, read the hub's state: when a sync with Ck brought something to the hub, the copies synced
+ *      before Ck have not seen it, and are synced again (the "reverse where needed");
+ *   4. read every copy's state again: when no copy changed, the user was already in sync.
+ * A copy on a server that is down or unreachable is skipped, and the user is reported as not fully
+ * replicated; the first failure to reach a server marks it for the rest of the run, so that the other users
+ * do not wait for its time-out again.
+ */
+import {canonicalDomain, checkUserAddress} from '../core/address.js'
+import {errorText, isMailringError, MailringError} from '../core/errors.js'
+import {identityRepairs, STATE_FIELDS, stateFingerprint} from '../core/mailbox-state.js'
+import {
+  mailboxIdentityCommand,
+  mailboxStatusCommand,
+  syncCommand,
+  userLookupCommand,
+  type Row,
+} from '../dovecot/doveadm.js'
+import type {DoveadmReply} from '../remote/doveadm.js'
+import type {Store} from '../store/store.js'
+import type {DoveadmFleet} from './doveadm-fleet.js'
+
+export type UserSyncStatus = 'synced' | 'in-sync' | 'partial' | 'failed'
+
+export interface UserSyncResult {
+  user: string
+  status: UserSyncStatus
+  /** The user's copies, primary first. */
+  copies: string[]
+  /** The copy every other one was synced with. */
+  hub?: string
+  /** Copies that could not be reached, with why. */
+  skipped: {server: string; reason: string}[]
+  /** doveadm sync runs. */
+  syncs: number
+  /** What went wrong (failed) or which copies were left out (partial). */
+  message?: string
+  ms: number
+}
+
+export interface SyncUsersOptions {
+  full?: boolean
+  /** Users worked on at once (default 4). */
+  parallel?: number
+  onUser?: (result: UserSyncResult) => void
+  signal?: AbortSignal
+}
+
+export interface SyncSummary {
+  users: number
+  synced: number
+  inSync: number
+  partial: number
+  failed: number
+  ms: number
+  /** Servers that could not be used in this run, with why. */
+  unusable: {server: string; reason: string}[]
+}
+
+/** Runs of one sync while Dovecot answers "not fully synced" (exit 2). */
+const MAX_SYNC_RUNS = 5
+
+/** A copy that could not be worked on: its server is unusable (skip it) or the copy itself failed. */
+class CopyProblem extends Error {
+  constructor(
+    readonly server: string,
+    message: string,
+    readonly serverUnusable: boolean,
+  ) {
+    super(message)
+  }
+}
+
+export async function syncUsers(
+  fleet: DoveadmFleet,
+  users: readonly UserCopies[],
+  options: SyncUsersOptions = {},
+): Promise<{results: UserSyncResult[]; summary: SyncSummary}> {
+  const started = Date.now()
+  const servers = new Set(users.flatMap((u) => u.copies))
+  fleet.preflight(servers)
+  // Validate first: a server that refuses mailring (password, port, host key) is a configuration error
+  // that every user would hit; nothing is synced until it is fixed.
+  const refused = (await fleet.probe(servers)).find((p) => p.state === 'refused')
+  if (refused && refused.state === 'refused')
+    throw new MailringError(refused.reason, {code: 'doveadm_refused'})
+  const results: UserSyncResult[] = []
+  let next = 0
+  const worker = async () => {
+    while (next < users.length && !options.signal?.aborted) {
+      const entry = users[next++]!
+      const result = await syncOneUser(fleet, entry.user, entry.copies, options.full ?? false)
+      results.push(result)
+      options.onUser?.(result)
+    }
+  }
+  const parallel = Math.max(1, options.parallel ?? 4)
+  await Promise.all(Array.from({length: Math.min(parallel, users.length)}, worker))
+  const count = (status: UserSyncStatus) => results.filter((r) => r.status === status).length
+  return {
+    results,
+    summary: {
+      users: results.length,
+      synced: count('synced'),
+      inSync: count('in-sync'),
+      partial: count('partial'),
+      failed: count('failed'),
+      ms: Date.now() - started,
+      unusable: fleet.unusableServers(),
+    },
+  }
+}
+
+export async function syncOneUser(
+  fleet: DoveadmFleet,
+  user: string,
+  copies: readonly string[],
+  full: boolean,
+): Promise<UserSyncResult> {
+  const started = Date.now()
+  const result: UserSyncResult = {user, status: 'synced', copies: [...copies], skipped: [], syncs: 0, ms: 0}
+  const done = (status: UserSyncStatus, message?: string): UserSyncResult => {
+    result.status = status
+    if (message !== undefined) result.message = message
+    result.ms = Date.now() - started
+    return result
+  }
+  if (copies.length === 0)
+    return done('failed', `${user} has no copies in the store: place it first (mailring rebalance)`)
+
+  // 1. every copy's state; the copies whose server cannot be used are left out.
+  const rows = new Map<string, Row[]>()
+  await Promise.all(
+    copies.map(async (server) => {
+      try {
+        rows.set(server, await stateRows(fleet, server, user))
+      } catch (error) {
+        if (!(error instanceof CopyProblem) || !error.serverUnusable) throw error
+        result.skipped.push({server, reason: error.message})
+      }
+    }),
+  )
+  const live = copies.filter((s) => rows.has(s))
+  const partialNote = () =>
+    result.skipped.length === 0
+      ? undefined
+      : `not fully replicated: ${result.skipped.map((s) => `${s.server} skipped (${s.reason})`).join('; ')}`
+  if (live.length <= 1) {
+    const note = partialNote() ?? `${user} has only one copy`
+    return done(result.skipped.length > 0 ? 'partial' : 'in-sync', note)
+  }
+
+  const before = new Map<string, string>()
+  try {
+    // Empty mailboxes created on their own take the identity of their twin, before dsync sees them.
+    const repairs = identityRepairs(live.map((copy) => ({copy, rows: rows.get(copy)!})))
+    for (const r of repairs) {
+      const reply = await call(fleet, r.copy, (t) => t.run(mailboxIdentityCommand(user, r.mailbox, r)))
+      if (reply.outcome !== 'ok')
+        throw new CopyProblem(
+          r.copy,
+          `cannot give the empty ${r.mailbox} the identity of its twin: ${reply.message}`,
+          false,
+        )
+    }
+    for (const copy of live) before.set(copy, stateFingerprint(rows.get(copy)!))
+    // 2 and 3: the hub with each other copy, again where the hub gained something afterwards.
+    const hub = live[0]!
+    result.hub = hub
+    let hubState = before.get(hub)!
+    const syncedSince: string[] = []
+    for (const target of live.slice(1)) {
+      await syncPair(fleet, user, hub, target, full, result)
+      const now = await fingerprintOf(fleet, hub, user)
+      if (now !== hubState) {
+        // The hub gained changes from `target`: the copies synced before it have not seen them.
+        for (const earlier of syncedSince) await syncPair(fleet, user, hub, earlier, full, result)
+        hubState = now
+      }
+      syncedSince.push(target)
+    }
+    // 4. unchanged everywhere: it was in sync already.
+    const after = await Promise.all(live.map((s) => fingerprintOf(fleet, s, user)))
+    const changed = live.some((s, i) => after[i] !== before.get(s))
+    const note = partialNote()
+    if (note !== undefined) return done('partial', note)
+    return done(changed ? 'synced' : 'in-sync')
+  } catch (error) {
+    if (error instanceof CopyProblem) {
+      if (error.serverUnusable) result.skipped.push({server: error.server, reason: error.message})
+      return done('failed', `${error.server}: ${error.message}`)
+    }
+    return done('failed', errorText(error))
+  }
+}
+
+async function syncPair(
+  fleet: DoveadmFleet,
+  user: string,
+  hub: string,
+  target: string,
+  full: boolean,
+  result: UserSyncResult,
+): Promise<void> {
+  const command = syncCommand({
+    user,
+    destination: fleet.syncDestination(target),
+    full,
+    lockSeconds: fleet.ctx.doveadm.lockSeconds,
+  })
+  for (let run = 1; ; run++) {
+    const reply = await call(fleet, hub, (t) => t.run(command))
+    result.syncs++
+    if (reply.outcome === 'ok') return
+    if (reply.outcome === 'not-fully-synced' && run < MAX_SYNC_RUNS) continue
+    const why =
+      reply.outcome === 'not-fully-synced'
+        ? `still not fully synced after ${MAX_SYNC_RUNS} runs of doveadm sync with ${target}`
+        : `doveadm sync with ${target} failed: ${reply.message || `exit ${reply.exitCode}`} (see the Dovecot log of ${hub} and ${target})`
+    throw new CopyProblem(hub, why, false)
+  }
+}
+
+/** A copy's state; throws CopyProblem. */
+async function fingerprintOf(fleet: DoveadmFleet, server: string, user: string): Promise<string> {
+  return stateFingerprint(await stateRows(fleet, server, user))
+}
+
+/** A copy's mailboxes with their state fields; throws CopyProblem. */
+async function stateRows(fleet: DoveadmFleet, server: string, user: string): Promise<Row[]> {
+  const reply = await call(fleet, server, (t) => t.run(mailboxStatusCommand(user, STATE_FIELDS)))
+  if (reply.outcome === 'ok') return reply.rows as Row[]
+  // Through the HTTP API an unknown user is a temporary failure (75, seen on 2.3.19): ask the userdb.
+  const unknown =
+    reply.outcome === 'no-such-user' ||
+    (reply.outcome === 'temporary' &&
+      (await call(fleet, server, (t) => t.run(userLookupCommand(user)))).outcome === 'no-such-user')
+  throw new CopyProblem(
+    server,
+    unknown
+      ? `${server} does not know ${user}: push its configuration (mailring config push --server ${server})`
+      : `doveadm mailbox status failed: ${reply.message || `exit ${reply.exitCode}`}`,
+    false,
+  )
+}
+
+/**
+ * One doveadm call on a server. A server that cannot be reached (or refuses mailring) is marked unusable
+ * for the rest of the run, and the call fails with CopyProblem(serverUnusable).
+ */
+async function call(
+  fleet: DoveadmFleet,
+  server: string,
+  work: (t: Awaited<ReturnType<DoveadmFleet['transport']>>) => Promise<DoveadmReply>,
+): Promise<DoveadmReply> {
+  const known = fleet.problemOf(server)
+  if (known !== undefined) throw new CopyProblem(server, known, true)
+  try {
+    return await work(await fleet.transport(server))
+  } catch (error) {
+    if (!isMailringError(error)) throw error
+    fleet.markUnusable(server, error.message)
+    throw new CopyProblem(server, fleet.problemOf(server) ?? error.message, true)
+  }
+}
+
+export interface UserCopies {
+  user: string
+  copies: string[]
+}
+
+/** What to sync: users named one by one, or every user of some domains, each with its current copies. */
+export interface Selection {
+  targets: UserCopies[]
+  /** One line per name that selects nothing (unknown user or domain, invalid address): reported, skipped. */
+  problems: string[]
+}
+
+const PAGE = 5000
+
+export async function selectUsers(store: Store, names: readonly string[]): Promise<Selection> {
+  const selection: Selection = {targets: [], problems: []}
+  const seen = new Set<string>()
+  for (const name of names) {
+    const check = checkUserAddress(name)
+    if (!check.ok) {
+      selection.problems.push(`Invalid user address: ${check.reason}.`)
+      continue
+    }
+    if (seen.has(check.user)) continue
+    seen.add(check.user)
+    const record = await store.getUser(check.user)
+    if (!record) selection.problems.push(`Unknown user ${check.user}: add it with \`mailring user add\`.`)
+    else if (record.copies.length === 0)
+      selection.problems.push(`${check.user} has no copies yet: run \`mailring rebalance\` to place it.`)
+    else selection.targets.push({user: record.user, copies: record.copies})
+  }
+  return selection
+}
+
+export async function selectDomains(store: Store, names: readonly string[]): Promise<Selection> {
+  const selection: Selection = {targets: [], problems: []}
+  for (const name of new Set(names)) {
+    const domain = canonicalDomain(name)
+    if (typeof domain !== 'string') {
+      selection.problems.push(`Invalid domain: ${domain.reason}.`)
+      continue
+    }
+    let after: string | undefined
+    let found = 0
+    for (;;) {
+      const page = await store.listUsers({domain, limit: PAGE, ...(after === undefined ? {} : {after})})
+      for (const record of page) {
+        found++
+        if (record.copies.length === 0)
+          selection.problems.push(`${record.user} has no copies yet: run \`mailring rebalance\` to place it.`)
+        else selection.targets.push({user: record.user, copies: record.copies})
+      }
+      if (page.length < PAGE) break
+      after = page[page.length - 1]!.user
+    }
+    if (found === 0)
+      selection.problems.push(
+        `No users in domain ${domain}: check the name with \`mailring users list --domain ${domain}\`.`,
+      )
+  }
+  return selection
+}

@@ -1,0 +1,142 @@
+/**
+ * A ring of real Dovecot 2.3 servers for end-to-end tests, configured the way an operator would with
+ * mailring: a mailring store (SQLite) holds the servers and users with their copies; each Dovecot's userdb
+ * is the SQL file `mailring config render` produces for it (Dovecot's sqlite driver reads the store);
+ * passwords come from a passwd-file (the operator's passdb). Every server listens on its own 127.0.0.N
+ * with the same doveadm port (doveadm sync tcp:HOST:PORT) and the same doveadm HTTP API port, as servers
+ * of one cluster do. A mailring config file points the CLI at all of it.
+ */
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+
+import {renderFor} from '../../src/engine/config-render.js'
+import {SqliteStore} from '../../src/store/sqlite.js'
+import {contextFor, fillStore} from '../dovecot/helpers.js'
+import {
+  reserveDovecotAddress,
+  startDovecot,
+  type DovecotAddress,
+  type DovecotHost,
+} from '../support/dovecot.js'
+import {canConnect, freePort} from '../support/ports.js'
+import {makeTempDir, removeDir} from '../support/proc.js'
+import {runCli, type CliResult} from './cli.js'
+
+export const PASSWORD = 'pw-secret'
+
+export interface RingCluster {
+  dir: string
+  dbPath: string
+  configPath: string
+  /** Dovecot hosts by server name. */
+  hosts: Map<string, DovecotHost>
+  host(name: string): DovecotHost
+  /** The doveadm password of every server (also in the password file the config names). */
+  doveadmPassword: string
+  cli<T = unknown>(args: string[], env?: Record<string, string | undefined>): Promise<CliResult<T>>
+  /** Subjects (sorted) and the flags of each, read over IMAP as a mail client would. */
+  mailbox(server: string, user: string): Promise<{subject: string; flags: string[]}[]>
+  stop(): Promise<void>
+}
+
+/** A port free on every address (the servers of a cluster share their doveadm ports). */
+export async function commonPort(addresses: readonly DovecotAddress[]): Promise<number> {
+  for (let i = 0; i < 50; i++) {
+    const port = await freePort(addresses[0]!.ip)
+    const taken = await Promise.all(addresses.slice(1).map((a) => canConnect(port, a.ip, 200)))
+    if (!taken.some(Boolean)) return port
+  }
+  throw new Error('no port free on every address')
+}
+
+export async function startRingCluster(options: {
+  servers: string[]
+  users: [string, string[]][]
+  copies: number
+}): Promise<RingCluster> {
+  const dir = makeTempDir('mr-ring')
+  fs.chmodSync(dir, 0o755)
+  const dbPath = path.join(dir, 'cluster.db')
+  const hosts = new Map<string, DovecotHost>()
+  const stop = async () => {
+    await Promise.all([...hosts.values()].map((h) => h.stop()))
+    removeDir(dir)
+  }
+  try {
+    const addresses = await Promise.all(options.servers.map(() => reserveDovecotAddress()))
+    const doveadmPort = await commonPort(addresses)
+    const httpPort = await commonPort(addresses)
+    for (const a of addresses) {
+      a.doveadmPort = doveadmPort
+      a.httpPort = httpPort
+    }
+    const store = (await SqliteStore.init(dbPath, {copies: options.copies})).store
+    await fillStore(
+      store,
+      options.servers.map((name, i) => ({name, address: addresses[i]!.ip})),
+      options.users,
+      options.copies,
+    )
+    const ctx = await contextFor(store, {kind: 'sqlite', path: dbPath, source: 'test'}, {doveadmPort})
+    const started = await Promise.all(
+      options.servers.map((name, i) =>
+        startDovecot({
+          address: addresses[i]!,
+          users: options.users.map(([user]) => ({user, password: PASSWORD})),
+          files: (c) => ({
+            'dovecot-sql.conf.ext': renderFor(
+              {...ctx, settings: {...ctx.settings, home: `${path.join(c.dir, 'home')}/%d/%n`}},
+              name,
+            ).rendered.text,
+          }),
+          userdb: (c) => `userdb {\n  driver = sql\n  args = ${path.join(c.dir, 'dovecot-sql.conf.ext')}\n}`,
+        }),
+      ),
+    )
+    await store.close()
+    options.servers.forEach((name, i) => hosts.set(name, started[i]!))
+    const doveadmPassword = started[0]!.doveadmPassword
+    const passwordFile = path.join(dir, 'doveadm-password')
+    fs.writeFileSync(passwordFile, `${doveadmPassword}\n`, {mode: 0o600})
+    const configPath = path.join(dir, 'mailring.yaml')
+    fs.writeFileSync(
+      configPath,
+      [
+        `db: sqlite:${dbPath}`,
+        'dovecot:',
+        `  doveadm_port: ${doveadmPort}`,
+        'doveadm:',
+        '  transport: http',
+        `  http_port: ${httpPort}`,
+        `  password_file: ${passwordFile}`,
+        '  retries: 1',
+        '',
+      ].join('\n'),
+    )
+    const host = (name: string) => {
+      const h = hosts.get(name)
+      if (!h) throw new Error(`no server ${name}`)
+      return h
+    }
+    return {
+      dir,
+      dbPath,
+      configPath,
+      hosts,
+      host,
+      doveadmPassword,
+      cli: (args, env = {}) =>
+        runCli(args, {cwd: dir, env: {HOME: dir, MAILRING_CONFIG: configPath, ...env}, timeoutMs: 120_000}),
+      mailbox: async (server, user) => {
+        const box = await host(server).imapListMessages(user, PASSWORD)
+        return box.messages
+          .map((m) => ({subject: m.subject ?? '', flags: m.flags.filter((f) => f !== '\\Recent').sort()}))
+          .sort((x, y) => x.subject.localeCompare(y.subject))
+      },
+      stop,
+    }
+  } catch (error) {
+    await stop()
+    throw error
+  }
+}
