@@ -6,8 +6,8 @@
  */
 import {errorText, isMailringError, MailringError} from '../core/errors.js'
 import type {Server} from '../core/topology.js'
-import {userLookupCommand} from '../dovecot/doveadm.js'
-import type {DoveadmTransport} from '../remote/doveadm.js'
+import {type DoveadmCommand, mailboxStatusCommand, type Row, userLookupCommand} from '../dovecot/doveadm.js'
+import type {DoveadmReply, DoveadmTransport} from '../remote/doveadm.js'
 import {SshDoveadm} from '../remote/doveadm.js'
 import {HttpDoveadm} from '../remote/doveadm-http.js'
 import {doveadmPassword, transportOf} from '../remote/doveadm-settings.js'
@@ -47,6 +47,20 @@ export function isRefusal(error: unknown): boolean {
 
 /** A user no server holds: looking it up costs the server nothing and proves that doveadm answers. */
 const PROBE_USER = 'mailring-probe@invalid'
+
+/**
+ * A copy that could not be worked on: its server cannot be used in this run (`serverUnusable`: skip it), or
+ * the call on this copy failed (the user fails).
+ */
+export class CopyProblem extends Error {
+  constructor(
+    readonly server: string,
+    message: string,
+    readonly serverUnusable: boolean,
+  ) {
+    super(message)
+  }
+}
 
 export class DoveadmFleet {
   private readonly transports = new Map<string, Promise<DoveadmTransport>>()
@@ -97,6 +111,17 @@ export class DoveadmFleet {
         }
       }),
     )
+  }
+
+  /**
+   * Validate first: the password is there, and no server refuses mailring (password, port, host key), a
+   * configuration error every user would hit. Servers that do not answer are marked unusable.
+   */
+  async checkBeforeWork(servers: ReadonlySet<string>): Promise<void> {
+    this.preflight(servers)
+    const refused = (await this.probe(servers)).find((p) => p.state === 'refused')
+    if (refused && refused.state === 'refused')
+      throw new MailringError(refused.reason, {code: 'doveadm_refused'})
   }
 
   /** Records that a server cannot be used for the rest of the run. */
@@ -165,6 +190,40 @@ export class DoveadmFleet {
       retries: settings.retries,
       perServer: this.options.perServer ?? settings.perServer,
     })
+  }
+
+  /**
+   * One doveadm call on a server. A server that cannot be reached (or refuses mailring) is marked unusable
+   * for the rest of the run, and the call fails with CopyProblem(serverUnusable).
+   */
+  async run(server: string, command: DoveadmCommand): Promise<DoveadmReply> {
+    const known = this.problemOf(server)
+    if (known !== undefined) throw new CopyProblem(server, known, true)
+    try {
+      return await (await this.transport(server)).run(command)
+    } catch (error) {
+      if (!isMailringError(error)) throw error
+      this.markUnusable(server, error.message)
+      throw new CopyProblem(server, this.problemOf(server) ?? error.message, true)
+    }
+  }
+
+  /** A user's mailboxes on one copy with the given status fields; throws CopyProblem. */
+  async mailboxStatus(server: string, user: string, fields: readonly string[]): Promise<Row[]> {
+    const reply = await this.run(server, mailboxStatusCommand(user, fields))
+    if (reply.outcome === 'ok') return reply.rows as Row[]
+    // Through the HTTP API an unknown user is a temporary failure (75, seen on 2.3.19): ask the userdb.
+    const unknown =
+      reply.outcome === 'no-such-user' ||
+      (reply.outcome === 'temporary' &&
+        (await this.run(server, userLookupCommand(user))).outcome === 'no-such-user')
+    throw new CopyProblem(
+      server,
+      unknown
+        ? `${server} does not know ${user}: push its configuration (mailring config push --server ${server})`
+        : `doveadm mailbox status failed: ${reply.message || `exit ${reply.exitCode}`}`,
+      false,
+    )
   }
 
   async close(): Promise<void> {

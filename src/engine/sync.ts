@@ -14,19 +14,11 @@
  * replicated; the first failure to reach a server marks it for the rest of the run, so that the other users
  * do not wait for its time-out again.
  */
-import {canonicalDomain, checkUserAddress} from '../core/address.js'
-import {errorText, isMailringError, MailringError} from '../core/errors.js'
+import {errorText} from '../core/errors.js'
 import {identityRepairs, STATE_FIELDS, stateFingerprint} from '../core/mailbox-state.js'
-import {
-  mailboxIdentityCommand,
-  mailboxStatusCommand,
-  syncCommand,
-  userLookupCommand,
-  type Row,
-} from '../dovecot/doveadm.js'
-import type {DoveadmReply} from '../remote/doveadm.js'
-import type {Store} from '../store/store.js'
-import type {DoveadmFleet} from './doveadm-fleet.js'
+import {mailboxIdentityCommand, syncCommand, type Row} from '../dovecot/doveadm.js'
+import {CopyProblem, type DoveadmFleet} from './doveadm-fleet.js'
+import type {UserCopies} from './user-selection.js'
 
 export type UserSyncStatus = 'synced' | 'in-sync' | 'partial' | 'failed'
 
@@ -68,30 +60,13 @@ export interface SyncSummary {
 /** Runs of one sync while Dovecot answers "not fully synced" (exit 2). */
 const MAX_SYNC_RUNS = 5
 
-/** A copy that could not be worked on: its server is unusable (skip it) or the copy itself failed. */
-class CopyProblem extends Error {
-  constructor(
-    readonly server: string,
-    message: string,
-    readonly serverUnusable: boolean,
-  ) {
-    super(message)
-  }
-}
-
 export async function syncUsers(
   fleet: DoveadmFleet,
   users: readonly UserCopies[],
   options: SyncUsersOptions = {},
 ): Promise<{results: UserSyncResult[]; summary: SyncSummary}> {
   const started = Date.now()
-  const servers = new Set(users.flatMap((u) => u.copies))
-  fleet.preflight(servers)
-  // Validate first: a server that refuses mailring (password, port, host key) is a configuration error
-  // that every user would hit; nothing is synced until it is fixed.
-  const refused = (await fleet.probe(servers)).find((p) => p.state === 'refused')
-  if (refused && refused.state === 'refused')
-    throw new MailringError(refused.reason, {code: 'doveadm_refused'})
+  await fleet.checkBeforeWork(new Set(users.flatMap((u) => u.copies)))
   const results: UserSyncResult[] = []
   let next = 0
   const worker = async () => {
@@ -141,7 +116,7 @@ export async function syncOneUser(
   await Promise.all(
     copies.map(async (server) => {
       try {
-        rows.set(server, await stateRows(fleet, server, user))
+        rows.set(server, await fleet.mailboxStatus(server, user, STATE_FIELDS))
       } catch (error) {
         if (!(error instanceof CopyProblem) || !error.serverUnusable) throw error
         result.skipped.push({server, reason: error.message})
@@ -163,7 +138,7 @@ export async function syncOneUser(
     // Empty mailboxes created on their own take the identity of their twin, before dsync sees them.
     const repairs = identityRepairs(live.map((copy) => ({copy, rows: rows.get(copy)!})))
     for (const r of repairs) {
-      const reply = await call(fleet, r.copy, (t) => t.run(mailboxIdentityCommand(user, r.mailbox, r)))
+      const reply = await fleet.run(r.copy, mailboxIdentityCommand(user, r.mailbox, r))
       if (reply.outcome !== 'ok')
         throw new CopyProblem(
           r.copy,
@@ -217,7 +192,7 @@ async function syncPair(
     lockSeconds: fleet.ctx.doveadm.lockSeconds,
   })
   for (let run = 1; ; run++) {
-    const reply = await call(fleet, hub, (t) => t.run(command))
+    const reply = await fleet.run(hub, command)
     result.syncs++
     if (reply.outcome === 'ok') return
     if (reply.outcome === 'not-fully-synced' && run < MAX_SYNC_RUNS) continue
@@ -231,106 +206,5 @@ async function syncPair(
 
 /** A copy's state; throws CopyProblem. */
 async function fingerprintOf(fleet: DoveadmFleet, server: string, user: string): Promise<string> {
-  return stateFingerprint(await stateRows(fleet, server, user))
-}
-
-/** A copy's mailboxes with their state fields; throws CopyProblem. */
-async function stateRows(fleet: DoveadmFleet, server: string, user: string): Promise<Row[]> {
-  const reply = await call(fleet, server, (t) => t.run(mailboxStatusCommand(user, STATE_FIELDS)))
-  if (reply.outcome === 'ok') return reply.rows as Row[]
-  // Through the HTTP API an unknown user is a temporary failure (75, seen on 2.3.19): ask the userdb.
-  const unknown =
-    reply.outcome === 'no-such-user' ||
-    (reply.outcome === 'temporary' &&
-      (await call(fleet, server, (t) => t.run(userLookupCommand(user)))).outcome === 'no-such-user')
-  throw new CopyProblem(
-    server,
-    unknown
-      ? `${server} does not know ${user}: push its configuration (mailring config push --server ${server})`
-      : `doveadm mailbox status failed: ${reply.message || `exit ${reply.exitCode}`}`,
-    false,
-  )
-}
-
-/**
- * One doveadm call on a server. A server that cannot be reached (or refuses mailring) is marked unusable
- * for the rest of the run, and the call fails with CopyProblem(serverUnusable).
- */
-async function call(
-  fleet: DoveadmFleet,
-  server: string,
-  work: (t: Awaited<ReturnType<DoveadmFleet['transport']>>) => Promise<DoveadmReply>,
-): Promise<DoveadmReply> {
-  const known = fleet.problemOf(server)
-  if (known !== undefined) throw new CopyProblem(server, known, true)
-  try {
-    return await work(await fleet.transport(server))
-  } catch (error) {
-    if (!isMailringError(error)) throw error
-    fleet.markUnusable(server, error.message)
-    throw new CopyProblem(server, fleet.problemOf(server) ?? error.message, true)
-  }
-}
-
-export interface UserCopies {
-  user: string
-  copies: string[]
-}
-
-/** What to sync: users named one by one, or every user of some domains, each with its current copies. */
-export interface Selection {
-  targets: UserCopies[]
-  /** One line per name that selects nothing (unknown user or domain, invalid address): reported, skipped. */
-  problems: string[]
-}
-
-const PAGE = 5000
-
-export async function selectUsers(store: Store, names: readonly string[]): Promise<Selection> {
-  const selection: Selection = {targets: [], problems: []}
-  const seen = new Set<string>()
-  for (const name of names) {
-    const check = checkUserAddress(name)
-    if (!check.ok) {
-      selection.problems.push(`Invalid user address: ${check.reason}.`)
-      continue
-    }
-    if (seen.has(check.user)) continue
-    seen.add(check.user)
-    const record = await store.getUser(check.user)
-    if (!record) selection.problems.push(`Unknown user ${check.user}: add it with \`mailring user add\`.`)
-    else if (record.copies.length === 0)
-      selection.problems.push(`${check.user} has no copies yet: run \`mailring rebalance\` to place it.`)
-    else selection.targets.push({user: record.user, copies: record.copies})
-  }
-  return selection
-}
-
-export async function selectDomains(store: Store, names: readonly string[]): Promise<Selection> {
-  const selection: Selection = {targets: [], problems: []}
-  for (const name of new Set(names)) {
-    const domain = canonicalDomain(name)
-    if (typeof domain !== 'string') {
-      selection.problems.push(`Invalid domain: ${domain.reason}.`)
-      continue
-    }
-    let after: string | undefined
-    let found = 0
-    for (;;) {
-      const page = await store.listUsers({domain, limit: PAGE, ...(after === undefined ? {} : {after})})
-      for (const record of page) {
-        found++
-        if (record.copies.length === 0)
-          selection.problems.push(`${record.user} has no copies yet: run \`mailring rebalance\` to place it.`)
-        else selection.targets.push({user: record.user, copies: record.copies})
-      }
-      if (page.length < PAGE) break
-      after = page[page.length - 1]!.user
-    }
-    if (found === 0)
-      selection.problems.push(
-        `No users in domain ${domain}: check the name with \`mailring users list --domain ${domain}\`.`,
-      )
-  }
-  return selection
+  return stateFingerprint(await fleet.mailboxStatus(server, user, STATE_FIELDS))
 }
