@@ -131,7 +131,7 @@ async function runConfigPushBench(): Promise<void> {
         home,
       },
       ssh: {configFile: sshConfig, knownHostsFiles: [knownHosts]},
-      doveadm: {...DEFAULT_DOVEADM_SETTINGS, transports: {}},
+      doveadm: {...DEFAULT_DOVEADM_SETTINGS, transports: {}, httpPorts: {}},
       servers: topologyServers,
       env: {},
     })

@@ -10,7 +10,7 @@ import {type DoveadmCommand, mailboxStatusCommand, type Row, userLookupCommand} 
 import type {DoveadmReply, DoveadmTransport} from '../remote/doveadm.js'
 import {SshDoveadm} from '../remote/doveadm.js'
 import {HttpDoveadm} from '../remote/doveadm-http.js'
-import {doveadmPassword, transportOf} from '../remote/doveadm-settings.js'
+import {doveadmPassword, httpPortOf, transportOf} from '../remote/doveadm-settings.js'
 import {SshConnection} from '../remote/ssh.js'
 import {connectOptions} from './config-push.js'
 import type {DovecotContext} from './config-render.js'
@@ -66,6 +66,7 @@ export class DoveadmFleet {
   private readonly transports = new Map<string, Promise<DoveadmTransport>>()
   private readonly connections: Promise<SshConnection>[] = []
   private readonly unusable = new Map<string, string>()
+  private readonly refused = new Set<string>()
   private password: string | undefined
 
   constructor(
@@ -119,9 +120,23 @@ export class DoveadmFleet {
    */
   async checkBeforeWork(servers: ReadonlySet<string>): Promise<void> {
     this.preflight(servers)
-    const refused = (await this.probe(servers)).find((p) => p.state === 'refused')
-    if (refused && refused.state === 'refused')
-      throw new MailringError(refused.reason, {code: 'doveadm_refused'})
+    const probes = await this.probe(servers)
+    const refused = probes.filter((p) => p.state === 'refused')
+    for (const p of refused) this.refused.add(p.server)
+    // Every server refusing is the configuration (a wrong password): one line, nothing done. One server
+    // refusing is that server's problem: its users fail, the others go on.
+    const first = refused[0]
+    if (
+      first &&
+      first.state === 'refused' &&
+      refused.length === probes.filter((p) => p.state !== 'unreachable').length
+    )
+      throw new MailringError(first.reason, {code: 'doveadm_refused'})
+  }
+
+  /** Whether a server answered but refused mailring (password, port, host key): a configuration error. */
+  isRefused(name: string): boolean {
+    return this.refused.has(name)
   }
 
   /** Records that a server cannot be used for the rest of the run. */
@@ -183,7 +198,7 @@ export class DoveadmFleet {
     return new HttpDoveadm({
       name,
       host: server.address,
-      port: settings.httpPort,
+      port: httpPortOf(settings, name),
       https: settings.https,
       password: this.password,
       timeoutMs: settings.timeoutMs,

@@ -124,13 +124,17 @@ export async function syncOneUser(
     }),
   )
   const live = copies.filter((s) => rows.has(s))
+  // A copy skipped because its server is down leaves the user not fully replicated; one skipped because
+  // its server refuses mailring (a configuration error) fails the user.
+  const skippedStatus = (): UserSyncStatus =>
+    result.skipped.some((k) => fleet.isRefused(k.server)) ? 'failed' : 'partial'
   const partialNote = () =>
     result.skipped.length === 0
       ? undefined
       : `not fully replicated: ${result.skipped.map((s) => `${s.server} skipped (${s.reason})`).join('; ')}`
   if (live.length <= 1) {
     const note = partialNote() ?? `${user} has only one copy`
-    return done(result.skipped.length > 0 ? 'partial' : 'in-sync', note)
+    return done(result.skipped.length > 0 ? skippedStatus() : 'in-sync', note)
   }
 
   const before = new Map<string, string>()
@@ -166,7 +170,7 @@ export async function syncOneUser(
     const after = await Promise.all(live.map((s) => fingerprintOf(fleet, s, user)))
     const changed = live.some((s, i) => after[i] !== before.get(s))
     const note = partialNote()
-    if (note !== undefined) return done('partial', note)
+    if (note !== undefined) return done(skippedStatus(), note)
     return done(changed ? 'synced' : 'in-sync')
   } catch (error) {
     if (error instanceof CopyProblem) {

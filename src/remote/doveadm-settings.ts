@@ -6,6 +6,7 @@
  *     transport: http                  # http: the doveadm HTTP API; ssh: the doveadm command over SSH
  *     transports: {mx03: ssh}          # per server, where the HTTP API is not enabled
  *     http_port: 8080                  # service doveadm { inet_listener http { port = 8080 } }
+ *     http_ports: {mx07: 8081}         # per server, where it differs
  *     https: false
  *     password_file: /etc/mailring/doveadm-password   # mode 0600; or MAILRING_DOVEADM_PASSWORD
  *     timeout: 60                      # seconds per request
@@ -30,6 +31,7 @@ export interface DoveadmSettings {
   transport: DoveadmTransportKind
   transports: Record<string, DoveadmTransportKind>
   httpPort: number
+  httpPorts: Record<string, number>
   https: boolean
   passwordFile?: string
   timeoutMs: number
@@ -42,6 +44,7 @@ export const DEFAULT_DOVEADM_SETTINGS: DoveadmSettings = {
   transport: 'http',
   transports: {},
   httpPort: 8080,
+  httpPorts: {},
   https: false,
   timeoutMs: 60_000,
   retries: 3,
@@ -53,6 +56,7 @@ const KEYS = [
   'transport',
   'transports',
   'http_port',
+  'http_ports',
   'https',
   'password_file',
   'timeout',
@@ -63,7 +67,7 @@ const KEYS = [
 const KINDS: readonly string[] = ['http', 'ssh']
 
 export function parseDoveadmSettings(config: ConfigFile | undefined): DoveadmSettings {
-  const settings: DoveadmSettings = {...DEFAULT_DOVEADM_SETTINGS, transports: {}}
+  const settings: DoveadmSettings = {...DEFAULT_DOVEADM_SETTINGS, transports: {}, httpPorts: {}}
   const raw = config?.section('doveadm')
   if (raw === undefined || raw === null || config === undefined) return settings
   if (typeof raw !== 'object' || Array.isArray(raw))
@@ -103,6 +107,20 @@ export function parseDoveadmSettings(config: ConfigFile | undefined): DoveadmSet
       }
   }
   settings.httpPort = whole('http_port', 1, 65535, 'a TCP port') ?? settings.httpPort
+  if (r.http_ports !== undefined && r.http_ports !== null) {
+    if (typeof r.http_ports !== 'object' || Array.isArray(r.http_ports))
+      problem(['http_ports'], 'http_ports maps server names to ports, e.g. {mx07: 8081}')
+    else
+      for (const [server, v] of Object.entries(r.http_ports as Record<string, unknown>)) {
+        if (typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= 65535)
+          settings.httpPorts[server] = v
+        else
+          problem(
+            ['http_ports', server],
+            `a port is a whole number from 1 to 65535 (got ${JSON.stringify(v)})`,
+          )
+      }
+  }
   if (r.https !== undefined && r.https !== null) {
     if (typeof r.https !== 'boolean') problem(['https'], 'https is true or false')
     else settings.https = r.https
@@ -123,6 +141,10 @@ export function parseDoveadmSettings(config: ConfigFile | undefined): DoveadmSet
   if (issues.length > 0)
     throw new MailringError(describeIssues(config.file, issues), {code: 'invalid_config'})
   return settings
+}
+
+export function httpPortOf(settings: DoveadmSettings, server: string): number {
+  return settings.httpPorts[server] ?? settings.httpPort
 }
 
 export function transportOf(settings: DoveadmSettings, server: string): DoveadmTransportKind {

@@ -45,7 +45,7 @@ export async function contextFor(
     location,
     settings: {...DEFAULT_DOVECOT_SETTINGS, versions: {}, ...settings},
     ssh: {},
-    doveadm: {...DEFAULT_DOVEADM_SETTINGS, transports: {}},
+    doveadm: {...DEFAULT_DOVEADM_SETTINGS, transports: {}, httpPorts: {}},
     servers: (await store.readTopology()).servers,
     env: {},
   }

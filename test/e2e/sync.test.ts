@@ -4,6 +4,11 @@
  * different copies the way mail arrives and clients work (LMTP delivery, a flag set, a message expunged),
  * and every copy is read back over IMAP afterwards.
  */
+import * as fs from 'node:fs'
+import * as http from 'node:http'
+import type {AddressInfo} from 'node:net'
+import * as path from 'node:path'
+
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import type {SyncResult} from '../../src/cli/sync-command.js'
@@ -124,6 +129,37 @@ describe('sync domain', () => {
     )
     expect(r.stderr + r.stdout).not.toContain(wrong)
     expect(r.stderr + r.stdout).not.toContain(ring.doveadmPassword)
+  })
+
+  it('reports a server whose doveadm port answers garbage in one line, and fails only its users', async () => {
+    // Not Dovecot: a web server where mx-b's doveadm HTTP API should be, as a wrong port would give.
+    const web = http.createServer((req, res) => {
+      req.resume()
+      res.writeHead(200, {'Content-Type': 'text/html'}).end('<html>It works!</html>')
+    })
+    const ip = ring.host('mx-b').ip
+    await new Promise<void>((resolve) => web.listen(0, ip, resolve))
+    try {
+      const port = (web.address() as AddressInfo).port
+      const config = path.join(ring.dir, 'garbage.yaml')
+      fs.writeFileSync(config, fs.readFileSync(ring.configPath, 'utf8') + `  http_ports: {mx-b: ${port}}\n`)
+      const r = await ring.cli<JsonEnvelope<SyncResult>>(['sync-user', 'alice@example.com', '--json'], {
+        MAILRING_CONFIG: config,
+      })
+      expect(r.exitCode, r.stderr + r.stdout).toBe(1)
+      const result = r.json!.result!
+      expect(result.summary.unusable).toEqual([
+        {
+          server: 'mx-b',
+          reason: expect.stringMatching(
+            /^doveadm on mx-b \(127\.0\.0\.\d+:\d+\): the answer is not doveadm's \(not JSON\)/,
+          ),
+        },
+      ])
+      expect(result.users.map((u) => [u.user, u.status])).toEqual([['alice@example.com', 'failed']])
+    } finally {
+      web.close()
+    }
   })
 
   it('skips a server that is down and names the users not fully replicated (exit 2)', async () => {
