@@ -1,10 +1,29 @@
 import type {PlacementWarning} from '../core/placement.js'
 import {serverShares, type PlanSummary, type RebalancePlan} from '../core/plan.js'
-import type {Topology} from '../core/topology.js'
+import type {Server, Topology} from '../core/topology.js'
 import {availabilityIssues, type ValidationIssue} from '../core/validate.js'
 import {describeHolder} from '../store/lock.js'
 import type {LockHolder, Store} from '../store/store.js'
+import type {DovecotContext} from './config-render.js'
+import {DoveadmFleet} from './doveadm-fleet.js'
 import {computePlan} from './rebalance-plan.js'
+
+/**
+ * Whether a server's doveadm answers (`status --doveadm`), in --json as `{state, ms?, reason?}`:
+ * - `{state: 'ok', ms}`: it answered one harmless call (a user lookup) in `ms` whole milliseconds;
+ * - `{state: 'unreachable', reason}`: no answer (not running, no route, time-out) or no address;
+ * - `{state: 'refused', reason}`: it answered but refused mailring (wrong doveadm password, not doveadm,
+ *   SSH host key or login): the configuration needs fixing;
+ * - `{state: 'down'}`: marked down in the store, so not asked.
+ * A reason never contains the password.
+ */
+export type DoveadmStatus =
+  | {state: 'ok'; ms: number}
+  | {state: 'unreachable'; reason: string}
+  | {state: 'refused'; reason: string}
+  | {state: 'down'}
+
+export type ServerDoveadmStatus = {server: string} & DoveadmStatus
 
 export interface StatusServer {
   name: string
@@ -20,6 +39,8 @@ export interface StatusServer {
   targetCopies: number
   movesIn: number
   movesOut: number
+  /** Only with --doveadm: whether its doveadm answers, `{state, ms?, reason?}` (see DoveadmStatus). */
+  doveadm?: DoveadmStatus
 }
 
 export interface StatusResult {
@@ -53,11 +74,22 @@ export interface StatusOutcome extends StoreStatus {
   warnings: PlacementWarning[]
   /** The plan from the current placement to the target; null when it was not computed. */
   summary: PlanSummary | null
+  /**
+   * With the `doveadm` option: every server of the topology, in its order, with whether its doveadm
+   * answers (also when there are too few servers for a table); null without it.
+   */
+  doveadm: ServerDoveadmStatus[] | null
 }
 
 export interface StatusOptions {
   /** Called before the placement is read, which takes seconds for millions of users. */
   onStore?: (read: StoreStatus) => void
+  /**
+   * Also ask every server that is not down whether its doveadm answers (`status --doveadm`), all at once,
+   * after onStore and before the placement is read (not beside it, which would skew the times). Throws
+   * before onStore when the doveadm password is needed but not set.
+   */
+  doveadm?: DovecotContext
 }
 
 /** The store, its lock, and each server's copies now and in the target placement, with what is pending. */
@@ -78,12 +110,28 @@ export async function clusterStatus(store: Store, options: StatusOptions = {}): 
     lock,
   }
   const read: StoreStatus = {status, topology, lockedBy: lock && describeHolder(lock)}
+  // Fails here, before any output, when the doveadm password is needed but not set.
+  const fleet = options.doveadm && doveadmFleet(options.doveadm, topology.servers)
   options.onStore?.(read)
-  const outcome: StatusOutcome = {...read, shortfall: [], warnings: [], summary: null}
-  if (topology.servers.length === 0) return outcome
+  const outcome: StatusOutcome = {...read, shortfall: [], warnings: [], summary: null, doveadm: null}
+  // Before the placement, not beside it: reading the placement keeps this process busy (with SQLite, all of
+  // it), so the answers would wait for it and their times would measure the read instead of the servers.
+  if (fleet) outcome.doveadm = await probeDoveadm(fleet, topology.servers)
+  await readPlacement(store, outcome)
+  if (outcome.doveadm) {
+    const byServer = new Map(outcome.doveadm.map(({server, ...found}) => [server, found]))
+    for (const s of status.servers) s.doveadm = byServer.get(s.name)!
+  }
+  return outcome
+}
+
+/** The servers' shares now and in the target placement, and what is pending (none without servers). */
+async function readPlacement(store: Store, outcome: StatusOutcome): Promise<void> {
+  const {status, topology} = outcome
+  if (topology.servers.length === 0) return
   // Without enough servers there is no target placement to compare against (computePlan would refuse).
   outcome.shortfall = availabilityIssues(topology)
-  if (outcome.shortfall.length > 0) return outcome
+  if (outcome.shortfall.length > 0) return
   const {plan, warnings} = await computePlan(store)
   outcome.warnings = warnings
   outcome.summary = plan.summary
@@ -91,7 +139,31 @@ export async function clusterStatus(store: Store, options: StatusOptions = {}): 
   status.pendingMoves = plan.summary.moves
   status.pendingDrops = plan.summary.drops
   status.servers = statusServers(topology, plan)
-  return outcome
+}
+
+/**
+ * The servers' doveadm, as status read the servers (so that the rows and the probe agree on addresses and
+ * states). Throws when the doveadm password is needed but not set.
+ */
+function doveadmFleet(ctx: DovecotContext, servers: readonly Server[]): DoveadmFleet {
+  const fleet = new DoveadmFleet({...ctx, servers: [...servers]})
+  fleet.preflight(servers.filter((s) => s.state !== 'down').map((s) => s.name))
+  return fleet
+}
+
+/** One harmless doveadm call to each server that is not down, all at once; then the fleet is closed. */
+async function probeDoveadm(fleet: DoveadmFleet, servers: readonly Server[]): Promise<ServerDoveadmStatus[]> {
+  try {
+    const live = servers.filter((s) => s.state !== 'down').map((s) => s.name)
+    const found = new Map((await fleet.probe(live)).map((p) => [p.server, p]))
+    return servers.map(({name}): ServerDoveadmStatus => {
+      const p = found.get(name)
+      if (!p) return {server: name, state: 'down'}
+      return p.state === 'ok' ? {server: name, state: 'ok', ms: Math.round(p.ms)} : p
+    })
+  } finally {
+    await fleet.close()
+  }
 }
 
 /** One row per server of the topology, in its order. */

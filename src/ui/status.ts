@@ -1,4 +1,4 @@
-import type {StatusOutcome, StatusServer, StoreStatus} from '../engine/status.js'
+import type {DoveadmStatus, StatusOutcome, StatusServer, StoreStatus} from '../engine/status.js'
 import {percent, renderTable} from './table.js'
 
 /** The lines above any warning: the store, and who holds the cluster lock. */
@@ -23,7 +23,8 @@ export function statusReport(outcome: StatusOutcome): string[] {
   const {status, summary} = outcome
   if (outcome.topology.servers.length === 0)
     return ['No servers yet: add them with `mailring node add` or `mailring topology apply -f FILE`.']
-  if (!summary) return []
+  // Too few servers for a target placement: no shares to show, but what doveadm said all the same.
+  if (!summary) return outcome.doveadm ? [statusDoveadmTable(outcome)] : []
   const pending = status.pendingMoves + status.pendingDrops
   return [
     statusServersTable(status.servers),
@@ -34,9 +35,23 @@ export function statusReport(outcome: StatusOutcome): string[] {
   ]
 }
 
+/** The servers' table; with a DOVEADM column when the servers were probed (`status --doveadm`). */
 export function statusServersTable(servers: readonly StatusServer[]): string {
+  const probed = servers.some((s) => s.doveadm !== undefined)
   return renderTable(
-    ['SERVER', 'STATE', 'ZONE', 'WEIGHT', 'USERS', 'COPIES', 'SHARE', 'TARGET', 'IN', 'OUT'],
+    [
+      'SERVER',
+      'STATE',
+      'ZONE',
+      'WEIGHT',
+      'USERS',
+      'COPIES',
+      'SHARE',
+      'TARGET',
+      'IN',
+      'OUT',
+      ...(probed ? ['DOVEADM'] : []),
+    ],
     servers.map((s) => [
       s.name,
       s.state,
@@ -48,7 +63,44 @@ export function statusServersTable(servers: readonly StatusServer[]): string {
       percent(s.targetShare),
       s.movesIn,
       s.movesOut,
+      ...(probed ? [doveadmCell(s.doveadm)] : []),
     ]),
-    {align: ['left', 'left', 'left', 'right', 'right', 'right', 'right', 'right', 'right', 'right']},
+    {
+      align: [
+        'left',
+        'left',
+        'left',
+        'right',
+        'right',
+        'right',
+        'right',
+        'right',
+        'right',
+        'right',
+        ...(probed ? (['left'] as const) : []),
+      ],
+    },
+  )
+}
+
+/** Each server's state and doveadm, when there are too few servers for the full table. */
+function statusDoveadmTable(outcome: StatusOutcome): string {
+  const found = new Map((outcome.doveadm ?? []).map((d) => [d.server, d]))
+  return renderTable(
+    ['SERVER', 'STATE', 'ZONE', 'DOVEADM'],
+    outcome.topology.servers.map((s) => [s.name, s.state, s.zone ?? '-', doveadmCell(found.get(s.name))]),
+  )
+}
+
+/** `ok 3 ms`, `unreachable`, `refused` or `down` (not probed). */
+export function doveadmCell(doveadm: DoveadmStatus | undefined): string {
+  if (doveadm === undefined) return '-'
+  return doveadm.state === 'ok' ? `ok ${doveadm.ms} ms` : doveadm.state
+}
+
+/** Why each server's doveadm is unreachable or refused: the lines below the table (`status --doveadm`). */
+export function statusDoveadmWarnings(outcome: StatusOutcome): string[] {
+  return (outcome.doveadm ?? []).flatMap((d) =>
+    d.state === 'unreachable' || d.state === 'refused' ? [`${d.server} ${d.state}: ${d.reason}`] : [],
   )
 }
