@@ -47,6 +47,8 @@ export function isRefusal(error: unknown): boolean {
 
 /** A user no server holds: looking it up costs the server nothing and proves that doveadm answers. */
 const PROBE_USER = 'mailring-probe@invalid'
+/** A server that does not answer a lookup within seconds is not worth waiting for in a probe. */
+const PROBE_CALL = {timeoutMs: 5_000, retries: 0}
 
 /**
  * A copy that could not be worked on: its server cannot be used in this run (`serverUnusable`: skip it), or
@@ -101,9 +103,13 @@ export class DoveadmFleet {
       [...new Set(servers)].map(async (server): Promise<ProbeResult> => {
         const known = this.problemOf(server)
         if (known !== undefined) return {server, state: 'unreachable', reason: known}
-        const started = performance.now()
         try {
-          await (await this.transport(server)).run(userLookupCommand(PROBE_USER))
+          const transport = await this.transport(server)
+          // The first call also pays for opening the connection (and, once per process, loading the
+          // HTTP client): the second one is the server's response time.
+          await transport.run(userLookupCommand(PROBE_USER), PROBE_CALL)
+          const started = performance.now()
+          await transport.run(userLookupCommand(PROBE_USER), PROBE_CALL)
           return {server, state: 'ok', ms: performance.now() - started}
         } catch (error) {
           const reason = errorText(error)

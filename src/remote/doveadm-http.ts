@@ -92,7 +92,7 @@ export class HttpDoveadm implements DoveadmTransport {
   ): Promise<DoveadmReply[]> {
     const replies: (DoveadmReply | undefined)[] = commands.map(() => undefined)
     let pending = commands.map((_, i) => i)
-    const retries = this.o.retries ?? 3
+    const retries = options.retries ?? this.o.retries ?? 3
     let backoff = this.o.backoffMs ?? 200
     for (let attempt = 0; ; attempt++) {
       let answers: DoveadmReply[]

@@ -27,6 +27,8 @@ export interface DoveadmReply {
 
 export interface DoveadmCallOptions {
   timeoutMs?: number
+  /** Further attempts after a temporary failure (default: the transport's own). */
+  retries?: number
 }
 
 export interface DoveadmTransport {
