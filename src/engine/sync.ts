@@ -113,16 +113,23 @@ export async function syncOneUser(
 
   // 1. every copy's state; the copies whose server cannot be used are left out.
   const rows = new Map<string, Row[]>()
+  const failures: unknown[] = []
   await Promise.all(
     copies.map(async (server) => {
       try {
         rows.set(server, await fleet.mailboxStatus(server, user, STATE_FIELDS))
       } catch (error) {
-        if (!(error instanceof CopyProblem) || !error.serverUnusable) throw error
-        result.skipped.push({server, reason: error.message})
+        if (!(error instanceof CopyProblem) || !error.serverUnusable) failures.push(error)
+        else result.skipped.push({server, reason: error.message})
       }
     }),
   )
+  const failure = failures[0]
+  if (failure !== undefined)
+    return done(
+      'failed',
+      failure instanceof CopyProblem ? `${failure.server}: ${failure.message}` : errorText(failure),
+    )
   const live = copies.filter((s) => rows.has(s))
   // A copy skipped because its server is down leaves the user not fully replicated; one skipped because
   // its server refuses mailring (a configuration error) fails the user.

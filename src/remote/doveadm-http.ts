@@ -7,7 +7,9 @@
  * Temporary failures are retried with back-off: the connection refused or reset, a timeout, HTTP 5xx, and
  * commands that exit 75. A wrong password or an answer that is not doveadm's is never retried. The number
  * of requests in flight per server is bounded by one semaphore per server for the whole process, so that
- * sync, verify and (later) the replicator running together still respect it.
+ * sync, verify and (later) the replicator running together still respect it. Single calls that wait for
+ * a free request slot travel together: when a slot frees, every call queued by then (up to MAX_BATCH)
+ * goes in one request, so a check of many users costs few round trips.
  */
 import {errorText, MailringError} from '../core/errors.js'
 import {
@@ -40,6 +42,24 @@ export interface DoveadmHttpOptions {
 
 const limiters = new Map<string, Semaphore>()
 
+/**
+ * Servers that answer only the first mail command of a request: a doveadm server process drops to the mail
+ * user after its first mail command, and then cannot ask auth-userdb again unless the socket is owned by
+ * that user (seen on 2.3.19: the others exit 75, "Auth client doesn't have permissions to do a PASS
+ * lookup"). Found once per process; such servers then get one command per request.
+ */
+const oneCommandPerRequest = new Set<string>()
+
+/** Commands in one request at most (each answer is small; a batch is answered when its slowest command is). */
+const MAX_BATCH = 32
+
+interface QueuedCall {
+  command: DoveadmCommand
+  options: DoveadmCallOptions
+  resolve: (reply: DoveadmReply) => void
+  reject: (error: unknown) => void
+}
+
 /** One semaphore per server address for the whole process; the first caller sets its size. */
 function limiterFor(key: string, size: number): Semaphore {
   let limiter = limiters.get(key)
@@ -67,6 +87,7 @@ export class HttpDoveadm implements DoveadmTransport {
   private readonly authorization: string
   private readonly limiter: Semaphore
   private tags = 0
+  private readonly queue: QueuedCall[] = []
 
   constructor(private readonly o: DoveadmHttpOptions) {
     const host = o.host.includes(':') ? `[${o.host}]` : o.host
@@ -76,9 +97,33 @@ export class HttpDoveadm implements DoveadmTransport {
     this.limiter = limiterFor(this.url, o.perServer ?? 4)
   }
 
-  async run(command: DoveadmCommand, options: DoveadmCallOptions = {}): Promise<DoveadmReply> {
-    const [reply] = await this.runBatch([command], options)
-    return reply as DoveadmReply
+  /** One command; it may travel with others queued for this server at the same time. */
+  run(command: DoveadmCommand, options: DoveadmCallOptions = {}): Promise<DoveadmReply> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({command, options, resolve, reject})
+      void this.sendQueued()
+    })
+  }
+
+  /** Waits for a request slot, then sends whatever is queued by then (nothing, if others took it). */
+  private async sendQueued(): Promise<void> {
+    const release = await this.limiter.acquire()
+    const batch = this.queue.splice(0, oneCommandPerRequest.has(this.url) ? 1 : MAX_BATCH)
+    try {
+      if (batch.length === 0) return
+      // Calls of one batch share its time-out and retries: the most patient of them.
+      const timeouts = batch.map((c) => c.options.timeoutMs ?? this.o.timeoutMs ?? 60_000)
+      const retries = batch.map((c) => c.options.retries ?? this.o.retries ?? 3)
+      const replies = await this.send(
+        batch.map((c) => c.command),
+        {timeoutMs: Math.max(...timeouts), retries: Math.max(...retries)},
+      )
+      batch.forEach((c, i) => c.resolve(replies[i] as DoveadmReply))
+    } catch (error) {
+      for (const c of batch) c.reject(error)
+    } finally {
+      release()
+    }
   }
 
   /**
@@ -89,6 +134,19 @@ export class HttpDoveadm implements DoveadmTransport {
   async runBatch(
     commands: readonly DoveadmCommand[],
     options: DoveadmCallOptions = {},
+  ): Promise<DoveadmReply[]> {
+    const release = await this.limiter.acquire()
+    try {
+      return await this.send(commands, options)
+    } finally {
+      release()
+    }
+  }
+
+  /** runBatch, holding a request slot already (kept through the retries' back-off). */
+  private async send(
+    commands: readonly DoveadmCommand[],
+    options: DoveadmCallOptions,
   ): Promise<DoveadmReply[]> {
     const replies: (DoveadmReply | undefined)[] = commands.map(() => undefined)
     let pending = commands.map((_, i) => i)
@@ -121,6 +179,13 @@ export class HttpDoveadm implements DoveadmTransport {
         replies[index] = answer
         if (answer.outcome === 'temporary') again.push(index)
       })
+      if (pending.length > 1 && answers[0]?.outcome !== 'temporary' && again.length === pending.length - 1) {
+        // Only the first command was served: this server takes one per request (see oneCommandPerRequest).
+        oneCommandPerRequest.add(this.url)
+        for (const index of again)
+          replies[index] = (await this.send([commands[index] as DoveadmCommand], options))[0]
+        again.length = 0
+      }
       if (again.length === 0 || attempt >= retries) break
       pending = again
       await sleep(backoff)
@@ -133,7 +198,6 @@ export class HttpDoveadm implements DoveadmTransport {
     const base = this.tags
     this.tags += commands.length
     const body = JSON.stringify(commands.map((c, i) => httpRequestEntry(c, `c${base + i}`)))
-    const release = await this.limiter.acquire()
     let status: number
     let text: string
     try {
@@ -147,8 +211,6 @@ export class HttpDoveadm implements DoveadmTransport {
       text = await response.text()
     } catch (error) {
       throw networkFailure(error, timeoutMs)
-    } finally {
-      release()
     }
     if (status === 401 || status === 403)
       throw new RequestFailure(

@@ -24,6 +24,18 @@ import {runCli, type CliResult} from './cli.js'
 
 export const PASSWORD = 'pw-secret'
 
+/**
+ * What docs/operators-guide.md tells operators to set so that the doveadm HTTP API serves several mail
+ * commands in one request (docs/dovecot-facts.md): auth-userdb owned by the mail user.
+ */
+export const AUTH_USERDB_FOR_BATCHES = `service auth {
+  unix_listener auth-userdb {
+    mode = 0600
+    user = vmail
+  }
+}
+`
+
 export interface RingCluster {
   dir: string
   dbPath: string
@@ -90,6 +102,7 @@ export async function startRingCluster(options: {
             ).rendered.text,
           }),
           userdb: (c) => `userdb {\n  driver = sql\n  args = ${path.join(c.dir, 'dovecot-sql.conf.ext')}\n}`,
+          extraConfig: AUTH_USERDB_FOR_BATCHES,
         }),
       ),
     )

@@ -149,32 +149,83 @@ describe('doveadm over its HTTP API', () => {
   })
 
   it('never has more requests in flight to one server than allowed, across clients', async () => {
-    let inFlight = 0
-    let most = 0
-    const slow = http.createServer((req, res) => {
-      inFlight++
-      most = Math.max(most, inFlight)
-      let body = ''
-      req.on('data', (c) => (body += c))
-      req.on('end', () =>
-        setTimeout(() => {
-          inFlight--
-          const tag = (JSON.parse(body) as unknown[][])[0]?.[2]
-          res.end(JSON.stringify([['doveadmResponse', [], tag]]))
-        }, 20),
-      )
-    })
-    await new Promise<void>((resolve) => slow.listen(0, '127.0.0.1', resolve))
+    const slow = await slowDoveadm()
     try {
-      const port = (slow.address() as AddressInfo).port
-      const make = () => new HttpDoveadm({name: 's', host: '127.0.0.1', port, password: 'x', perServer: 2})
+      const make = () =>
+        new HttpDoveadm({name: 's', host: '127.0.0.1', port: slow.port, password: 'x', perServer: 2})
       const clients = [make(), make(), make()]
+      // runBatch sends exactly what it is given: one request each.
       await Promise.all(
-        Array.from({length: 12}, (_, i) => clients[i % 3]!.run(userLookupCommand(`u${i}@example.com`))),
+        Array.from({length: 12}, (_, i) =>
+          clients[i % 3]!.runBatch([userLookupCommand(`u${i}@example.com`)]),
+        ),
       )
-      expect(most).toBe(2)
+      expect(slow.requests).toHaveLength(12)
+      expect(slow.most).toBe(2)
     } finally {
       slow.close()
     }
   })
+
+  it('sends single calls that wait for a free slot together, each answered by its own reply', async () => {
+    await a.deliver('alice@example.com', 'Subject: batch\r\n\r\nbody\r\n')
+    const slow = await slowDoveadm()
+    try {
+      const c = new HttpDoveadm({name: 's', host: '127.0.0.1', port: slow.port, password: 'x', perServer: 1})
+      const users = Array.from({length: 20}, (_, i) => `u${i}@example.com`)
+      const replies = await Promise.all(users.map((u) => c.run(userLookupCommand(u))))
+      expect(replies.map((r) => (r.rows as Record<string, unknown>)['user'])).toEqual(users)
+      expect(slow.requests.length).toBeLessThanOrEqual(2)
+    } finally {
+      slow.close()
+    }
+    // And against real Dovecot as Debian configures it, where a doveadm server process serves only the
+    // first mail command of a request (docs/dovecot-facts.md): the others are sent again one per request,
+    // and every answer is still right.
+    const real = client(a, {perServer: 1})
+    const answers = await Promise.all(
+      ['alice@example.com', 'bob@example.com', 'alice@example.com'].map((u) =>
+        real.run(mailboxStatusCommand(u, ['messages'])),
+      ),
+    )
+    expect(answers.map((r) => r.outcome)).toEqual(['ok', 'ok', 'ok'])
+    expect(answers[0]?.rows).toEqual(answers[2]?.rows)
+  })
 })
+
+/**
+ * Not Dovecot: an HTTP server that answers every command of a batch after 20 ms, echoing the user it was
+ * asked about, and counts requests and the most in flight at once.
+ */
+async function slowDoveadm() {
+  const state = {requests: [] as unknown[][][], most: 0, inFlight: 0}
+  const server = http.createServer((req, res) => {
+    state.inFlight++
+    state.most = Math.max(state.most, state.inFlight)
+    let body = ''
+    req.on('data', (c) => (body += c))
+    req.on('end', () =>
+      setTimeout(() => {
+        state.inFlight--
+        const batch = JSON.parse(body) as unknown[][]
+        state.requests.push(batch)
+        const answer = batch.map((entry) => {
+          const params = entry[1] as {userMask?: string[]}
+          return ['doveadmResponse', {user: params.userMask?.[0]}, entry[2]]
+        })
+        res.end(JSON.stringify(answer))
+      }, 20),
+    )
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  return {
+    port: (server.address() as AddressInfo).port,
+    get requests() {
+      return state.requests
+    },
+    get most() {
+      return state.most
+    },
+    close: () => server.close(),
+  }
+}
