@@ -8,9 +8,6 @@ import * as path from 'node:path'
 
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
-import type {ConfigFile} from '../../src/config/config-file.js'
-import {parseYamlText} from '../../src/config/yaml-file.js'
-import {MailringError} from '../../src/core/errors.js'
 import {
   configPathOf,
   DEFAULT_DOVECOT_SETTINGS,
@@ -18,27 +15,13 @@ import {
   parseDovecotSettings,
   versionOf,
 } from '../../src/dovecot/settings.js'
+import {configText, refusal} from '../support/config-text.js'
 import {makeTempDir, removeDir} from '../support/proc.js'
 
 const FILE = '/etc/mailring/config.yaml'
 
-/** A config file with `text` as its content (no file on disk). */
-function config(text: string, file = FILE): ConfigFile {
-  const yaml = parseYamlText(text, file)
-  const data = (yaml.data ?? {}) as Record<string, unknown>
-  return {path: file, file: yaml, section: (name) => data[name] ?? undefined}
-}
-
-/** The message of the error parsing `text` throws. */
-function problems(text: string): string {
-  try {
-    parseDovecotSettings(config(text))
-  } catch (error) {
-    expect(error).toBeInstanceOf(MailringError)
-    return (error as Error).message
-  }
-  throw new Error(`no error for:\n${text}`)
-}
+const config = (text: string, file = FILE) => configText(text, file)
+const problems = (text: string) => refusal(parseDovecotSettings, text, FILE)
 
 describe('dovecot section', () => {
   it('no config file, no section or an empty one: all defaults', () => {

@@ -24,6 +24,17 @@ import {runCli, type CliResult} from './cli.js'
 
 export const PASSWORD = 'pw-secret'
 
+/** Three servers and three users with R = 3, each user's primary on another server: the usual test ring. */
+export const RING_OF_THREE = {
+  servers: ['mx-a', 'mx-b', 'mx-c'],
+  users: [
+    ['alice@example.com', ['mx-a', 'mx-b', 'mx-c']],
+    ['bob@example.com', ['mx-b', 'mx-c', 'mx-a']],
+    ['carol@example.org', ['mx-c', 'mx-a', 'mx-b']],
+  ] as [string, string[]][],
+  copies: 3,
+}
+
 /**
  * What docs/operators-guide.md tells operators to set so that the doveadm HTTP API serves several mail
  * commands in one request (docs/dovecot-facts.md): auth-userdb owned by the mail user.

@@ -13,14 +13,9 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import type {SyncResult} from '../../src/cli/sync-command.js'
 import type {JsonEnvelope} from './cli.js'
-import {startRingCluster, type RingCluster} from './ring-cluster.js'
+import {RING_OF_THREE, startRingCluster, type RingCluster} from './ring-cluster.js'
 
-const SERVERS = ['mx-a', 'mx-b', 'mx-c']
-const USERS: [string, string[]][] = [
-  ['alice@example.com', ['mx-a', 'mx-b', 'mx-c']],
-  ['bob@example.com', ['mx-b', 'mx-c', 'mx-a']],
-  ['carol@example.org', ['mx-c', 'mx-a', 'mx-b']],
-]
+const SERVERS = RING_OF_THREE.servers
 
 let ring: RingCluster
 
@@ -29,7 +24,7 @@ function message(subject: string): string {
 }
 
 beforeAll(async () => {
-  ring = await startRingCluster({servers: SERVERS, users: USERS, copies: 3})
+  ring = await startRingCluster(RING_OF_THREE)
 })
 
 afterAll(async () => {

@@ -8,22 +8,17 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import type {VerifyResult} from '../../src/commands/verify.js'
 import type {JsonEnvelope} from './cli.js'
-import {startRingCluster, type RingCluster} from './ring-cluster.js'
+import {RING_OF_THREE, startRingCluster, type RingCluster} from './ring-cluster.js'
 
-const SERVERS = ['mx-a', 'mx-b', 'mx-c']
-const USERS: [string, string[]][] = [
-  ['alice@example.com', ['mx-a', 'mx-b', 'mx-c']],
-  ['bob@example.com', ['mx-b', 'mx-c', 'mx-a']],
-  ['carol@example.org', ['mx-c', 'mx-a', 'mx-b']],
-]
+const SERVERS = RING_OF_THREE.servers
 
 let ring: RingCluster
 
 const message = (subject: string) => `From: s@example.net\r\nSubject: ${subject}\r\n\r\n${subject}\r\n`
 
 beforeAll(async () => {
-  ring = await startRingCluster({servers: SERVERS, users: USERS, copies: 3})
-  for (const [user] of USERS) await ring.host('mx-a').deliver(user, message(`welcome ${user}`))
+  ring = await startRingCluster(RING_OF_THREE)
+  for (const [user] of RING_OF_THREE.users) await ring.host('mx-a').deliver(user, message(`welcome ${user}`))
   const synced = await ring.cli(['sync-domain', 'example.com', 'example.org'])
   expect(synced.exitCode, synced.stderr + synced.stdout).toBe(0)
 })

@@ -7,9 +7,6 @@ import * as path from 'node:path'
 
 import {afterAll, describe, expect, it} from 'vitest'
 
-import type {ConfigFile} from '../../src/config/config-file.js'
-import {parseYamlText} from '../../src/config/yaml-file.js'
-import {MailringError} from '../../src/core/errors.js'
 import {
   DEFAULT_DOVEADM_SETTINGS,
   doveadmPassword,
@@ -17,27 +14,14 @@ import {
   parseDoveadmSettings,
   transportOf,
 } from '../../src/remote/doveadm-settings.js'
+import {configText, refusal} from '../support/config-text.js'
 import {makeTempDir, removeDir} from '../support/proc.js'
 
 const FILE = '/etc/mailring/config.yaml'
 const dir = makeTempDir('mr-doveadm-settings')
 afterAll(() => removeDir(dir))
-
-function config(text: string): ConfigFile {
-  const yaml = parseYamlText(text, FILE)
-  const data = (yaml.data ?? {}) as Record<string, unknown>
-  return {path: FILE, file: yaml, section: (name) => data[name] ?? undefined}
-}
-
-function problems(text: string): string {
-  try {
-    parseDoveadmSettings(config(text))
-  } catch (error) {
-    expect(error).toBeInstanceOf(MailringError)
-    return (error as Error).message
-  }
-  throw new Error(`no error for:\n${text}`)
-}
+const config = (text: string) => configText(text, FILE)
+const problems = (text: string) => refusal(parseDoveadmSettings, text, FILE)
 
 describe('doveadm section', () => {
   it('has defaults: the HTTP API on 8080 for every server', () => {

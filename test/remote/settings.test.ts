@@ -4,29 +4,13 @@
  */
 import {describe, expect, it} from 'vitest'
 
-import type {ConfigFile} from '../../src/config/config-file.js'
-import {parseYamlText} from '../../src/config/yaml-file.js'
-import {MailringError} from '../../src/core/errors.js'
 import {parseSshSettings} from '../../src/remote/settings.js'
+import {configText, refusal} from '../support/config-text.js'
 
 const FILE = '/etc/mailring/config.yaml'
 const HOME = '/home/op'
-
-function config(text: string): ConfigFile {
-  const yaml = parseYamlText(text, FILE)
-  const data = (yaml.data ?? {}) as Record<string, unknown>
-  return {path: FILE, file: yaml, section: (name) => data[name] ?? undefined}
-}
-
-function problems(text: string): string {
-  try {
-    parseSshSettings(config(text), HOME)
-  } catch (error) {
-    expect(error).toBeInstanceOf(MailringError)
-    return (error as Error).message
-  }
-  throw new Error(`no error for:\n${text}`)
-}
+const config = (text: string) => configText(text, FILE)
+const problems = (text: string) => refusal((c) => parseSshSettings(c, HOME), text, FILE)
 
 describe('ssh section', () => {
   it('no config file, no section or an empty one: nothing set (OpenSSH defaults apply)', () => {
