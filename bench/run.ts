@@ -8,6 +8,7 @@ import {configPushBench} from './config-push.js'
 import {placementBench} from './placement.js'
 import {storeBench} from './store.js'
 import {mysqlBench} from './mysql.js'
+import {syncBench} from './sync.js'
 import {printTable, seconds, targetResults} from './report.js'
 
 interface BenchSuite {
@@ -16,7 +17,7 @@ interface BenchSuite {
   run(): void | Promise<void>
 }
 
-const suites: BenchSuite[] = [placementBench, storeBench, configPushBench, mysqlBench]
+const suites: BenchSuite[] = [placementBench, storeBench, configPushBench, mysqlBench, syncBench]
 
 const wanted = process.argv.slice(2)
 const unknown = wanted.filter((name) => !suites.some((suite) => suite.name === name))
