@@ -7,9 +7,11 @@
  *   2. `doveadm sync` the hub with C1, then C2, ... (two-way: the hub gains each copy's changes and gives
  *      its own), each repeated while Dovecot says "not fully synced", with `-l` so that no two syncs of one
  *      user race;
- *   3. after each, read the hub's state: when a sync with Ck brought something to the hub, the copies synced
- *      before Ck have not seen it, and are synced again (the "reverse where needed");
- *   4. read every copy's state again: when no copy changed, the user was already in sync.
+ *   3. read every copy's state again: when no copy changed, the user was already in sync; when the hub
+ *      changed, it gained something from some Ck that the copies synced before Ck have not seen, so C1 ...
+ *      Cn-1 are synced with it again (the "reverse where needed"; Cn, synced last, has everything). Reading
+ *      the hub only once, not after each sync, costs a spare sync now and then and saves a doveadm call per
+ *      copy for every user already in sync, the common case.
  * A copy on a server that is down or unreachable is skipped, and the user is reported as not fully
  * replicated; the first failure to reach a server marks it for the rest of the run, so that the other users
  * do not wait for its time-out again.
@@ -158,24 +160,16 @@ export async function syncOneUser(
         )
     }
     for (const copy of live) before.set(copy, stateFingerprint(rows.get(copy)!))
-    // 2 and 3: the hub with each other copy, again where the hub gained something afterwards.
+    // 2: the hub with each other copy.
     const hub = live[0]!
     result.hub = hub
-    let hubState = before.get(hub)!
-    const syncedSince: string[] = []
-    for (const target of live.slice(1)) {
-      await syncPair(fleet, user, hub, target, full, result)
-      const now = await fingerprintOf(fleet, hub, user)
-      if (now !== hubState) {
-        // The hub gained changes from `target`: the copies synced before it have not seen them.
-        for (const earlier of syncedSince) await syncPair(fleet, user, hub, earlier, full, result)
-        hubState = now
-      }
-      syncedSince.push(target)
-    }
-    // 4. unchanged everywhere: it was in sync already.
+    const targets = live.slice(1)
+    for (const target of targets) await syncPair(fleet, user, hub, target, full, result)
+    // 3: unchanged everywhere: it was in sync already; the hub changed: the copies before the last again.
     const after = await Promise.all(live.map((s) => fingerprintOf(fleet, s, user)))
     const changed = live.some((s, i) => after[i] !== before.get(s))
+    if (after[0] !== before.get(hub))
+      for (const earlier of targets.slice(0, -1)) await syncPair(fleet, user, hub, earlier, full, result)
     const note = partialNote()
     if (note !== undefined) return done(skippedStatus(), note)
     return done(changed ? 'synced' : 'in-sync')
