@@ -53,11 +53,18 @@ const limiters = new Map<string, Semaphore>()
  */
 const oneCommandPerRequest = new Set<string>()
 
-const counters = {requests: 0, commands: 0}
+const counters = {requests: 0, commands: 0, waitMs: 0}
+let inFlight = 0
+let busySince = 0
 
-/** HTTP requests sent and commands carried by them in this process so far (benchmarks, metrics). */
-export function doveadmHttpCounters(): {requests: number; commands: number} {
-  return {...counters}
+/**
+ * HTTP requests sent, the commands they carried, and the time during which at least one request was
+ * waiting for its answer (overlapping requests count once), in this process so far: for benchmarks and
+ * metrics.
+ */
+export function doveadmHttpCounters(): {requests: number; commands: number; waitMs: number} {
+  const now = performance.now()
+  return {...counters, waitMs: counters.waitMs + (inFlight > 0 ? now - busySince : 0)}
 }
 
 /** Commands in one request at most (each answer is small; a batch is answered when its slowest command is). */
@@ -245,7 +252,10 @@ export class HttpDoveadm implements DoveadmTransport {
     const body = JSON.stringify(commands.map((c, i) => httpRequestEntry(c, `c${base + i}`)))
     counters.requests++
     counters.commands += commands.length
-    const {status, text} = await this.request(body, timeoutMs)
+    if (inFlight++ === 0) busySince = performance.now()
+    const {status, text} = await this.request(body, timeoutMs).finally(() => {
+      if (--inFlight === 0) counters.waitMs += performance.now() - busySince
+    })
     if (status === 401 || status === 403)
       throw new RequestFailure(
         `the doveadm password was refused (HTTP ${status}): set MAILRING_DOVEADM_PASSWORD or doveadm.password_file to the servers' doveadm_password`,

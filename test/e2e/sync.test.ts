@@ -12,6 +12,8 @@ import * as path from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import type {SyncResult} from '../../src/cli/sync-command.js'
+import {SqliteStore} from '../../src/store/sqlite.js'
+import {userBatch} from '../support/user-batch.js'
 import type {JsonEnvelope} from './cli.js'
 import {RING_OF_THREE, startRingCluster, type RingCluster} from './ring-cluster.js'
 
@@ -112,6 +114,41 @@ describe('sync domain', () => {
     const d = await ring.cli(['sync-domain', 'example.net'])
     expect(d.exitCode).toBe(1)
     expect(d.stderr).toContain('No users in domain example.net')
+  })
+
+  it('says which copy has no address and which user has no copies, one line each', async () => {
+    // Through the store API, as an operator's half-finished change would leave it: mx-d added without an
+    // address and holding a copy, and a user not placed yet.
+    const store = await SqliteStore.open(ring.dbPath)
+    try {
+      const topology = await store.readTopology()
+      await store.writeTopology({
+        ...topology,
+        servers: [...topology.servers, {name: 'mx-d', address: '', weight: 1, state: 'active'}],
+      })
+      await store.insertUsers(
+        [
+          userBatch([
+            ['frank@example.net', ['mx-a', 'mx-d']],
+            ['gina@example.net', []],
+          ]),
+        ],
+        {skipExisting: false},
+      )
+    } finally {
+      await store.close()
+    }
+    const frank = await ring.cli<JsonEnvelope<SyncResult>>(['sync-user', 'frank@example.net', '--json'])
+    expect(frank.exitCode, frank.stderr + frank.stdout).toBe(2)
+    expect(frank.json?.result?.users[0]).toMatchObject({
+      status: 'partial',
+      skipped: [
+        {server: 'mx-d', reason: 'mx-d has no address: set one with `mailring node set mx-d --address HOST`'},
+      ],
+    })
+    const gina = await ring.cli(['sync-user', 'gina@example.net'])
+    expect(gina.exitCode).toBe(1)
+    expect(gina.stderr).toContain('gina@example.net has no copies yet: run `mailring rebalance` to place it.')
   })
 
   it('refuses a wrong doveadm password in one line that does not show it, before syncing anything', async () => {
