@@ -22,6 +22,9 @@ import type {
   ClusterLock,
   InsertUsersResult,
   LockHolder,
+  MoveRecord,
+  MoveState,
+  NewMove,
   PlacementChunk,
   PlacementScan,
   ReplaceUsersResult,
@@ -44,6 +47,15 @@ import {
   usageOfServers,
   type ServerRow,
 } from './topology-rows.js'
+import {
+  checkMove,
+  MOVE_SELECT,
+  moveRecordOf,
+  OPEN_STATES_SQL,
+  switchRefused,
+  UNSWITCHED_STATES_SQL,
+  type MoveRow,
+} from './move-rows.js'
 import {
   batchServerIds,
   forEachCopy,
@@ -313,6 +325,94 @@ export class MysqlStore implements Store {
       options.domain === undefined ? [options.after ?? ''] : [options.after ?? '', options.domain]
     return this.transaction((conn) => this.usersWithCopies(conn, where, params, options.limit), {
       write: false,
+    })
+  }
+
+  async journalMoves(plan: string, moves: readonly NewMove[]): Promise<number> {
+    return this.transaction(async (conn) => {
+      const ids = await this.serverIdMap(conn)
+      const now = new Date().toISOString()
+      for (const move of moves) {
+        const [[user]] = await conn.query<Row[]>(
+          'SELECT id FROM mailring_users WHERE address = ? FOR UPDATE',
+          [move.user],
+        )
+        const userId = user === undefined ? undefined : Number(user.id)
+        let copyAt: number | undefined
+        let hasOpenMove = false
+        if (userId !== undefined) {
+          const [[copy]] = await conn.query<Row[]>(
+            'SELECT server_id FROM mailring_copies WHERE user_id = ? AND position = ?',
+            [userId, move.position],
+          )
+          copyAt = copy === undefined ? undefined : Number(copy.server_id)
+          const [open] = await conn.query<Row[]>(
+            `SELECT 1 FROM mailring_moves WHERE user_id = ? AND state IN (${OPEN_STATES_SQL}) LIMIT 1`,
+            [userId],
+          )
+          hasOpenMove = open.length > 0
+        }
+        checkMove(move, {userId, copyAt, hasOpenMove}, ids)
+        await conn.query(
+          'INSERT INTO mailring_moves (user_id, position, from_server_id, to_server_id, state, plan, updated_at) ' +
+            "VALUES (?, ?, ?, ?, 'planned', ?, ?)",
+          [userId, move.position, ids.get(move.from), ids.get(move.to), plan, now],
+        )
+      }
+      return moves.length
+    })
+  }
+
+  async openMoves(): Promise<MoveRecord[]> {
+    return this.transaction(
+      async (conn) => {
+        const [rows] = await conn.query<Row[]>(
+          `${MOVE_SELECT} WHERE m.state IN (${OPEN_STATES_SQL}) ORDER BY m.id`,
+        )
+        return rows.map((row) => moveRecordOf(row as unknown as MoveRow))
+      },
+      {write: false},
+    )
+  }
+
+  async setMoveState(id: number, expected: MoveState, next: MoveState, error?: string): Promise<boolean> {
+    return this.transaction(async (conn) => {
+      const [result] = await conn.query<ResultSetHeader>(
+        'UPDATE mailring_moves SET state = ?, attempts = attempts + ?, last_error = COALESCE(?, last_error), ' +
+          'updated_at = ? WHERE id = ? AND state = ?',
+        [next, error === undefined ? 0 : 1, error ?? null, new Date().toISOString(), id, expected],
+      )
+      return result.affectedRows > 0
+    })
+  }
+
+  async switchMove(id: number): Promise<void> {
+    await this.transaction(async (conn) => {
+      const [[move]] = await conn.query<Row[]>(
+        'SELECT user_id, position, from_server_id, to_server_id, state FROM mailring_moves WHERE id = ? FOR UPDATE',
+        [id],
+      )
+      if (!move) throw switchRefused(id, 'no such move')
+      if (move.state !== 'verified') throw switchRefused(id, `it is ${String(move.state)}, not verified`)
+      const [changed] = await conn.query<ResultSetHeader>(
+        'UPDATE mailring_copies SET server_id = ? WHERE user_id = ? AND position = ? AND server_id = ?',
+        [move.to_server_id, move.user_id, move.position, move.from_server_id],
+      )
+      if (changed.affectedRows !== 1) throw switchRefused(id, 'the copy is no longer on the server it leaves')
+      await conn.query("UPDATE mailring_moves SET state = 'switched', updated_at = ? WHERE id = ?", [
+        new Date().toISOString(),
+        id,
+      ])
+    })
+  }
+
+  async cancelUnswitchedMoves(): Promise<number> {
+    return this.transaction(async (conn) => {
+      const [result] = await conn.query<ResultSetHeader>(
+        `UPDATE mailring_moves SET state = 'cancelled', updated_at = ? WHERE state IN (${UNSWITCHED_STATES_SQL})`,
+        [new Date().toISOString()],
+      )
+      return result.affectedRows
     })
   }
 

@@ -94,6 +94,13 @@ export function parseStoreUrl(
       source,
     }
   }
+  if (!/^[a-z][a-z0-9+.-]*:/i.test(url) || /^[a-z]:[\\/]/i.test(url)) {
+    // A bare path, the commonest slip: bad input (exit 1), with the URL that was meant.
+    throw new MailringError(
+      `${source}: "${url}" is a file path, not a store URL: use sqlite:${url} (or mysql://USER@HOST:PORT/DATABASE).`,
+      {code: 'store_url', exitCode: ExitCode.error},
+    )
+  }
   throw storeUrlError(
     `${source}: "${redactUrl(url)}" is not a store URL: use sqlite:PATH (e.g. sqlite:./cluster.db) or mysql://USER@HOST:PORT/DATABASE.`,
   )

@@ -14,6 +14,9 @@ import type {
   ClusterLock,
   InsertUsersResult,
   LockHolder,
+  MoveRecord,
+  MoveState,
+  NewMove,
   PlacementChunk,
   PlacementScan,
   ReplaceUsersResult,
@@ -35,6 +38,15 @@ import {
   usageOfServers,
   type ServerRow,
 } from './topology-rows.js'
+import {
+  checkMove,
+  MOVE_SELECT,
+  moveRecordOf,
+  OPEN_STATES_SQL,
+  switchRefused,
+  UNSWITCHED_STATES_SQL,
+  type MoveRow,
+} from './move-rows.js'
 import {
   batchServerIds,
   forEachCopy,
@@ -272,6 +284,105 @@ export class SqliteStore implements Store {
     const params =
       options.domain === undefined ? [options.after ?? ''] : [options.after ?? '', options.domain]
     return this.guard(() => this.db.transaction(() => this.usersWithCopies(where, params, options.limit))())
+  }
+
+  async journalMoves(plan: string, moves: readonly NewMove[]): Promise<number> {
+    return this.guard(() =>
+      this.db
+        .transaction(() => {
+          const ids = serverIdsByName(this.serverRows())
+          const userId = this.db.prepare('SELECT id FROM mailring_users WHERE address = ?').pluck()
+          const copyAt = this.db
+            .prepare('SELECT server_id FROM mailring_copies WHERE user_id = ? AND position = ?')
+            .pluck()
+          const open = this.db
+            .prepare(
+              `SELECT 1 FROM mailring_moves WHERE user_id = ? AND state IN (${OPEN_STATES_SQL}) LIMIT 1`,
+            )
+            .pluck()
+          const insert = this.db.prepare(
+            'INSERT INTO mailring_moves (user_id, position, from_server_id, to_server_id, state, plan, updated_at) ' +
+              "VALUES (?, ?, ?, ?, 'planned', ?, ?)",
+          )
+          const now = new Date().toISOString()
+          for (const move of moves) {
+            const id = userId.get(move.user) as number | undefined
+            checkMove(
+              move,
+              {
+                userId: id,
+                copyAt: id === undefined ? undefined : (copyAt.get(id, move.position) as number | undefined),
+                hasOpenMove: id !== undefined && open.get(id) !== undefined,
+              },
+              ids,
+            )
+            insert.run(id, move.position, ids.get(move.from), ids.get(move.to), plan, now)
+          }
+          return moves.length
+        })
+        .immediate(),
+    )
+  }
+
+  async openMoves(): Promise<MoveRecord[]> {
+    return this.guard(() =>
+      (
+        this.db
+          .prepare(`${MOVE_SELECT} WHERE m.state IN (${OPEN_STATES_SQL}) ORDER BY m.id`)
+          .all() as MoveRow[]
+      ).map(moveRecordOf),
+    )
+  }
+
+  async setMoveState(id: number, expected: MoveState, next: MoveState, error?: string): Promise<boolean> {
+    return this.guard(
+      () =>
+        this.db
+          .prepare(
+            'UPDATE mailring_moves SET state = ?, attempts = attempts + ?, last_error = COALESCE(?, last_error), ' +
+              'updated_at = ? WHERE id = ? AND state = ?',
+          )
+          .run(next, error === undefined ? 0 : 1, error ?? null, new Date().toISOString(), id, expected)
+          .changes > 0,
+    )
+  }
+
+  async switchMove(id: number): Promise<void> {
+    this.guard(() =>
+      this.db
+        .transaction(() => {
+          const move = this.db
+            .prepare(
+              'SELECT user_id, position, from_server_id, to_server_id, state FROM mailring_moves WHERE id = ?',
+            )
+            .get(id) as
+            | {user_id: number; position: number; from_server_id: number; to_server_id: number; state: string}
+            | undefined
+          if (!move) throw switchRefused(id, 'no such move')
+          if (move.state !== 'verified') throw switchRefused(id, `it is ${move.state}, not verified`)
+          const changed = this.db
+            .prepare(
+              'UPDATE mailring_copies SET server_id = ? WHERE user_id = ? AND position = ? AND server_id = ?',
+            )
+            .run(move.to_server_id, move.user_id, move.position, move.from_server_id).changes
+          if (changed !== 1) throw switchRefused(id, 'the copy is no longer on the server it leaves')
+          this.db
+            .prepare("UPDATE mailring_moves SET state = 'switched', updated_at = ? WHERE id = ?")
+            .run(new Date().toISOString(), id)
+        })
+        .immediate(),
+    )
+  }
+
+  async cancelUnswitchedMoves(): Promise<number> {
+    return this.guard(
+      () =>
+        this.db
+          .prepare(
+            `UPDATE mailring_moves SET state = 'cancelled', updated_at = ? WHERE state IN (${UNSWITCHED_STATES_SQL})`,
+          )
+          .run(new Date().toISOString()).changes,
+    )
   }
 
   async countUsers(): Promise<number> {

@@ -8,8 +8,9 @@
  * Server references leave the store as names; bulk data (placements) travels as compact chunks whose
  * copies are small integers indexing a server list, so that a million users never become a million objects.
  *
- * Later issues add, through new schema migrations and new methods here: a move journal (rebalance
- * execution), server health, and a replication queue.
+ * The move journal (schema 3, docs/decisions/0002-rebalance-execution.md) records every move before it
+ * starts. Later issues add, through new schema migrations and new methods here: server health and a
+ * replication queue.
  */
 import type {Topology} from '../core/topology.js'
 
@@ -146,6 +147,37 @@ export interface UsersTable {
   differences?(): Promise<{unmatched: AsyncIterable<string[]>; unlisted: AsyncIterable<string[]>} | undefined>
 }
 
+/** Where a move stands (docs/decisions/0002-rebalance-execution.md). */
+export type MoveState =
+  'planned' | 'copying' | 'verified' | 'switched' | 'caught-up' | 'retired' | 'failed' | 'cancelled'
+
+/** Moves still to finish: a user has at most one of these at a time. */
+export const OPEN_MOVE_STATES: readonly MoveState[] = [
+  'planned',
+  'copying',
+  'verified',
+  'switched',
+  'caught-up',
+]
+
+/** A move to journal: the copy at `position` of `user` goes from server `from` to server `to`. */
+export interface NewMove {
+  user: string
+  position: number
+  from: string
+  to: string
+}
+
+export interface MoveRecord extends NewMove {
+  id: number
+  state: MoveState
+  /** The fingerprint of the plan the move belongs to. */
+  plan: string
+  attempts: number
+  lastError: string | null
+  updatedAt: string
+}
+
 export interface Store {
   /** Where the store is, safe to print (no password). */
   readonly location: string
@@ -184,6 +216,29 @@ export interface Store {
   scanUsers(chunkSize?: number): AsyncIterable<string[]>
   /** Streams every user's current copies, a consistent snapshot, in chunks of about `chunkSize` users. */
   scanPlacements(chunkSize?: number): Promise<PlacementScan>
+
+  // The move journal (rebalance execution): every move is recorded before it starts.
+  /**
+   * Records the moves of a plan as planned, in one transaction. Refuses (MailringError, nothing written)
+   * a move whose user already has an open move, whose copy at `position` is not on `from`, or that names
+   * an unknown user or server.
+   */
+  journalMoves(plan: string, moves: readonly NewMove[]): Promise<number>
+  /** Moves not finished yet (planned, copying, verified, switched, caught-up), oldest first. */
+  openMoves(): Promise<MoveRecord[]>
+  /**
+   * Advances a move from `expected` to `next` only if it is still in `expected` (two runs cannot both
+   * advance one move); counts an attempt and keeps the error when given. True when it moved on.
+   */
+  setMoveState(id: number, expected: MoveState, next: MoveState, error?: string): Promise<boolean>
+  /**
+   * The switch, in one transaction: the user's copy at the move's position changes from `from` to `to`,
+   * and the move from verified to switched. Refuses (MailringError) when the move is not verified or the
+   * copy is no longer on `from`; then nothing changes.
+   */
+  switchMove(id: number): Promise<void>
+  /** Cancels the open moves that have not switched yet; returns how many. */
+  cancelUnswitchedMoves(): Promise<number>
 
   // Cluster lock: held by whoever changes placements.
   /** Takes the lock or throws a MailringError (exit code 3) naming the holder. */

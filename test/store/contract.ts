@@ -312,5 +312,121 @@ export function storeContract(name: string, makeStore: () => Promise<ContractTar
       expect(second.replacedStale).toBeUndefined()
       await second.release()
     })
+
+    describe('the move journal', () => {
+      beforeEach(async () => {
+        await store.writeTopology(topology)
+        await store.insertUsers(
+          [
+            userBatch([
+              ['a@example.com', ['mx01', 'mx02']],
+              ['b@example.com', ['mx02', 'mx01']],
+            ]),
+          ],
+          {skipExisting: false},
+        )
+      })
+
+      it('journals a plan, advances a move only from the state it is in, and switches the copy in one step', async () => {
+        expect(
+          await store.journalMoves('plan-1', [
+            {user: 'a@example.com', position: 1, from: 'mx02', to: 'mx03'},
+            {user: 'b@example.com', position: 0, from: 'mx02', to: 'mx03'},
+          ]),
+        ).toBe(2)
+        const [a, b] = await store.openMoves()
+        expect(a).toMatchObject({
+          user: 'a@example.com',
+          position: 1,
+          from: 'mx02',
+          to: 'mx03',
+          state: 'planned',
+        })
+        expect(a).toMatchObject({plan: 'plan-1', attempts: 0, lastError: null})
+        expect(b?.user).toBe('b@example.com')
+
+        // Two runs racing: only the first advances it.
+        expect(await store.setMoveState(a!.id, 'planned', 'copying')).toBe(true)
+        expect(await store.setMoveState(a!.id, 'planned', 'copying')).toBe(false)
+        // A failed step is counted and its error kept.
+        expect(await store.setMoveState(a!.id, 'copying', 'copying', 'doveadm sync exited 75')).toBe(true)
+        // Not verified yet: the placement stays as it is.
+        await expectMailringError(
+          store.switchMove(a!.id),
+          ExitCode.error,
+          /Cannot switch move \d+: it is copying, not verified/,
+        )
+        expect((await store.getUser('a@example.com'))?.copies).toEqual(['mx01', 'mx02'])
+
+        expect(await store.setMoveState(a!.id, 'copying', 'verified')).toBe(true)
+        await store.switchMove(a!.id)
+        expect((await store.getUser('a@example.com'))?.copies).toEqual(['mx01', 'mx03'])
+        const after = (await store.openMoves()).find((m) => m.id === a!.id)
+        expect(after).toMatchObject({state: 'switched', attempts: 1, lastError: 'doveadm sync exited 75'})
+        // Switching twice is refused and changes nothing.
+        await expectMailringError(store.switchMove(a!.id), ExitCode.error, /it is switched, not verified/)
+        expect((await store.getUser('a@example.com'))?.copies).toEqual(['mx01', 'mx03'])
+      })
+
+      it('refuses a move that does not match the placement, or a second open move of a user, writing nothing', async () => {
+        await expectMailringError(
+          store.journalMoves('p', [
+            {user: 'a@example.com', position: 0, from: 'mx01', to: 'mx03'},
+            {user: 'b@example.com', position: 0, from: 'mx01', to: 'mx03'},
+          ]),
+          ExitCode.error,
+          /Cannot journal the move of b@example.com from mx01 to mx03: its copy 1 is not on mx01/,
+        )
+        expect(await store.openMoves()).toEqual([])
+        await expectMailringError(
+          store.journalMoves('p', [{user: 'zed@example.com', position: 0, from: 'mx01', to: 'mx03'}]),
+          ExitCode.error,
+          /no such user/,
+        )
+        await expectMailringError(
+          store.journalMoves('p', [{user: 'a@example.com', position: 0, from: 'mx01', to: 'mx99'}]),
+          ExitCode.error,
+          /unknown server mx99/,
+        )
+        await store.journalMoves('p', [{user: 'a@example.com', position: 0, from: 'mx01', to: 'mx03'}])
+        await expectMailringError(
+          store.journalMoves('p', [{user: 'a@example.com', position: 1, from: 'mx02', to: 'mx03'}]),
+          ExitCode.error,
+          /has a move that is not finished/,
+        )
+      })
+
+      it('switches only a copy still on the server it leaves', async () => {
+        await store.journalMoves('p', [{user: 'a@example.com', position: 0, from: 'mx01', to: 'mx03'}])
+        const [move] = await store.openMoves()
+        await store.setMoveState(move!.id, 'planned', 'verified')
+        // Meanwhile the user's placement changed under it (a users sync, an adopt).
+        await store.replaceUsers([userBatch([['a@example.com', ['mx02', 'mx01']]])], [])
+        await expectMailringError(
+          store.switchMove(move!.id),
+          ExitCode.error,
+          /no longer on the server it leaves/,
+        )
+        expect((await store.getUser('a@example.com'))?.copies).toEqual(['mx02', 'mx01'])
+        expect((await store.openMoves())[0]?.state).toBe('verified')
+      })
+
+      it('cancels the moves not switched yet, and keeps the switched ones open until they finish', async () => {
+        await store.journalMoves('p', [
+          {user: 'a@example.com', position: 1, from: 'mx02', to: 'mx03'},
+          {user: 'b@example.com', position: 1, from: 'mx01', to: 'mx03'},
+        ])
+        const [a] = await store.openMoves()
+        await store.setMoveState(a!.id, 'planned', 'verified')
+        await store.switchMove(a!.id)
+        expect(await store.cancelUnswitchedMoves()).toBe(1)
+        expect((await store.openMoves()).map((m) => [m.user, m.state])).toEqual([
+          ['a@example.com', 'switched'],
+        ])
+        // A removed user takes its moves along.
+        await store.removeUsers(['a@example.com'])
+        expect(await store.openMoves()).toEqual([])
+      })
+    })
   })
 }

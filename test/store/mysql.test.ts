@@ -83,6 +83,7 @@ describe('mysql store on MariaDB', () => {
       'mailring_domain_servers\tInnoDB',
       'mailring_domains\tInnoDB',
       'mailring_meta\tInnoDB',
+      'mailring_moves\tInnoDB',
       'mailring_servers\tInnoDB',
       'mailring_users\tInnoDB',
     ])

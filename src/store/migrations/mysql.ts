@@ -74,4 +74,27 @@ export const mysqlMigrations: readonly Migration[] = [
     // MySQL has had mailring_copies_server since version 1 (its foreign key on server_id needs an index).
     statements: [],
   },
+  {
+    version: 3,
+    description: 'the move journal (rebalance execution)',
+    statements: [
+      `CREATE TABLE mailring_moves (
+        id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+        user_id INT UNSIGNED NOT NULL,
+        position INT NOT NULL,
+        from_server_id INT NOT NULL,
+        to_server_id INT NOT NULL,
+        state VARCHAR(16) NOT NULL,
+        plan VARCHAR(128) NOT NULL,
+        attempts INT NOT NULL DEFAULT 0,
+        last_error TEXT,
+        updated_at VARCHAR(40) NOT NULL,
+        KEY mailring_moves_user (user_id, state),
+        KEY mailring_moves_state (state, id),
+        CONSTRAINT mailring_moves_user FOREIGN KEY (user_id) REFERENCES mailring_users (id) ON DELETE CASCADE,
+        CONSTRAINT mailring_moves_from FOREIGN KEY (from_server_id) REFERENCES mailring_servers (id),
+        CONSTRAINT mailring_moves_to FOREIGN KEY (to_server_id) REFERENCES mailring_servers (id)
+      ) ${TABLE}`,
+    ],
+  },
 ]

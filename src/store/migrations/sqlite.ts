@@ -45,4 +45,24 @@ export const sqliteMigrations: readonly Migration[] = [
     description: "copies by server: Dovecot's iterate_query and per-server counts (as the MySQL schema has)",
     statements: [`CREATE INDEX mailring_copies_server ON mailring_copies (server_id, user_id)`],
   },
+  {
+    version: 3,
+    description: 'the move journal (rebalance execution)',
+    statements: [
+      `CREATE TABLE mailring_moves (
+        id INTEGER PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES mailring_users (id) ON DELETE CASCADE,
+        position INTEGER NOT NULL,
+        from_server_id INTEGER NOT NULL REFERENCES mailring_servers (id),
+        to_server_id INTEGER NOT NULL REFERENCES mailring_servers (id),
+        state TEXT NOT NULL,
+        plan TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        updated_at TEXT NOT NULL
+      )`,
+      `CREATE INDEX mailring_moves_user ON mailring_moves (user_id, state)`,
+      `CREATE INDEX mailring_moves_state ON mailring_moves (state, id)`,
+    ],
+  },
 ]
