@@ -17,6 +17,8 @@ export interface MoveCheck {
   /** The server id of the user's copy at the move's position, if any. */
   copyAt: number | undefined
   hasOpenMove: boolean
+  /** Whether the user already has a copy on the server the move goes to. */
+  holdsTarget: boolean
 }
 
 /** Refuses a move that cannot be journaled, naming why. */
@@ -34,6 +36,7 @@ export function checkMove(move: NewMove, check: MoveCheck, ids: ReadonlyMap<stri
   if (check.hasOpenMove)
     throw refuse('the user has a move that is not finished (see mailring rebalance status)')
   if (check.copyAt !== from) throw refuse(`its copy ${move.position + 1} is not on ${move.from}`)
+  if (check.holdsTarget) throw refuse(`it has a copy on ${move.to} already`)
 }
 
 export interface MoveRow {

@@ -340,7 +340,13 @@ export class MysqlStore implements Store {
         const userId = user === undefined ? undefined : Number(user.id)
         let copyAt: number | undefined
         let hasOpenMove = false
+        let holdsTarget = false
         if (userId !== undefined) {
+          const [held] = await conn.query<Row[]>(
+            'SELECT 1 FROM mailring_copies WHERE user_id = ? AND server_id = ? LIMIT 1',
+            [userId, ids.get(move.to) ?? -1],
+          )
+          holdsTarget = held.length > 0
           const [[copy]] = await conn.query<Row[]>(
             'SELECT server_id FROM mailring_copies WHERE user_id = ? AND position = ?',
             [userId, move.position],
@@ -352,7 +358,7 @@ export class MysqlStore implements Store {
           )
           hasOpenMove = open.length > 0
         }
-        checkMove(move, {userId, copyAt, hasOpenMove}, ids)
+        checkMove(move, {userId, copyAt, hasOpenMove, holdsTarget}, ids)
         await conn.query(
           'INSERT INTO mailring_moves (user_id, position, from_server_id, to_server_id, state, plan, updated_at) ' +
             "VALUES (?, ?, ?, ?, 'planned', ?, ?)",

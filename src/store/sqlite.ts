@@ -295,6 +295,9 @@ export class SqliteStore implements Store {
           const copyAt = this.db
             .prepare('SELECT server_id FROM mailring_copies WHERE user_id = ? AND position = ?')
             .pluck()
+          const holds = this.db
+            .prepare('SELECT 1 FROM mailring_copies WHERE user_id = ? AND server_id = ? LIMIT 1')
+            .pluck()
           const open = this.db
             .prepare(
               `SELECT 1 FROM mailring_moves WHERE user_id = ? AND state IN (${OPEN_STATES_SQL}) LIMIT 1`,
@@ -313,6 +316,7 @@ export class SqliteStore implements Store {
                 userId: id,
                 copyAt: id === undefined ? undefined : (copyAt.get(id, move.position) as number | undefined),
                 hasOpenMove: id !== undefined && open.get(id) !== undefined,
+                holdsTarget: id !== undefined && holds.get(id, ids.get(move.to) ?? -1) !== undefined,
               },
               ids,
             )

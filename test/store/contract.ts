@@ -388,6 +388,11 @@ export function storeContract(name: string, makeStore: () => Promise<ContractTar
           ExitCode.error,
           /unknown server mx99/,
         )
+        await expectMailringError(
+          store.journalMoves('p', [{user: 'a@example.com', position: 0, from: 'mx01', to: 'mx02'}]),
+          ExitCode.error,
+          /it has a copy on mx02 already/,
+        )
         await store.journalMoves('p', [{user: 'a@example.com', position: 0, from: 'mx01', to: 'mx03'}])
         await expectMailringError(
           store.journalMoves('p', [{user: 'a@example.com', position: 1, from: 'mx02', to: 'mx03'}]),
