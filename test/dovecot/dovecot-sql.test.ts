@@ -135,6 +135,29 @@ describe('Dovecot 2.3 userdb from the SQLite store', () => {
     expect((await b.doveadm(['user', 'carol@example.org'])).exitCode).toBe(67)
   })
 
+  it('knows a user moving here while its copy is copied and verified, and not before or after a cancel', async () => {
+    // carol is on [a, c]; a rebalance moves her copy on c to b (docs/decisions/0002).
+    await store.journalMoves('test-plan', [
+      {user: 'carol@example.org', position: 1, from: 'mx-c', to: 'mx-b'},
+    ])
+    const [move] = await store.openMoves()
+    expect((await b.doveadm(['user', 'carol@example.org'])).exitCode).toBe(67) // planned: not yet
+    await store.setMoveState(move!.id, 'planned', 'copying')
+    const copying = await userFields(b, 'carol@example.org')
+    expect(copying.exitCode, copying.stderr).toBe(0)
+    expect(copying.fields.mail_replica).toBe(`tcp:${C_ADDRESS}:${ctx.settings.doveadmPort}`)
+    expect((await b.doveadm(['user', '*'])).stdout).toContain('carol@example.org')
+    // Her current copies are unchanged: a still has her, with c as its replica.
+    expect((await userFields(a, 'carol@example.org')).fields.mail_replica).toBe(
+      `tcp:${C_ADDRESS}:${ctx.settings.doveadmPort}`,
+    )
+    await store.setMoveState(move!.id, 'copying', 'verified')
+    expect((await b.doveadm(['user', 'carol@example.org'])).exitCode).toBe(0)
+    expect(await store.cancelUnswitchedMoves()).toBe(1)
+    expect((await b.doveadm(['user', 'carol@example.org'])).exitCode).toBe(67)
+    expect((await b.doveadm(['user', '*'])).stdout).not.toContain('carol@example.org')
+  })
+
   it('iterates only the users the server holds', async () => {
     const list = async (host: DovecotHost) =>
       (await host.doveadm(['user', '*'])).stdout

@@ -63,6 +63,8 @@ export const sqliteMigrations: readonly Migration[] = [
       )`,
       `CREATE INDEX mailring_moves_user ON mailring_moves (user_id, state)`,
       `CREATE INDEX mailring_moves_state ON mailring_moves (state, id)`,
+      // Dovecot's user_query and iterate_query on the target server (users moving there).
+      `CREATE INDEX mailring_moves_to ON mailring_moves (to_server_id, state, user_id)`,
     ],
   },
 ]
