@@ -186,25 +186,36 @@ export function renderQueries(input: RenderInput): Queries {
     `(SELECT ${replica} FROM mailring_copies c2 JOIN mailring_servers s2 ON s2.id = c2.server_id ` +
     `WHERE c2.user_id = c.user_id AND c2.position ${op} c.position ORDER BY c2.position LIMIT 1)`
   // A user moving here (a rebalance copying or verifying its new copy) is known here too, so that this
-  // server's doveadm accepts the sync, while logins and deliveries (the proxy reads mailring_copies only)
-  // still go to the current copies; its mail_replica is the copy that leaves
+  // server's doveadm accepts the sync, and so is a user whose copy here has just been replaced (switched),
+  // for the last sync that catches up on mail delivered here during the switch. Logins and deliveries go
+  // by mailring_copies only (the proxy passdb). mail_replica names the other end of the move
   // (docs/decisions/0002-rebalance-execution.md).
-  const incoming = `m.to_server_id = ${here} AND m.state IN ('copying', 'verified')`
+  const moving = [
+    {here: 'm.to_server_id', other: 'm.from_server_id', states: `'copying', 'verified'`},
+    {here: 'm.from_server_id', other: 'm.to_server_id', states: `'switched'`},
+  ]
   const queries: Queries = {
-    userQuery:
+    userQuery: [
       `SELECT u.address AS user, '${home}' AS home, '${uid}' AS uid, '${gid}' AS gid, ` +
-      `COALESCE(${next('>')}, ${next('<')}) AS mail_replica ` +
-      `FROM mailring_users u JOIN mailring_copies c ON c.user_id = u.id ` +
-      `WHERE u.address = '${v.user}' AND c.server_id = ${here} ` +
-      `UNION ALL SELECT u.address AS user, '${home}' AS home, '${uid}' AS uid, '${gid}' AS gid, ` +
-      `${replica} AS mail_replica ` +
-      `FROM mailring_users u JOIN mailring_moves m ON m.user_id = u.id ` +
-      `JOIN mailring_servers s2 ON s2.id = m.from_server_id WHERE u.address = '${v.user}' AND ${incoming}`,
-    iterateQuery:
+        `COALESCE(${next('>')}, ${next('<')}) AS mail_replica ` +
+        `FROM mailring_users u JOIN mailring_copies c ON c.user_id = u.id ` +
+        `WHERE u.address = '${v.user}' AND c.server_id = ${here}`,
+      ...moving.map(
+        (m) =>
+          `SELECT u.address AS user, '${home}' AS home, '${uid}' AS uid, '${gid}' AS gid, ${replica} AS mail_replica ` +
+          `FROM mailring_users u JOIN mailring_moves m ON m.user_id = u.id JOIN mailring_servers s2 ON s2.id = ${m.other} ` +
+          `WHERE u.address = '${v.user}' AND ${m.here} = ${here} AND m.state IN (${m.states})`,
+      ),
+    ].join(' UNION ALL '),
+    iterateQuery: [
       `SELECT u.address AS user FROM mailring_copies c JOIN mailring_users u ON u.id = c.user_id ` +
-      `WHERE c.server_id = ${here} ` +
-      `UNION ALL SELECT u.address AS user FROM mailring_moves m JOIN mailring_users u ON u.id = m.user_id ` +
-      `WHERE ${incoming}`,
+        `WHERE c.server_id = ${here}`,
+      ...moving.map(
+        (m) =>
+          `SELECT u.address AS user FROM mailring_moves m JOIN mailring_users u ON u.id = m.user_id ` +
+          `WHERE ${m.here} = ${here} AND m.state IN (${m.states})`,
+      ),
+    ].join(' UNION ALL '),
   }
   const t = input.usersTable
   if (t) {

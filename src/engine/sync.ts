@@ -182,13 +182,17 @@ export async function syncOneUser(
   }
 }
 
-async function syncPair(
+/**
+ * `doveadm sync` of one user between two copies, run on `hub`, repeated while Dovecot answers "not fully
+ * synced"; counts each run in `result.syncs`. Throws CopyProblem when it does not get through.
+ */
+export async function syncPair(
   fleet: DoveadmFleet,
   user: string,
   hub: string,
   target: string,
   full: boolean,
-  result: UserSyncResult,
+  result: {syncs: number},
 ): Promise<void> {
   const command = syncCommand({
     user,

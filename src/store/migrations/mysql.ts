@@ -92,6 +92,7 @@ export const mysqlMigrations: readonly Migration[] = [
         KEY mailring_moves_user (user_id, state),
         KEY mailring_moves_state (state, id),
         KEY mailring_moves_to (to_server_id, state, user_id),
+        KEY mailring_moves_from_state (from_server_id, state, user_id),
         CONSTRAINT mailring_moves_user FOREIGN KEY (user_id) REFERENCES mailring_users (id) ON DELETE CASCADE,
         CONSTRAINT mailring_moves_from FOREIGN KEY (from_server_id) REFERENCES mailring_servers (id),
         CONSTRAINT mailring_moves_to FOREIGN KEY (to_server_id) REFERENCES mailring_servers (id)

@@ -65,6 +65,7 @@ export const sqliteMigrations: readonly Migration[] = [
       `CREATE INDEX mailring_moves_state ON mailring_moves (state, id)`,
       // Dovecot's user_query and iterate_query on the target server (users moving there).
       `CREATE INDEX mailring_moves_to ON mailring_moves (to_server_id, state, user_id)`,
+      `CREATE INDEX mailring_moves_from ON mailring_moves (from_server_id, state, user_id)`,
     ],
   },
 ]
