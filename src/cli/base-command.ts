@@ -5,7 +5,8 @@ import {paint} from '../ui/terminal.js'
 
 /** What every `--json` output looks like; the `result` of each command has its own stable shape. */
 export interface JsonSuccess<T> {
-  status: 0
+  /** The process exit code: 0, or what the command set in process.exitCode (e.g. 2 for changes pending). */
+  status: number
   result: T
   warnings: string[]
 }
@@ -31,17 +32,26 @@ export abstract class BaseCommand extends Command {
     if (!this.jsonEnabled()) process.stderr.write(`${paint(process.stderr).yellow('Warning:')} ${message}\n`)
   }
 
+  /**
+   * The envelope's status is always the exit code: a command that ends with another code than 0 without an
+   * error (changes pending, failed servers, copies that differ) sets process.exitCode before it returns.
+   */
   protected override toSuccessJson(result: unknown): JsonSuccess<unknown> {
-    return {status: 0, result, warnings: this.collectedWarnings}
+    return {status: currentExitCode(), result, warnings: this.collectedWarnings}
   }
 
   protected override toErrorJson(error: unknown): JsonFailure {
-    const {code, message, exitCode} = describeError(error)
+    const {code, message, exitCode} = describeError(error, this.usageContext())
     return {status: exitCode, error: {code, message}, warnings: this.collectedWarnings}
   }
 
+  private usageContext(): UsageContext {
+    const command = this.constructor as typeof BaseCommand
+    return {bin: this.config.bin, id: this.id, examples: command.examples as UsageContext['examples']}
+  }
+
   override async catch(error: Error & {exitCode?: number}): Promise<void> {
-    const {message, exitCode} = describeError(error)
+    const {message, exitCode} = describeError(error, this.usageContext())
     process.exitCode = exitCode
     if (this.jsonEnabled()) {
       this.logJson(this.toErrorJson(error))
@@ -53,12 +63,26 @@ export abstract class BaseCommand extends Command {
   }
 }
 
-function describeError(error: unknown): {code: string; message: string; exitCode: number} {
+function currentExitCode(): number {
+  const code = Number(process.exitCode ?? ExitCode.ok)
+  return Number.isInteger(code) ? code : ExitCode.error
+}
+
+/** What a usage message can point at: the command's first example, with `<%= config.bin %>` filled in. */
+interface UsageContext {
+  bin: string
+  id?: string
+  examples?: readonly (string | {command: string})[]
+}
+
+function describeError(
+  error: unknown,
+  usage?: UsageContext,
+): {code: string; message: string; exitCode: number} {
   if (isMailringError(error)) return {code: error.code, message: error.message, exitCode: error.exitCode}
   if (error instanceof Errors.CLIError) {
     // oclif's own parse errors exit 2, which mailring reserves for "changes pending".
-    const message = error.message.replace(/\s*See more help with --help$/s, '').replace(/\n+/g, ' ')
-    return {code: 'usage', message: `${message} (see --help)`, exitCode: ExitCode.error}
+    return {code: 'usage', message: `${usageMessage(error, usage)} (see --help)`, exitCode: ExitCode.error}
   }
   const message = error instanceof Error ? error.message : String(error)
   return {
@@ -66,4 +90,84 @@ function describeError(error: unknown): {code: string; message: string; exitCode
     message: `${message} (set MAILRING_DEBUG=1 for details)`,
     exitCode: ExitCode.error,
   }
+}
+
+/** oclif's parse errors (@oclif/core parser/errors.js, validate.js) in mailring's one-line form. */
+function usageMessage(error: Errors.CLIError, usage?: UsageContext): string {
+  // eslint-disable-next-line no-control-regex
+  const text = error.message.replace(/\u001b\[[0-9;]*m/g, '').replace(/\s*See more help with --help$/s, '')
+  const missingArgs = (error as {args?: unknown}).args
+  if (/^Missing \d+ required args?/.test(text) && Array.isArray(missingArgs)) {
+    const names = missingArgs.map((arg: {name?: string}) => (arg.name ?? '?').toUpperCase())
+    const what = names.length === 1 ? `the argument ${names[0]}` : `the arguments ${names.join(' ')}`
+    const example = firstExample(usage)
+    return `Missing ${what}${example ? `: e.g. ${example}` : ''}`
+  }
+  let match = /^Expected --([^=\s]+)=(.*) to be one of: (.*)$/s.exec(text)
+  if (match) return `--${match[1]} must be one of ${match[3]} (got "${match[2]}")`
+  match = /^Expected (.*) to be one of: (.*)$/s.exec(text)
+  if (match) return `The argument must be one of ${match[2]} (got "${match[1]}")`
+  match = /^Nonexistent flags?: (.*)$/s.exec(text)
+  if (match) return `Unknown flag ${match[1]}`
+  match = /^Unexpected arguments?: (.*)$/s.exec(text)
+  if (match) return `Unexpected argument ${match[1]}`
+  match = /^The following errors? occurred:\s*(.*)$/s.exec(text)
+  if (match) {
+    const reasons = new Map<string, string>()
+    for (const line of (match[1] ?? '').split('\n')) {
+      if (line.trim() === '') continue
+      const {key, text: reason} = flagReason(line.trim())
+      if (!reasons.has(key)) reasons.set(key, reason)
+    }
+    return capitalise([...reasons.values()].join('; '))
+  }
+  return capitalise(text.replace(/\n+\s*/g, ' ').trim())
+}
+
+/** One reason of oclif's flag validation, reworded; two flags that exclude each other give one key. */
+function flagReason(reason: string): {key: string; text: string} {
+  const exclusive = /^--([^=\s]+)(?:=.*)? cannot also be provided when using --(\S+)$/s.exec(reason)
+  if (exclusive) {
+    const [, flag, other] = exclusive
+    return {
+      key: `exclusive ${[flag, other].sort().join(' ')}`,
+      text: `--${flag} cannot be used with --${other}`,
+    }
+  }
+  const rewordings: [RegExp, (m: RegExpExecArray) => string][] = [
+    [/^Missing required flag (\S+)$/, (m) => `Missing the flag --${m[1]}`],
+    [
+      /^All of the following must be provided when using --(\S+): (.*)$/,
+      (m) => `--${m[1]} needs ${m[2]} as well`,
+    ],
+    [
+      /^One of the following must be provided when using --(\S+): (.*)$/,
+      (m) => `--${m[1]} needs one of ${m[2]}`,
+    ],
+    [
+      /^Only the following can be provided when using --(\S+): (.*)$/,
+      (m) => `--${m[1]} can be used only with ${m[2]}`,
+    ],
+    [/^Exactly one of the following must be provided: (.*)$/, (m) => `Give exactly one of ${m[1]}`],
+    [/^At least one of the following must be provided: (.*)$/, (m) => `Give at least one of ${m[1]}`],
+  ]
+  for (const [pattern, reword] of rewordings) {
+    const match = pattern.exec(reason)
+    if (match) return {key: reword(match), text: reword(match)}
+  }
+  return {key: reason, text: reason}
+}
+
+function firstExample(usage?: UsageContext): string | undefined {
+  const example = usage?.examples?.[0]
+  if (example === undefined) return undefined
+  const text = typeof example === 'string' ? example : example.command
+  return text
+    .replaceAll('<%= config.bin %>', usage!.bin)
+    .replaceAll('<%= command.id %>', (usage!.id ?? '').replaceAll(':', ' '))
+    .split('\n')[0]
+}
+
+function capitalise(text: string): string {
+  return text.charAt(0).toUpperCase() + text.slice(1)
 }

@@ -2,6 +2,7 @@ import {Flags} from '@oclif/core'
 
 import {MailringError} from '../core/errors.js'
 import {SERVER_STATES, type ServerState} from '../core/topology.js'
+import {serverAddressProblem, serverNameProblem, weightProblem} from '../core/validate.js'
 
 /** Flags describing a server, shared by `node add` and `node set`. */
 export const serverFlags = {
@@ -13,13 +14,33 @@ export const serverFlags = {
   state: Flags.string({summary: 'active, draining or down.', options: [...SERVER_STATES]}),
 }
 
-export function weightValue(text: string | undefined): number | undefined {
-  if (text === undefined) return undefined
-  const weight = Number(text)
-  if (text.trim() === '' || !Number.isFinite(weight) || weight <= 0) {
-    throw new MailringError(`--weight must be a positive number (got "${text}").`)
+/**
+ * The server name, --address and --weight as given, checked before the store is opened: every problem in
+ * one line, each naming the value (the wording of src/core/validate.ts, as for a topology file).
+ */
+export function checkedServerFlags(input: {name?: string; address?: string; weight?: string}): {
+  weight?: number
+} {
+  const problems: string[] = []
+  if (input.name !== undefined) {
+    const problem = serverNameProblem(input.name)
+    if (problem) problems.push(problem)
   }
-  return weight
+  if (input.address !== undefined) {
+    const problem = serverAddressProblem(input.address)
+    if (problem) problems.push(`--address ${problem}`)
+  }
+  let weight: number | undefined
+  if (input.weight !== undefined) {
+    weight = input.weight.trim() === '' ? Number.NaN : Number(input.weight)
+    const problem = weightProblem(weight, JSON.stringify(input.weight))
+    if (problem) problems.push(`--weight ${problem}`)
+  }
+  if (problems.length > 0) {
+    const line = problems.join('; ')
+    throw new MailringError(`${line.charAt(0).toUpperCase()}${line.slice(1)}.`)
+  }
+  return weight === undefined ? {} : {weight}
 }
 
 export function stateValue(text: string | undefined): ServerState | undefined {

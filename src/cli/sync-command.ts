@@ -100,13 +100,6 @@ export abstract class SyncCommand extends StoreCommand {
     process.exitCode = syncExitCode(summary, selection.problems.length)
     return {summary, users: results, problems: selection.problems}
   }
-
-  protected override toSuccessJson(result: unknown): {status: 0; result: unknown; warnings: string[]} {
-    const json = super.toSuccessJson(result)
-    const r = result as SyncResult
-    ;(json as {status: number}).status = syncExitCode(r.summary, r.problems.length)
-    return json
-  }
 }
 
 function syncExitCode(summary: SyncSummary, problems: number): number {

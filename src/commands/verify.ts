@@ -120,12 +120,6 @@ Exit codes (for monitoring): 0 all copies agree, 1 differences found (after --re
       progress.stop()
     }
   }
-
-  protected override toSuccessJson(result: unknown): {status: 0; result: unknown; warnings: string[]} {
-    const json = super.toSuccessJson(result)
-    ;(json as {status: number}).status = verifyExitCode(result as VerifyResult)
-    return json
-  }
 }
 
 function verifyExitCode(r: VerifyResult): number {

@@ -146,6 +146,31 @@ export function availabilityIssues(topology: Topology): ValidationIssue[] {
   return issues
 }
 
+/** The weights a server may have; every message about a weight says it with weightProblem. */
+export const MIN_WEIGHT = 0.000001
+export const MAX_WEIGHT = 1_000_000
+
+/** What is wrong with a server name, naming it, or undefined when it is fine. */
+export function serverNameProblem(name: unknown): string | undefined {
+  if (typeof name === 'string' && SERVER_NAME.test(name)) return undefined
+  const what =
+    name === undefined ? 'the server name is missing' : `server name ${JSON.stringify(name)} is invalid`
+  return `${what}: use letters, digits, ".", "_" or "-" (at most 63, starting with a letter or digit), e.g. mx01`
+}
+
+/** What is wrong with a server address ("" is none yet), to follow "address: " or "--address ", or undefined. */
+export function serverAddressProblem(address: string): string | undefined {
+  if (address === '' || isIP(address) !== 0 || HOST_NAME.test(address)) return undefined
+  return `${JSON.stringify(address)} is neither an IP address nor a host name`
+}
+
+/** What is wrong with a weight, to follow "weight " or "--weight ", or undefined when it is fine. */
+export function weightProblem(weight: unknown, given: string = JSON.stringify(weight)): string | undefined {
+  if (typeof weight === 'number' && Number.isFinite(weight) && weight >= MIN_WEIGHT && weight <= MAX_WEIGHT)
+    return undefined
+  return `must be a number from ${MIN_WEIGHT.toFixed(6)} to ${MAX_WEIGHT} (got ${given})`
+}
+
 function parseServer(entry: unknown, path: IssuePath, problem: Problem): Server | undefined {
   if (!isRecord(entry)) {
     problem(path, 'a server is a mapping with name, address, zone, weight and state')
@@ -159,16 +184,11 @@ function parseServer(entry: unknown, path: IssuePath, problem: Problem): Server 
       : typeof entry.name === 'number'
         ? String(entry.name)
         : undefined
-  if (name === undefined || !SERVER_NAME.test(name)) {
-    problem(
-      [...path, 'name'],
-      'a server needs a name of letters, digits, ".", "_" or "-" (at most 63), e.g. mx01',
-    )
-  }
+  const nameIssue = serverNameProblem(name ?? entry.name)
+  if (nameIssue) problem([...path, 'name'], nameIssue)
   const address = entry.address === undefined || entry.address === null ? '' : String(entry.address)
-  if (address !== '' && isIP(address) === 0 && !HOST_NAME.test(address)) {
-    problem([...path, 'address'], `"${address}" is neither an IP address nor a host name`)
-  }
+  const addressIssue = serverAddressProblem(address)
+  if (addressIssue) problem([...path, 'address'], addressIssue)
   let zone: string | undefined
   if (entry.zone !== undefined && entry.zone !== null) {
     zone = String(entry.zone)
@@ -176,10 +196,8 @@ function parseServer(entry: unknown, path: IssuePath, problem: Problem): Server 
       problem([...path, 'zone'], 'a zone is a non-empty name without surrounding spaces')
   }
   const weight = entry.weight === undefined ? 1 : entry.weight
-  if (typeof weight !== 'number' || !Number.isFinite(weight) || weight <= 0) {
-    problem([...path, 'weight'], `weight must be a positive number (got ${JSON.stringify(weight)})`)
-  } else if (weight > 1e6 || weight < 1e-6)
-    problem([...path, 'weight'], 'weight must be between 0.000001 and 1000000')
+  const weightIssue = weightProblem(weight)
+  if (weightIssue) problem([...path, 'weight'], `weight ${weightIssue}`)
   const state = entry.state === undefined ? 'active' : entry.state
   if (!SERVER_STATES.includes(state as ServerState)) {
     problem(

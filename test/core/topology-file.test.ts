@@ -65,7 +65,9 @@ describe('topology files', () => {
   it('names the file, line and key of a bad value', () => {
     const path = join(dir, `t${counter}.yaml`)
     const message = errorOf(VALID.replace('weight: 2', 'weight: -2'))
-    expect(message).toBe(`${path}:9: servers[1].weight: weight must be a positive number (got -2)`)
+    expect(message).toBe(
+      `${path}:9: servers[1].weight: weight must be a number from 0.000001 to 1000000 (got -2)`,
+    )
   })
 
   it.each([

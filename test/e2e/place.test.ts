@@ -73,7 +73,7 @@ describe('mailring place', () => {
     expect(run.exitCode).toBe(1)
     expect(run.json!.status).toBe(1)
     expect(run.json!.error.message).toBe(
-      `${file}:3: servers[0].weight: weight must be a positive number (got 0)`,
+      `${file}:3: servers[0].weight: weight must be a number from 0.000001 to 1000000 (got 0)`,
     )
     expect(run.stderr).not.toMatch(/at .*\.js:\d+/) // no stack trace
   })

@@ -53,12 +53,4 @@ Exit codes: 0 no server differs (or without --detailed-exitcode: shown), 2 with 
     else if (drifted > 0 && flags['detailed-exitcode']) process.exitCode = 2
     return {servers, drifted, failed}
   }
-
-  protected override toSuccessJson(result: unknown): {status: 0; result: unknown; warnings: string[]} {
-    const json = super.toSuccessJson(result)
-    const r = result as ConfigDiffResult
-    if (r.failed > 0) (json as {status: number}).status = 1
-    else if (r.drifted > 0 && this.argv.includes('--detailed-exitcode')) (json as {status: number}).status = 2
-    return json
-  }
 }

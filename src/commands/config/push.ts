@@ -64,11 +64,4 @@ Exit codes: 0 every server updated or unchanged, 1 a server failed or was rolled
     if (failed > 0) process.exitCode = 1
     return {dryRun: flags['dry-run'], servers, failed}
   }
-
-  protected override toSuccessJson(result: unknown): {status: 0; result: unknown; warnings: string[]} {
-    const json = super.toSuccessJson(result)
-    // A run where a server failed still reports every server, with status 1 (the exit code).
-    if ((result as ConfigPushResult).failed > 0) (json as {status: number}).status = 1
-    return json
-  }
 }

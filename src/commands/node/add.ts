@@ -1,6 +1,6 @@
 import {Args} from '@oclif/core'
 
-import {serverFlags, stateValue, weightValue} from '../../cli/server-flags.js'
+import {checkedServerFlags, serverFlags, stateValue} from '../../cli/server-flags.js'
 import {StoreCommand} from '../../cli/store-command.js'
 import {availabilityIssues} from '../../core/validate.js'
 import {addServer} from '../../engine/cluster.js'
@@ -30,11 +30,12 @@ Exit codes: 0 added, 1 bad input (duplicate name or address, invalid weight), 3 
 
   async run(): Promise<NodeAddResult> {
     const {args, flags} = await this.parse(NodeAdd)
+    const {weight} = checkedServerFlags({name: args.name, address: flags.address, weight: flags.weight})
     const server = {
       name: args.name,
       address: flags.address ?? '',
       ...(flags.zone ? {zone: flags.zone} : {}),
-      weight: weightValue(flags.weight) ?? 1,
+      weight: weight ?? 1,
       state: stateValue(flags.state) ?? 'active',
     }
     const topology = await this.locked(flags, `node add ${args.name}`, (store) => addServer(store, server))

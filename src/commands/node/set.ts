@@ -1,6 +1,6 @@
 import {Args} from '@oclif/core'
 
-import {serverFlags, stateValue, weightValue} from '../../cli/server-flags.js'
+import {checkedServerFlags, serverFlags, stateValue} from '../../cli/server-flags.js'
 import {StoreCommand} from '../../cli/store-command.js'
 import {MailringError} from '../../core/errors.js'
 import {setServer} from '../../engine/cluster.js'
@@ -27,10 +27,11 @@ Exit codes: 0 changed, 1 bad input (unknown server, invalid value, too few serve
 
   async run(): Promise<NodeSetResult> {
     const {args, flags} = await this.parse(NodeSet)
+    const {weight} = checkedServerFlags({address: flags.address, weight: flags.weight})
     const changes = {
       ...(flags.address === undefined ? {} : {address: flags.address}),
       ...(flags.zone === undefined ? {} : {zone: flags.zone}),
-      ...(flags.weight === undefined ? {} : {weight: weightValue(flags.weight)!}),
+      ...(weight === undefined ? {} : {weight}),
       ...(flags.state === undefined ? {} : {state: stateValue(flags.state)!}),
     }
     if (Object.keys(changes).length === 0) {

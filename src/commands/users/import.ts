@@ -60,6 +60,10 @@ Exit codes: 0 imported, 1 bad input (nothing written), 3 cluster locked, 4 store
       this.warnUser(`${source}:${problem.line}: ${problem.message} (skipped)`)
     const skipped = result.skipped.invalid + result.skipped.duplicate + result.skipped.exists
     if (skipped > 20) this.warnUser(`... ${skipped - 20} more lines skipped`)
+    if (result.imported === 0 && skipped === 0)
+      this.warnUser(
+        `${source} holds no users: nothing imported (give one address per line, or CSV with a header naming the address column).`,
+      )
     this.log(
       `Imported ${result.imported} users from ${source}${skipped > 0 ? `; skipped ${skipped} lines` : ''}.`,
     )
