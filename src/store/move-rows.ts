@@ -77,3 +77,16 @@ export const MOVE_SELECT =
 export function switchRefused(id: number, why: string): MailringError {
   return new MailringError(`Cannot switch move ${id}: ${why}.`, {code: 'move_switch_refused'})
 }
+
+export function serverHasOpenMoves(name: string): MailringError {
+  return new MailringError(
+    `Server ${name} is part of moves that are not finished: it cannot be deleted until they are (see mailring rebalance status).`,
+    {code: 'server_moving'},
+  )
+}
+
+/** Open moves from or to a server: they keep it from being deleted. */
+export const OPEN_MOVES_OF_SERVER_SQL = `SELECT 1 FROM mailring_moves WHERE (from_server_id = ? OR to_server_id = ?) AND state IN (${OPEN_STATES_SQL}) LIMIT 1`
+/** Finished moves from or to a server: history that goes with it. */
+export const DELETE_MOVES_OF_SERVER_SQL =
+  'DELETE FROM mailring_moves WHERE from_server_id = ? OR to_server_id = ?'

@@ -49,6 +49,9 @@ import {
 } from './topology-rows.js'
 import {
   checkMove,
+  DELETE_MOVES_OF_SERVER_SQL,
+  OPEN_MOVES_OF_SERVER_SQL,
+  serverHasOpenMoves,
   MOVE_SELECT,
   moveRecordOf,
   OPEN_STATES_SQL,
@@ -179,6 +182,9 @@ export class MysqlStore implements Store {
           row.id,
         ])
         if (holds.length > 0) throw serverNotEmpty(row.name)
+        const [moving] = await conn.query<Row[]>(OPEN_MOVES_OF_SERVER_SQL, [row.id, row.id])
+        if (moving.length > 0) throw serverHasOpenMoves(row.name)
+        await conn.query(DELETE_MOVES_OF_SERVER_SQL, [row.id, row.id])
         await conn.query('DELETE FROM mailring_servers WHERE id = ?', [row.id])
       }
       for (const values of changes.updated)

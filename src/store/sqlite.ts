@@ -40,6 +40,9 @@ import {
 } from './topology-rows.js'
 import {
   checkMove,
+  DELETE_MOVES_OF_SERVER_SQL,
+  OPEN_MOVES_OF_SERVER_SQL,
+  serverHasOpenMoves,
   MOVE_SELECT,
   moveRecordOf,
   OPEN_STATES_SQL,
@@ -157,8 +160,12 @@ export class SqliteStore implements Store {
             .prepare('SELECT 1 FROM mailring_copies WHERE server_id = ? LIMIT 1')
             .pluck()
           const deleteServer = this.db.prepare('DELETE FROM mailring_servers WHERE id = ?')
+          const moving = this.db.prepare(OPEN_MOVES_OF_SERVER_SQL).pluck()
+          const deleteMoves = this.db.prepare(DELETE_MOVES_OF_SERVER_SQL)
           for (const row of changes.removed) {
             if (holdsCopies.get(row.id) !== undefined) throw serverNotEmpty(row.name)
+            if (moving.get(row.id, row.id) !== undefined) throw serverHasOpenMoves(row.name)
+            deleteMoves.run(row.id, row.id)
             deleteServer.run(row.id)
           }
           const update = this.db.prepare(

@@ -416,6 +416,22 @@ export function storeContract(name: string, makeStore: () => Promise<ContractTar
         expect((await store.openMoves())[0]?.state).toBe('verified')
       })
 
+      it('keeps a server with open moves, and lets it go with its finished moves once empty', async () => {
+        await store.journalMoves('p', [{user: 'a@example.com', position: 1, from: 'mx02', to: 'mx03'}])
+        const [move] = await store.openMoves()
+        const withoutMx03 = {...topology, servers: topology.servers.filter((s) => s.name !== 'mx03')}
+        await expectMailringError(
+          store.writeTopology(withoutMx03),
+          ExitCode.error,
+          /Server mx03 is part of moves that are not finished/,
+        )
+        expect((await store.readTopology()).servers.map((s) => s.name)).toContain('mx03')
+        expect(await store.cancelUnswitchedMoves()).toBe(1)
+        await store.writeTopology(withoutMx03)
+        expect((await store.readTopology()).servers.map((s) => s.name)).not.toContain('mx03')
+        expect(await store.setMoveState(move!.id, 'cancelled', 'planned')).toBe(false) // gone with its server
+      })
+
       it('cancels the moves not switched yet, and keeps the switched ones open until they finish', async () => {
         await store.journalMoves('p', [
           {user: 'a@example.com', position: 1, from: 'mx02', to: 'mx03'},
