@@ -20,7 +20,7 @@ import {errorText} from '../core/errors.js'
 import {identityRepairs, STATE_FIELDS, stateFingerprint} from '../core/mailbox-state.js'
 import {mailboxIdentityCommand, syncCommand, type Row} from '../dovecot/doveadm.js'
 import {CopyProblem, type DoveadmFleet} from './doveadm-fleet.js'
-import type {UserCopies} from './user-selection.js'
+import {forEachUser, type UserCopies} from './user-selection.js'
 
 export type UserSyncStatus = 'synced' | 'in-sync' | 'partial' | 'failed'
 
@@ -69,18 +69,15 @@ export async function syncUsers(
 ): Promise<{results: UserSyncResult[]; summary: SyncSummary}> {
   const started = Date.now()
   await fleet.checkBeforeWork(new Set(users.flatMap((u) => u.copies)))
-  const results: UserSyncResult[] = []
-  let next = 0
-  const worker = async () => {
-    while (next < users.length && !options.signal?.aborted) {
-      const entry = users[next++]!
-      const result = await syncOneUser(fleet, entry.user, entry.copies, options.full ?? false)
-      results.push(result)
-      options.onUser?.(result)
-    }
-  }
-  const parallel = Math.max(1, options.parallel ?? 4)
-  await Promise.all(Array.from({length: Math.min(parallel, users.length)}, worker))
+  const results = await forEachUser(
+    users,
+    options.parallel ?? 4,
+    (entry) => syncOneUser(fleet, entry.user, entry.copies, options.full ?? false),
+    {
+      ...(options.onUser ? {onResult: options.onUser} : {}),
+      ...(options.signal ? {signal: options.signal} : {}),
+    },
+  )
   const count = (status: UserSyncStatus) => results.filter((r) => r.status === status).length
   return {
     results,

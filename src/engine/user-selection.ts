@@ -159,3 +159,26 @@ export async function selectFor(store: Store, request: SelectionRequest): Promis
     problems: parts.flatMap((p) => p.problems),
   }
 }
+
+/**
+ * Works on the users `parallel` at a time, in the order given, handing each result to `onResult` as it
+ * comes; stops taking new users once `signal` is aborted. `work` reports failures in its result.
+ */
+export async function forEachUser<R>(
+  users: readonly UserCopies[],
+  parallel: number,
+  work: (user: UserCopies) => Promise<R>,
+  options: {onResult?: (result: R) => void; signal?: AbortSignal} = {},
+): Promise<R[]> {
+  const results: R[] = []
+  let next = 0
+  const worker = async () => {
+    while (next < users.length && !options.signal?.aborted) {
+      const result = await work(users[next++]!)
+      results.push(result)
+      options.onResult?.(result)
+    }
+  }
+  await Promise.all(Array.from({length: Math.min(Math.max(1, parallel), users.length)}, worker))
+  return results
+}

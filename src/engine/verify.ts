@@ -14,7 +14,7 @@ import {
 } from '../core/copy-compare.js'
 import {fetchCommand, type Row} from '../dovecot/doveadm.js'
 import {CopyProblem, type DoveadmFleet} from './doveadm-fleet.js'
-import type {UserCopies} from './user-selection.js'
+import {forEachUser, type UserCopies} from './user-selection.js'
 
 export type UserVerifyStatus = 'agree' | 'differ' | 'unchecked'
 
@@ -51,18 +51,9 @@ export async function verifyUsers(
   const started = Date.now()
   const servers = new Set(users.flatMap((u) => u.copies))
   await fleet.checkBeforeWork(servers)
-  const results: UserVerifyResult[] = []
-  let next = 0
-  const worker = async () => {
-    while (next < users.length) {
-      const entry = users[next++]!
-      const result = await verifyOneUser(fleet, entry)
-      results.push(result)
-      options.onUser?.(result)
-    }
-  }
-  const parallel = Math.max(1, options.parallel ?? 8)
-  await Promise.all(Array.from({length: Math.min(parallel, users.length)}, worker))
+  const results = await forEachUser(users, options.parallel ?? 8, (entry) => verifyOneUser(fleet, entry), {
+    ...(options.onUser ? {onResult: options.onUser} : {}),
+  })
   const count = (status: UserVerifyStatus) => results.filter((r) => r.status === status).length
   return {
     results,

@@ -3,27 +3,13 @@ import {join} from 'node:path'
 
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
-import {CliSandbox, someUsers, type CliRun} from './store-helpers.js'
-
-/** A refused command: the documented exit code, one line on stderr, nothing on stdout. */
-function expectRefused(run: CliRun, code: number, message: RegExp): void {
-  expect(run.stdout).toBe('')
-  expect(run.stderr.trim().split('\n')).toHaveLength(1)
-  expect(run.stderr).toMatch(/^Error: /)
-  expect(run.stderr).toMatch(message)
-  expect(run.code).toBe(code)
-}
+import {CliSandbox, expectRefused, seededSandbox} from './store-helpers.js'
 
 describe('bad input is refused with one line, its exit code, and nothing written', () => {
-  const cli = new CliSandbox()
+  let cli: CliSandbox
   let before: string
   beforeAll(async () => {
-    expect((await cli.run(['init'])).code).toBe(0)
-    for (const name of ['mx01', 'mx02', 'mx03']) {
-      expect((await cli.run(['node', 'add', name, '--address', `${name}.example.net`])).code).toBe(0)
-    }
-    writeFileSync(join(cli.dir, 'users.txt'), `${someUsers(50).join('\n')}\n`)
-    expect((await cli.run(['users', 'import', 'users.txt'])).code).toBe(0)
+    cli = await seededSandbox(50)
     before = cli.dump()
   })
   afterAll(() => cli.cleanup())

@@ -4,11 +4,12 @@
  * nothing.
  */
 import {spawn, type ChildProcessWithoutNullStreams} from 'node:child_process'
-import {mkdtempSync, rmSync} from 'node:fs'
+import {mkdtempSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
 import Database from 'better-sqlite3'
+import {expect} from 'vitest'
 
 import {repoRoot, runCli} from './cli.js'
 
@@ -94,4 +95,27 @@ export class CliSandbox {
 export function someUsers(count: number, offset = 0): string[] {
   const domains = ['example.com', 'example.org', 'archive.example.net', 'mail.example.de']
   return Array.from({length: count}, (_, i) => `user${i + offset}@${domains[(i + offset) % domains.length]}`)
+}
+
+/** A store with three servers (mx01..mx03) and `users` imported users, for bad-input tests. */
+export async function seededSandbox(users: number): Promise<CliSandbox> {
+  const cli = new CliSandbox()
+  expect((await cli.run(['init'])).code).toBe(0)
+  for (const name of ['mx01', 'mx02', 'mx03'])
+    expect((await cli.run(['node', 'add', name, '--address', `${name}.example.net`])).code).toBe(0)
+  writeFileSync(join(cli.dir, 'users.txt'), `${someUsers(users).join('\n')}\n`)
+  expect((await cli.run(['users', 'import', 'users.txt'])).code).toBe(0)
+  return cli
+}
+
+/** A refused command: the documented exit code, one line on stderr (`Error: ...`), nothing on stdout. */
+export function expectRefused(run: CliRun, code: number, message: string | RegExp): void {
+  expect(run.stdout).toBe('')
+  expect(run.stderr.trim().split('\n')).toHaveLength(1)
+  if (typeof message === 'string') expect(run.stderr.trim()).toBe(`Error: ${message}`)
+  else {
+    expect(run.stderr).toMatch(/^Error: /)
+    expect(run.stderr).toMatch(message)
+  }
+  expect(run.code).toBe(code)
 }
