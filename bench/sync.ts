@@ -161,15 +161,6 @@ function collectGarbage(): void {
   ;(globalThis as {gc?: () => void}).gc?.()
 }
 
-/** The doveadm HTTP requests this process sends, and the time it waits for them (HttpDoveadm's counters). */
-function countFetches(): {requests(): number; waitMs(): number; restore(): void} {
-  return {
-    requests: () => doveadmHttpCounters().requests,
-    waitMs: () => doveadmHttpCounters().waitMs,
-    restore: () => undefined,
-  }
-}
-
 interface Measured {
   label: string
   parallel: number
@@ -188,15 +179,13 @@ interface Measured {
 /** Runs `work` (a selection and a sync, as one `mailring sync-domain`, or a verify) with its figures. */
 async function measure<S extends {failed: number}>(
   ring: RingCluster,
-  fetches: {requests(): number; waitMs(): number},
   label: string,
   parallel: number,
   work: () => Promise<{users: number; summary: S}>,
 ): Promise<Measured & {summary: S}> {
   collectGarbage()
   const dovecotBefore = dovecotCpuMs(ring)
-  const requestsBefore = fetches.requests()
-  const waitBefore = fetches.waitMs()
+  const countersBefore = doveadmHttpCounters()
   const cpuBefore = ownCpuMs()
   const started = performance.now()
   const {users, summary} = await work()
@@ -209,8 +198,8 @@ async function measure<S extends {failed: number}>(
     ms,
     cpuMs,
     dovecotCpuMs: dovecotCpuMs(ring) - dovecotBefore,
-    requests: fetches.requests() - requestsBefore,
-    waitMs: fetches.waitMs() - waitBefore,
+    requests: doveadmHttpCounters().requests - countersBefore.requests,
+    waitMs: doveadmHttpCounters().waitMs - countersBefore.waitMs,
     summary,
   }
 }
@@ -289,8 +278,7 @@ function checkOnDisk(ring: RingCluster, users: readonly BenchUser[]): string[] {
  */
 async function bareRequests(
   ring: RingCluster,
-  fetches: {requests(): number},
-): Promise<{fetchCpuMs: number; httpCpuMs: number; wallMs: number; perRequest: number}> {
+): Promise<{clientCpuMs: number; httpCpuMs: number; wallMs: number; perRequest: number}> {
   const host = ring.host(SERVERS[0]!)
   const command = userLookupCommand('mailring-probe@invalid')
   const doveadm = new HttpDoveadm({
@@ -328,11 +316,11 @@ async function bareRequests(
       wallMs: (performance.now() - started) / BARE_REQUESTS,
     }
   }
-  const before = fetches.requests()
-  const viaFetch = await cpuOf(() => doveadm.run(command))
-  const perRequest = (fetches.requests() - before) / (BARE_REQUESTS + 1)
+  const before = doveadmHttpCounters().requests
+  const viaClient = await cpuOf(() => doveadm.run(command))
+  const perRequest = (doveadmHttpCounters().requests - before) / (BARE_REQUESTS + 1)
   const viaHttp = await cpuOf(plain)
-  return {fetchCpuMs: viaFetch.cpuMs, httpCpuMs: viaHttp.cpuMs, wallMs: viaFetch.wallMs, perRequest}
+  return {clientCpuMs: viaClient.cpuMs, httpCpuMs: viaHttp.cpuMs, wallMs: viaClient.wallMs, perRequest}
 }
 
 function cpuText(value: number): string {
@@ -354,7 +342,6 @@ async function runSyncBench(): Promise<void> {
     copies: COPIES,
   })
   let store: SqliteStore | undefined
-  const fetches = countFetches()
   try {
     await fill(ring, [...users, ...warm])
     store = await SqliteStore.open(ring.dbPath)
@@ -374,40 +361,21 @@ async function runSyncBench(): Promise<void> {
     const setupMs = performance.now() - setupStarted
     const all = () => true
 
-    const warmRun = await measure(
-      ring,
-      fetches,
-      'warm-up',
-      PARALLEL,
-      syncRun(ctx, WARM_DOMAIN, PARALLEL, all),
-    )
-    const bare = await bareRequests(ring, fetches)
-    const firstSerial = await measure(ring, fetches, 'first sync', 1, syncRun(ctx, DOMAIN, 1, serialFirst))
+    const warmRun = await measure(ring, 'warm-up', PARALLEL, syncRun(ctx, WARM_DOMAIN, PARALLEL, all))
+    const bare = await bareRequests(ring)
+    const firstSerial = await measure(ring, 'first sync', 1, syncRun(ctx, DOMAIN, 1, serialFirst))
     const firstParallel = await measure(
       ring,
-      fetches,
       'first sync',
       PARALLEL,
       syncRun(ctx, DOMAIN, PARALLEL, (u) => !serialFirst(u)),
     )
     const problems = checkOnDisk(ring, users)
-    const settle = await measure(
-      ring,
-      fetches,
-      'second sync',
-      PARALLEL,
-      syncRun(ctx, DOMAIN, PARALLEL, sample),
-    )
-    const againSerial = await measure(ring, fetches, 'in sync', 1, syncRun(ctx, DOMAIN, 1, sample))
-    const againParallel = await measure(
-      ring,
-      fetches,
-      'in sync',
-      PARALLEL,
-      syncRun(ctx, DOMAIN, PARALLEL, sample),
-    )
+    const settle = await measure(ring, 'second sync', PARALLEL, syncRun(ctx, DOMAIN, PARALLEL, sample))
+    const againSerial = await measure(ring, 'in sync', 1, syncRun(ctx, DOMAIN, 1, sample))
+    const againParallel = await measure(ring, 'in sync', PARALLEL, syncRun(ctx, DOMAIN, PARALLEL, sample))
     const domainUsers = (await selectDomains(store, [DOMAIN])).targets
-    const verified = await measure(ring, fetches, 'verify --all', PARALLEL, verifyRun(ctx, domainUsers))
+    const verified = await measure(ring, 'verify --all', PARALLEL, verifyRun(ctx, domainUsers))
 
     // Right results: nothing failed or partial anywhere; every user of the first syncs synced (it had mail on
     // one copy only); nothing to do in the in-sync runs; verify finds every user's copies in agreement.
@@ -544,7 +512,7 @@ async function runSyncBench(): Promise<void> {
           'separate processes and not in it; their CPU (masters, services, reaped children, from /proc) is ' +
           '"Dovecot CPU/user".',
         `the HTTP client: one bare doveadm request (a user lookup, ${BARE_REQUESTS} one after the other) costs ` +
-          `this process ${cpuText(bare.fetchCpuMs)} CPU through HttpDoveadm (${bare.perRequest.toFixed(2)} ` +
+          `this process ${cpuText(bare.clientCpuMs)} CPU through HttpDoveadm (${bare.perRequest.toFixed(2)} ` +
           `HTTP requests each) and ${cpuText(bare.httpCpuMs)} as a bare node:http request, ${cpuText(bare.wallMs)} ` +
           'wall; Dovecot answers Connection: close, so every request is a new TCP connection. "own time/user ' +
           'beyond doveadm" (the target): with --parallel 1, the run\'s time less the time spent waiting for ' +
@@ -582,7 +550,6 @@ async function runSyncBench(): Promise<void> {
     }
     checkTarget(SUITE, 'runs complete', 'no', 'yes', false)
   } finally {
-    fetches.restore()
     await store?.close()
     await ring.stop()
   }

@@ -41,7 +41,7 @@ const REFUSALS = new Set([
   'ssh_permission_denied',
 ])
 
-export function isRefusal(error: unknown): boolean {
+function isRefusal(error: unknown): boolean {
   return isMailringError(error) && REFUSALS.has(error.code)
 }
 
@@ -95,19 +95,20 @@ export class DoveadmFleet {
   }
 
   /**
-   * Whether each server's doveadm answers, and how fast: one harmless call (a user lookup). Servers that do
-   * not answer are marked unusable for the rest of the run.
+   * Whether each server's doveadm answers, and how fast: one harmless call (a user lookup; two with
+   * `timed`, for a response time on a warm connection). Servers that do not answer are marked unusable for
+   * the rest of the run.
    */
-  async probe(servers: Iterable<string>): Promise<ProbeResult[]> {
+  async probe(servers: Iterable<string>, options: {timed?: boolean} = {}): Promise<ProbeResult[]> {
     return Promise.all(
       [...new Set(servers)].map(async (server): Promise<ProbeResult> => {
         const known = this.problemOf(server)
         if (known !== undefined) return {server, state: 'unreachable', reason: known}
         try {
           const transport = await this.transport(server)
-          // The first call also pays for opening the connection (and, once per process, loading the
-          // HTTP client): the second one is the server's response time.
-          await transport.run(userLookupCommand(PROBE_USER), PROBE_CALL)
+          // With `timed`, a first call pays for opening the connection (and, once per process, loading the
+          // HTTP client), so that the second one measures the server's response time.
+          if (options.timed) await transport.run(userLookupCommand(PROBE_USER), PROBE_CALL)
           const started = performance.now()
           await transport.run(userLookupCommand(PROBE_USER), PROBE_CALL)
           return {server, state: 'ok', ms: performance.now() - started}

@@ -155,7 +155,7 @@ function doveadmFleet(ctx: DovecotContext, servers: readonly Server[]): DoveadmF
 async function probeDoveadm(fleet: DoveadmFleet, servers: readonly Server[]): Promise<ServerDoveadmStatus[]> {
   try {
     const live = servers.filter((s) => s.state !== 'down').map((s) => s.name)
-    const found = new Map((await fleet.probe(live)).map((p) => [p.server, p]))
+    const found = new Map((await fleet.probe(live, {timed: true})).map((p) => [p.server, p]))
     return servers.map(({name}): ServerDoveadmStatus => {
       const p = found.get(name)
       if (!p) return {server: name, state: 'down'}

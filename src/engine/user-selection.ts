@@ -150,10 +150,11 @@ export async function selectFor(store: Store, request: SelectionRequest): Promis
     if (request.domains?.length) parts.push(await selectDomains(store, request.domains))
     if (request.servers?.length) parts.push(await selectByServers(store, request.servers))
   }
-  const seen = new Set<string>()
-  const targets = parts
-    .flatMap((p) => p.targets)
-    .filter((t) => !seen.has(t.user) && seen.add(t.user) !== undefined)
+  // Each user once, in the order first selected.
+  const byUser = new Map<string, UserCopies>()
+  for (const target of parts.flatMap((p) => p.targets))
+    if (!byUser.has(target.user)) byUser.set(target.user, target)
+  const targets = [...byUser.values()]
   return {
     targets: request.sample === undefined ? targets : sampleAcrossServers(targets, request.sample),
     problems: parts.flatMap((p) => p.problems),

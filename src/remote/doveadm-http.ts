@@ -291,11 +291,7 @@ function networkFailure(error: unknown): RequestFailure {
 }
 
 /** One reply per command from the API's answer, matched by tag; anything else is not doveadm's answer. */
-export function parseBatchAnswer(
-  text: string,
-  commands: readonly DoveadmCommand[],
-  base: number,
-): DoveadmReply[] {
+function parseBatchAnswer(text: string, commands: readonly DoveadmCommand[], base: number): DoveadmReply[] {
   const garbage = (why: string) =>
     new RequestFailure(
       `the answer is not doveadm's (${why}): is this the doveadm HTTP API?`,
