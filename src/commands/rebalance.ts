@@ -1,16 +1,29 @@
-import {Flags} from '@oclif/core'
+import {Flags, type Interfaces} from '@oclif/core'
 
-import {StoreCommand} from '../cli/store-command.js'
+import {confirmOrRefuse} from '../cli/confirm.js'
+import {StoreCommand, type StoreFlagValues} from '../cli/store-command.js'
 import {loadTopologyFile} from '../config/topology-file.js'
 import {ExitCode, MailringError} from '../core/errors.js'
 import type {PlanMove, PlanSummary} from '../core/plan.js'
+import {loadDovecotContext} from '../engine/config-render.js'
+import {DoveadmFleet} from '../engine/doveadm-fleet.js'
+import type {MoveOutcome} from '../engine/move.js'
 import {
+  checkPlanTargetsStore,
   computePlan,
   hasPendingMoves,
   verifyPlanFile,
   writePlanFile,
   type PlanOutcome,
 } from '../engine/rebalance-plan.js'
+import {
+  runRebalance,
+  type RebalanceEvent,
+  type RebalanceRunResult,
+  type RebalanceSummary,
+} from '../engine/rebalance-run.js'
+import {startProgress} from '../ui/progress.js'
+import {moveLine, rebalanceSummaryLines} from '../ui/rebalance.js'
 import {planServerRows, planServersTable, planSummaryLine, type PlanServerRow} from '../ui/plan.js'
 import {renderTable} from '../ui/table.js'
 
@@ -28,13 +41,49 @@ export interface RebalanceResult {
   out: string | null
 }
 
+export interface RebalanceRunOutput {
+  dryRun: false
+  /** The plan the run started from. */
+  fingerprint: string
+  summary: RebalanceSummary
+  /** Every move the run worked on, as it finished. */
+  moves: MoveOutcome[]
+  failures: MoveOutcome[]
+  /** Draining servers that hold no copies any more. */
+  emptied: string[]
+}
+
+function emptyRun(): Omit<RebalanceRunOutput, 'dryRun' | 'fingerprint'> {
+  return {
+    summary: {
+      moved: 0,
+      failed: 0,
+      resumed: 0,
+      left: 0,
+      copyCountChanges: 0,
+      interrupted: false,
+      seconds: 0,
+      movesPerSecond: 0,
+    },
+    moves: [],
+    failures: [],
+    emptied: [],
+  }
+}
+
+function withoutEvent(event: RebalanceEvent): Record<string, unknown> {
+  const {event: _, ...rest} = event
+  return rest
+}
+
 export default class Rebalance extends StoreCommand {
-  static override summary = 'Plan the moves that take the current placement to the target (--dry-run).'
-  static override description = `Shows each move (user, from, to), copies per server before and after, and the moves against the minimum possible (per user, the target servers that hold no copy yet). --topology plans against a proposed topology file without applying it, e.g. in CI on a pull request. --out saves the plan with a fingerprint of its inputs; \`--plan FILE\` checks a saved plan and refuses it when anything changed since (stale) or when it belongs to another cluster.
+  static override summary =
+    'Move copies to where the ring puts them, make-before-break and resumable; --dry-run only plans.'
+  static override description = `With --dry-run: shows each move (user, from, to), copies per server before and after, and the moves against the minimum possible (per user, the target servers that hold no copy yet). --topology plans against a proposed topology file without applying it, e.g. in CI on a pull request. --out saves the plan with a fingerprint of its inputs; \`--plan FILE\` checks a saved plan and refuses it when anything changed since (stale) or when it belongs to another cluster.
 
-Executing moves comes in a later release: without --dry-run, rebalance refuses and changes nothing.
+Without --dry-run: executes the plan (or the saved --plan, refused when stale) under the cluster lock, after confirmation on a terminal (--yes for scripts). Each move is journaled, copied with doveadm sync to the new server, verified, switched in the store in one transaction, caught up from the old copy, and the old copy is moved to a dated trash folder on the server it left (\`rebalance cleanup\` deletes old trash). A move that fails changes nothing and stays in the journal; the next run retries it. Ctrl-C lets the moves in flight finish; after a crash the next run resumes from the journal (\`rebalance status\`, \`rebalance cancel\`).
 
-Exit codes: 0 planned (with --detailed-exitcode: nothing to move), 2 moves pending (only with --detailed-exitcode), 1 error (bad input, stale or foreign plan, execution requested), 4 store error.`
+Exit codes: --dry-run: 0 planned (with --detailed-exitcode: nothing to move), 2 moves pending (only with --detailed-exitcode). Executing: 0 every move done, 2 stopped with moves left (Ctrl-C, --max-moves), 1 some moves failed (nothing lost; run again). Both: 1 bad input (stale or foreign plan, not confirmed), 3 cluster locked, 4 store error.`
 
   static override examples = [
     '<%= config.bin %> rebalance --dry-run',
@@ -42,6 +91,9 @@ Exit codes: 0 planned (with --detailed-exitcode: nothing to move), 2 moves pendi
     '<%= config.bin %> rebalance --dry-run --out plan.json',
     '<%= config.bin %> rebalance --dry-run --plan plan.json',
     '<%= config.bin %> rebalance --dry-run --json | jq .result.summary',
+    '<%= config.bin %> rebalance',
+    '<%= config.bin %> rebalance --plan plan.json --yes --parallel 8 --json-lines',
+    '<%= config.bin %> rebalance --yes --max-moves 100',
   ]
 
   static override flags = {
@@ -63,19 +115,28 @@ Exit codes: 0 planned (with --detailed-exitcode: nothing to move), 2 moves pendi
       default: 20,
       min: 0,
     }),
+    yes: Flags.boolean({char: 'y', summary: 'Execute without asking for confirmation (scripts, CI).'}),
+    parallel: Flags.integer({summary: 'Moves at once.', default: 4, min: 1, max: 256}),
+    'per-server': Flags.integer({
+      summary: 'Moves at once that involve any one server (leaving it or arriving on it).',
+      default: 2,
+      min: 1,
+      max: 64,
+    }),
+    'max-moves': Flags.integer({summary: 'Start at most this many moves in this run.', min: 1}),
+    'json-lines': Flags.boolean({
+      summary: 'One JSON line per move as it finishes, then one with the summary (for CI logs).',
+      exclusive: ['json'],
+    }),
+    'accept-new': Flags.boolean({
+      summary: 'Trust and record the SSH host key of a server not in known_hosts yet.',
+    }),
   }
 
-  async run(): Promise<RebalanceResult> {
+  async run(): Promise<RebalanceResult | RebalanceRunOutput> {
     const {flags} = await this.parse(Rebalance)
+    if (!flags['dry-run']) return this.execute(flags)
     const store = await this.store(flags)
-    if (!flags['dry-run']) {
-      // A saved plan is still checked, so that a stale one is named as such.
-      if (flags.plan) await verifyPlanFile(store, flags.plan)
-      throw new MailringError(
-        'Executing moves is not available yet (it comes in a later release); nothing was changed. Run `mailring rebalance --dry-run` to see the plan, with --out plan.json to save it.',
-        {code: 'not_supported'},
-      )
-    }
     let outcome: PlanOutcome
     if (flags.plan) outcome = await verifyPlanFile(store, flags.plan)
     else outcome = await computePlan(store, flags.topology ? {target: loadTopologyFile(flags.topology)} : {})
@@ -115,5 +176,110 @@ Exit codes: 0 planned (with --detailed-exitcode: nothing to move), 2 moves pendi
       moves: [...plan.moves],
       out: flags.out ?? null,
     }
+  }
+
+  private async execute(
+    flags: Interfaces.InferredFlags<typeof Rebalance.flags> & StoreFlagValues,
+  ): Promise<RebalanceRunOutput> {
+    if (flags.topology)
+      throw new MailringError(
+        'rebalance executes against the topology in the store: apply the file first (mailring topology apply -f FILE), then run mailring rebalance.',
+        {code: 'topology_not_applied'},
+      )
+    const lines = flags['json-lines']
+    return this.locked(flags, 'rebalance', async (store) => {
+      const outcome = flags.plan ? await verifyPlanFile(store, flags.plan) : await computePlan(store)
+      if (flags.plan) checkPlanTargetsStore(flags.plan, outcome)
+      for (const warning of outcome.warnings) this.warnUser(warning.message)
+      const open = await store.openMoves()
+      const {summary} = outcome.plan
+      if (!hasPendingMoves(summary) && open.length === 0) {
+        if (lines) this.log(JSON.stringify({type: 'summary', moved: 0}))
+        else this.log('Nothing to move: every copy is where the ring puts it.')
+        return {dryRun: false, fingerprint: outcome.plan.fingerprint, ...emptyRun()}
+      }
+      const what = `Move ${summary.moves} copies of ${summary.usersAffected} users${open.length > 0 ? ` and finish ${open.length} moves of an earlier run` : ''}`
+      if (!lines && !this.jsonEnabled()) {
+        this.log(planSummaryLine(summary))
+        if (open.length > 0)
+          this.log(`${open.length} journaled moves of an earlier run will be finished first.`)
+      }
+      await confirmOrRefuse(`${what}?`, {yes: flags.yes, what: 'rebalance'})
+
+      const ctx = await loadDovecotContext({store, location: this.storeLocation(flags), config: flags.config})
+      const fleet = new DoveadmFleet(ctx, {acceptNew: flags['accept-new']})
+      const stop = new AbortController()
+      let interrupts = 0
+      const onSigint = () => {
+        interrupts++
+        if (interrupts > 1) {
+          process.stderr.write(
+            'Stopped at once: the journal keeps every move; `mailring rebalance` resumes them.\n',
+          )
+          process.exit(130)
+        }
+        stop.abort()
+        process.stderr.write(
+          'Stopping: no new move starts; the moves in flight finish (Ctrl-C again stops at once, resumable).\n',
+        )
+      }
+      process.on('SIGINT', onSigint)
+      process.on('SIGTERM', onSigint)
+      const progress = startProgress('Moving', {
+        json: this.jsonEnabled() || lines,
+        total: summary.moves + open.length,
+        unit: 'moves',
+        eta: true,
+      })
+      let finished = 0
+      let run: RebalanceRunResult
+      try {
+        await fleet.checkBeforeWork(new Set(ctx.servers.map((s) => s.name)))
+        run = await runRebalance(fleet, store, {
+          parallel: flags.parallel,
+          perServer: flags['per-server'],
+          ...(flags['max-moves'] === undefined ? {} : {maxMoves: flags['max-moves']}),
+          signal: stop.signal,
+          plan: outcome,
+          onEvent: (event) => {
+            if (event.event === 'finish') {
+              progress.update(++finished)
+              if (!lines) {
+                const line = moveLine(event)
+                if (line) process.stderr.write(`${line}\n`)
+              }
+            }
+            if (lines && event.event !== 'start')
+              this.log(
+                JSON.stringify({
+                  type: event.event === 'finish' ? 'move' : event.event,
+                  ...withoutEvent(event),
+                }),
+              )
+          },
+        })
+      } finally {
+        progress.stop()
+        process.off('SIGINT', onSigint)
+        process.off('SIGTERM', onSigint)
+        await fleet.close()
+      }
+      if (lines) this.log(JSON.stringify({type: 'summary', ...run.summary, emptied: run.emptied}))
+      else for (const line of rebalanceSummaryLines(run)) this.log(line)
+      process.exitCode =
+        run.summary.failed > 0
+          ? ExitCode.error
+          : run.summary.left > 0 || run.summary.interrupted
+            ? ExitCode.changesPending
+            : ExitCode.ok
+      return {
+        dryRun: false,
+        fingerprint: outcome.plan.fingerprint,
+        summary: run.summary,
+        moves: run.moves,
+        failures: run.failures,
+        emptied: run.emptied,
+      }
+    })
   }
 }

@@ -186,13 +186,14 @@ export function renderQueries(input: RenderInput): Queries {
     `(SELECT ${replica} FROM mailring_copies c2 JOIN mailring_servers s2 ON s2.id = c2.server_id ` +
     `WHERE c2.user_id = c.user_id AND c2.position ${op} c.position ORDER BY c2.position LIMIT 1)`
   // A user moving here (a rebalance copying or verifying its new copy) is known here too, so that this
-  // server's doveadm accepts the sync, and so is a user whose copy here has just been replaced (switched),
-  // for the last sync that catches up on mail delivered here during the switch. Logins and deliveries go
+  // server's doveadm accepts the sync, and so is a user whose copy here has just been replaced (switched,
+  // caught-up), for the last sync that catches up on mail delivered here during the switch and for finding
+  // the home to retire. Logins and deliveries go
   // by mailring_copies only (the proxy passdb). mail_replica names the other end of the move
   // (docs/decisions/0002-rebalance-execution.md).
   const moving = [
     {here: 'm.to_server_id', other: 'm.from_server_id', states: `'copying', 'verified'`},
-    {here: 'm.from_server_id', other: 'm.to_server_id', states: `'switched'`},
+    {here: 'm.from_server_id', other: 'm.to_server_id', states: `'switched', 'caught-up'`},
   ]
   const queries: Queries = {
     userQuery: [

@@ -66,7 +66,7 @@ export class CopyProblem extends Error {
 
 export class DoveadmFleet {
   private readonly transports = new Map<string, Promise<DoveadmTransport>>()
-  private readonly connections: Promise<SshConnection>[] = []
+  private readonly connections = new Map<string, Promise<SshConnection>>()
   private readonly unusable = new Map<string, string>()
   private readonly refused = new Set<string>()
   private password: string | undefined
@@ -186,21 +186,35 @@ export class DoveadmFleet {
     return transport
   }
 
+  /**
+   * The run's one SSH connection to a server (the ssh transport's, and the shell work of a rebalance),
+   * opened on first use with the host key checked against known_hosts.
+   */
+  ssh(name: string): Promise<SshConnection> {
+    let connection = this.connections.get(name)
+    if (!connection) {
+      const problem = this.problemOf(name)
+      if (problem !== undefined) return Promise.reject(new CopyProblem(name, problem, true))
+      connection = SshConnection.connect(
+        connectOptions(this.ctx, this.server(name).address, {
+          ...(this.options.acceptNew ? {acceptNew: true} : {}),
+          agent: true,
+        }),
+      )
+      // A server that cannot be reached over SSH is skipped for the rest of the run, as for doveadm.
+      connection.catch((error: unknown) => this.markUnusable(name, errorText(error)))
+      this.connections.set(name, connection)
+    }
+    return connection
+  }
+
   private async open(name: string): Promise<DoveadmTransport> {
     const problem = this.problemOf(name)
     if (problem !== undefined) throw new MailringError(problem, {code: 'server_unusable'})
     const server = this.server(name)
     const settings = this.ctx.doveadm
-    if (transportOf(settings, name) === 'ssh') {
-      const connection = SshConnection.connect(
-        connectOptions(this.ctx, server.address, {
-          ...(this.options.acceptNew ? {acceptNew: true} : {}),
-          agent: true,
-        }),
-      )
-      this.connections.push(connection)
-      return new SshDoveadm(await connection, this.ctx.settings.doveadm)
-    }
+    if (transportOf(settings, name) === 'ssh')
+      return new SshDoveadm(await this.ssh(name), this.ctx.settings.doveadm)
     this.password ??= doveadmPassword(settings, this.ctx.env)
     return new HttpDoveadm({
       name,
@@ -250,7 +264,7 @@ export class DoveadmFleet {
 
   async close(): Promise<void> {
     await Promise.all(
-      this.connections.map(async (c) => {
+      [...this.connections.values()].map(async (c) => {
         try {
           await (await c).close()
         } catch {

@@ -3,17 +3,18 @@
  * leaves server X (`from`) for server Y (`to`). Each step starts from the state the journal records, so a
  * run that died anywhere resumes where it stopped:
  *   planned   -> copying:   Y's userdb now knows U (the rendered queries read the journal);
- *   copying   -> verified:  `doveadm sync` from a current copy to Y, then Y compared with it (verify);
+ *   copying   -> verified:  `doveadm sync` of every copy and Y together, then Y compared with its source;
  *   verified  -> switched:  Y replaces X in U's placement, in one transaction (store.switchMove);
- *   switched  -> caught-up: a last sync from X to Y, for mail delivered to X during the switch.
- * Retiring X's copy (moving it to a dated trash folder) is the next step, not built yet: a caught-up move
- * stays open. A step that fails leaves the journal where it was (with the error counted), and the
+ *   switched  -> caught-up: a last sync of X with Y and the others, for mail delivered to X meanwhile;
+ *   caught-up -> retired:   X's copy moved aside to a dated trash folder on X (engine/retire.ts).
+ * A step that fails leaves the journal where it was (with the error counted), and the
  * placement as it was before the switch: nothing is lost, and the next run tries again.
  */
 import {errorText} from '../core/errors.js'
 import type {MoveRecord, Store} from '../store/store.js'
 import {CopyProblem, type DoveadmFleet} from './doveadm-fleet.js'
-import {syncPair} from './sync.js'
+import {retireOldCopy} from './retire.js'
+import {syncOneUser, syncPair} from './sync.js'
 import {verifyOneUser} from './verify.js'
 
 export interface MoveOutcome {
@@ -23,8 +24,14 @@ export interface MoveOutcome {
   to: string
   /** The journal state the move reached in this run. */
   state: MoveRecord['state']
-  /** Why it stopped before caught-up, when it did. */
+  /** Why it stopped before retired, when it did. */
   error?: string
+  /** Where the old copy went (retired; null: the server it left held nothing, or was down). */
+  trash?: string | null
+  /** Messages the new copy holds (counted when it was verified in this run). */
+  messages: number
+  /** What the operator should know about a move that finished (e.g. an old copy left on a down server). */
+  note?: string
   syncs: number
   ms: number
 }
@@ -41,6 +48,7 @@ export async function executeMove(fleet: DoveadmFleet, store: Store, move: MoveR
     to: move.to,
     state: move.state,
     syncs: 0,
+    messages: 0,
     ms: 0,
   }
   const finish = () => ({...outcome, ms: Date.now() - started})
@@ -59,9 +67,25 @@ export async function executeMove(fleet: DoveadmFleet, store: Store, move: MoveR
       await store.switchMove(move.id)
       outcome.state = 'switched'
     }
+    // A server the operator marked down (it died and is being replaced) takes no mail: there is nothing to
+    // catch up on, and its old copy cannot be moved aside. It is left where it is, and said so.
+    const leftDown = fleet.server(move.from).state === 'down'
     if (outcome.state === 'switched') {
-      await syncPair(fleet, move.user, move.from, move.to, false, outcome)
+      // The catch-up: what reached X during the switch goes to Y and to the copies that stay.
+      if (!leftDown) {
+        const user = await store.getUser(move.user)
+        const others = (user?.copies ?? []).filter((c) => c !== move.to)
+        await syncAll(fleet, move.user, [move.to, ...others, move.from], [move.from, move.to], outcome)
+      }
       await advance('caught-up')
+    }
+    if (outcome.state === 'caught-up') {
+      if (leftDown) outcome.note = `${move.from} is down: its old copy of ${move.user} was left there`
+      const trash = leftDown ? null : await retireOldCopy(fleet, move)
+      if (!(await store.retireMove(move.id, trash)))
+        throw new Error(`move ${move.id} was advanced by someone else (it is no longer caught-up)`)
+      outcome.state = 'retired'
+      outcome.trash = trash
     }
     return finish()
   } catch (error) {
@@ -72,7 +96,28 @@ export async function executeMove(fleet: DoveadmFleet, store: Store, move: MoveR
   }
 }
 
-/** Y gets U's mail from a current copy, until the two agree. */
+/**
+ * Every reachable copy of U (the current ones and Y) synced together, N-way: Y starts with all the mail any
+ * copy has, and the copies that stay get what only one of them held. `must` are the copies that have to
+ * take part (a skipped one fails the step). Returns the copy the others were synced with.
+ */
+async function syncAll(
+  fleet: DoveadmFleet,
+  user: string,
+  copies: readonly string[],
+  must: readonly string[],
+  outcome: MoveOutcome,
+): Promise<string> {
+  const result = await syncOneUser(fleet, user, copies, false)
+  outcome.syncs += result.syncs
+  if (result.status === 'failed') throw new Error(result.message ?? `the sync of ${user} failed`)
+  const missing = result.skipped.find((k) => must.includes(k.server))
+  if (missing) throw new CopyProblem(missing.server, missing.reason, true)
+  if (result.hub === undefined) throw new Error(`no current copy of ${user} can be reached`)
+  return result.hub
+}
+
+/** Y gets U's mail from every current copy, until it agrees with the copy it was synced from. */
 async function copyAndVerify(
   fleet: DoveadmFleet,
   store: Store,
@@ -81,17 +126,16 @@ async function copyAndVerify(
 ): Promise<void> {
   const record = await store.getUser(move.user)
   if (!record) throw new Error(`${move.user} is no longer in the store`)
-  // The source: a current copy that can be reached, the leaving one last (it may be leaving because it fails).
-  const candidates = [...record.copies.filter((c) => c !== move.from), move.from]
-  const source = candidates.find((c) => fleet.problemOf(c) === undefined)
-  if (source === undefined) throw new Error(`no current copy of ${move.user} can be reached`)
   // Ask the target first: a sync towards a dead server fails on the source's side, with a message (seen on
   // 2.3.19: the source's doveadm closes the connection) that would blame the source.
   const [target] = await fleet.probe([move.to])
   if (target && target.state !== 'ok') throw new CopyProblem(move.to, target.reason, true)
+  // The leaving copy last among the sources: it may be leaving because it fails.
+  const copies = [...record.copies.filter((c) => c !== move.from), move.from, move.to]
+  const source = await syncAll(fleet, move.user, copies, [move.to], outcome)
   for (let round = 1; ; round++) {
-    await syncPair(fleet, move.user, source, move.to, round > 1, outcome)
     const check = await verifyOneUser(fleet, {user: move.user, copies: [source, move.to]})
+    outcome.messages = check.messages
     if (check.status === 'agree') return
     if (round >= VERIFY_ROUNDS)
       throw new Error(
@@ -99,5 +143,7 @@ async function copyAndVerify(
           ? `could not check the new copy on ${move.to}: ${check.unchecked.map((u) => `${u.server}: ${u.reason}`).join('; ')}`
           : `the new copy on ${move.to} still differs from ${source}: ${check.differences.join('; ')}`,
       )
+    // Mail arrived meanwhile, or the last sync was cut short: once more, comparing everything.
+    await syncPair(fleet, move.user, source, move.to, true, outcome)
   }
 }

@@ -4,7 +4,13 @@ import {basename, dirname, join} from 'node:path'
 
 import {ExitCode, MailringError} from '../core/errors.js'
 import {Placement, type PlacementWarning} from '../core/placement.js'
-import {PlanBuilder, type PlanSummary, type RebalancePlan, type ServerBalance} from '../core/plan.js'
+import {
+  canonicalTopology,
+  PlanBuilder,
+  type PlanSummary,
+  type RebalancePlan,
+  type ServerBalance,
+} from '../core/plan.js'
 import type {Topology} from '../core/topology.js'
 import {parseTopology} from '../core/validate.js'
 import type {Store, StoreMeta} from '../store/store.js'
@@ -156,4 +162,18 @@ export async function verifyPlanFile(store: Store, path: string): Promise<PlanOu
 
 function foreignPlan(message: string): MailringError {
   return new MailringError(`${message}.`, {code: 'foreign_plan', exitCode: ExitCode.error})
+}
+
+/**
+ * A saved plan is executed only towards the topology in the store: moving copies towards one that is not
+ * applied would leave the store planning them back.
+ */
+export function checkPlanTargetsStore(path: string, outcome: PlanOutcome): void {
+  if (
+    JSON.stringify(canonicalTopology(outcome.target)) !== JSON.stringify(canonicalTopology(outcome.current))
+  )
+    throw new MailringError(
+      `${path} plans towards a topology that is not the store's: apply it first (mailring topology apply -f FILE), then make the plan again.`,
+      {code: 'plan_not_applied'},
+    )
 }

@@ -26,6 +26,8 @@ export interface UserVerifyResult {
   differences: string[]
   /** Copies that could not be read, with why. */
   unchecked: {server: string; reason: string}[]
+  /** Messages on the first copy read (every mailbox). */
+  messages: number
   ms: number
 }
 
@@ -76,6 +78,7 @@ export async function verifyOneUser(fleet: DoveadmFleet, entry: UserCopies): Pro
     copies: [...entry.copies],
     differences: [],
     unchecked: [],
+    messages: 0,
     ms: 0,
   }
   const done = (status: UserVerifyStatus) => {
@@ -98,6 +101,7 @@ export async function verifyOneUser(fleet: DoveadmFleet, entry: UserCopies): Pro
   )
   // Compare in the user's copy order, whatever order the answers came in.
   statuses.sort((a, b) => entry.copies.indexOf(a.copy) - entry.copies.indexOf(b.copy))
+  result.messages = (statuses[0]?.mailboxes ?? []).reduce((n, m) => n + (Number(m.messages) || 0), 0)
   if (result.unchecked.length > 0) {
     // What can be compared still is, but the user is not known to agree.
     if (statuses.length > 1) result.differences = describeDifferences(statuses)

@@ -50,6 +50,7 @@ export interface MoveRow {
   attempts: number
   last_error: string | null
   updated_at: string
+  trash: string | null
 }
 
 export function moveRecordOf(row: MoveRow): MoveRecord {
@@ -64,13 +65,14 @@ export function moveRecordOf(row: MoveRow): MoveRecord {
     attempts: Number(row.attempts),
     lastError: row.last_error,
     updatedAt: row.updated_at,
+    trash: row.trash,
   }
 }
 
 /** The SELECT of moves with their user's address and the servers' names. */
 export const MOVE_SELECT =
   'SELECT m.id, u.address AS user, m.position, sf.name AS `from`, st.name AS `to`, m.state, m.plan, ' +
-  'm.attempts, m.last_error, m.updated_at FROM mailring_moves m ' +
+  'm.attempts, m.last_error, m.updated_at, m.trash FROM mailring_moves m ' +
   'JOIN mailring_users u ON u.id = m.user_id ' +
   'JOIN mailring_servers sf ON sf.id = m.from_server_id JOIN mailring_servers st ON st.id = m.to_server_id'
 
@@ -87,6 +89,12 @@ export function serverHasOpenMoves(name: string): MailringError {
 
 /** Open moves from or to a server: they keep it from being deleted. */
 export const OPEN_MOVES_OF_SERVER_SQL = `SELECT 1 FROM mailring_moves WHERE (from_server_id = ? OR to_server_id = ?) AND state IN (${OPEN_STATES_SQL}) LIMIT 1`
+/** Closes a caught-up move, recording where its old copy went. */
+export const RETIRE_MOVE_SQL =
+  "UPDATE mailring_moves SET state = 'retired', trash = ?, updated_at = ? WHERE id = ? AND state = 'caught-up'"
+/** Retired moves whose old copy is still in a trash folder. */
+export const RETIRED_MOVES_SQL = `${MOVE_SELECT} WHERE m.state = 'retired' AND m.trash IS NOT NULL AND m.updated_at < ? ORDER BY m.id`
+
 /** Finished moves from or to a server: history that goes with it. */
 export const DELETE_MOVES_OF_SERVER_SQL =
   'DELETE FROM mailring_moves WHERE from_server_id = ? OR to_server_id = ?'

@@ -53,6 +53,8 @@ import {
   OPEN_MOVES_OF_SERVER_SQL,
   serverHasOpenMoves,
   MOVE_SELECT,
+  RETIRE_MOVE_SQL,
+  RETIRED_MOVES_SQL,
   moveRecordOf,
   OPEN_STATES_SQL,
   switchRefused,
@@ -416,6 +418,27 @@ export class MysqlStore implements Store {
         id,
       ])
     })
+  }
+
+  async retireMove(id: number, trash: string | null): Promise<boolean> {
+    return this.transaction(async (conn) => {
+      const [result] = await conn.query<ResultSetHeader>(RETIRE_MOVE_SQL, [
+        trash,
+        new Date().toISOString(),
+        id,
+      ])
+      return result.affectedRows > 0
+    })
+  }
+
+  async retiredMoves(before: string): Promise<MoveRecord[]> {
+    return this.transaction(
+      async (conn) => {
+        const [rows] = await conn.query<Row[]>(RETIRED_MOVES_SQL, [before])
+        return rows.map((row) => moveRecordOf(row as unknown as MoveRow))
+      },
+      {write: false},
+    )
   }
 
   async cancelUnswitchedMoves(): Promise<number> {

@@ -44,6 +44,8 @@ import {
   OPEN_MOVES_OF_SERVER_SQL,
   serverHasOpenMoves,
   MOVE_SELECT,
+  RETIRE_MOVE_SQL,
+  RETIRED_MOVES_SQL,
   moveRecordOf,
   OPEN_STATES_SQL,
   switchRefused,
@@ -383,6 +385,16 @@ export class SqliteStore implements Store {
         })
         .immediate(),
     )
+  }
+
+  async retireMove(id: number, trash: string | null): Promise<boolean> {
+    return this.guard(
+      () => this.db.prepare(RETIRE_MOVE_SQL).run(trash, new Date().toISOString(), id).changes > 0,
+    )
+  }
+
+  async retiredMoves(before: string): Promise<MoveRecord[]> {
+    return this.guard(() => (this.db.prepare(RETIRED_MOVES_SQL).all(before) as MoveRow[]).map(moveRecordOf))
   }
 
   async cancelUnswitchedMoves(): Promise<number> {

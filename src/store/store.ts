@@ -149,7 +149,17 @@ export interface UsersTable {
 
 /** Where a move stands (docs/decisions/0002-rebalance-execution.md). */
 export type MoveState =
-  'planned' | 'copying' | 'verified' | 'switched' | 'caught-up' | 'retired' | 'failed' | 'cancelled'
+  | 'planned'
+  | 'copying'
+  | 'verified'
+  | 'switched'
+  | 'caught-up'
+  /** Finished: the old copy was moved aside to `trash` on the server it left (or there was none). */
+  | 'retired'
+  /** `rebalance cleanup` deleted the retired copy. */
+  | 'cleaned'
+  | 'failed'
+  | 'cancelled'
 
 /** Moves still to finish: a user has at most one of these at a time. */
 export const OPEN_MOVE_STATES: readonly MoveState[] = [
@@ -176,6 +186,8 @@ export interface MoveRecord extends NewMove {
   attempts: number
   lastError: string | null
   updatedAt: string
+  /** Where the old copy went when the move retired it (on the server it left); null: nothing was there. */
+  trash: string | null
 }
 
 export interface Store {
@@ -237,6 +249,13 @@ export interface Store {
    * copy is no longer on `from`; then nothing changes.
    */
   switchMove(id: number): Promise<void>
+  /**
+   * Closes a caught-up move: its old copy was moved to `trash` on the server it left (null: it had none).
+   * False when the move is no longer caught-up.
+   */
+  retireMove(id: number, trash: string | null): Promise<boolean>
+  /** Retired moves whose old copy still waits in a trash folder, retired before `before` (ISO time). */
+  retiredMoves(before: string): Promise<MoveRecord[]>
   /** Cancels the open moves that have not switched yet; returns how many. */
   cancelUnswitchedMoves(): Promise<number>
 

@@ -13,11 +13,11 @@ const silent: Progress = {update: () => undefined, stop: () => undefined}
  */
 export function startProgress(
   label: string,
-  options: {json: boolean; total?: number; unit: string},
+  options: {json: boolean; total?: number; unit: string; eta?: boolean},
 ): Progress {
   if (options.json || process.stderr.isTTY !== true) return silent
   const format = options.total
-    ? `${label} [{bar}] {percentage}% | {value}/{total} ${options.unit}`
+    ? `${label} [{bar}] {percentage}% | {value}/{total} ${options.unit}${options.eta ? ' | ETA {eta_formatted}' : ''}`
     : `${label} {value} ${options.unit}`
   const bar = new cliProgress.SingleBar(
     {format, stream: process.stderr, hideCursor: true, clearOnComplete: true, etaBuffer: 50},

@@ -63,7 +63,7 @@ describe('Dovecot 2.3 dovecot-sql.conf.ext', () => {
     expect(text).toContain("c.server_id = (SELECT id FROM mailring_servers WHERE name = 'mx01')")
     expect(text).toContain("CONCAT('tcp:', s2.address, ':12345')")
     expect(text).toMatch(
-      /^iterate_query = SELECT u.address AS user FROM mailring_copies c .*name = 'mx01'\) AND m.state IN \('switched'\)$/m,
+      /^iterate_query = SELECT u.address AS user FROM mailring_copies c .*name = 'mx01'\) AND m.state IN \('switched', 'caught-up'\)$/m,
     )
     expect(secrets).toEqual(['s3cret!'])
     expect(notes).toEqual([])
@@ -181,7 +181,7 @@ describe('validation and escaping: nothing unchecked reaches SQL or configuratio
       const literals = query.match(/'[^']*'/g) ?? []
       for (const literal of literals)
         expect(literal).toMatch(
-          /^'(%Lu|%Ln|%Ld|mx01|vmail|\/var\/vmail\/%d\/%n|tcp:|:12345|@|copying|verified|switched)'$/,
+          /^'(%Lu|%Ln|%Ld|mx01|vmail|\/var\/vmail\/%d\/%n|tcp:|:12345|@|copying|verified|switched|caught-up)'$/,
         )
     }
   })

@@ -19,6 +19,7 @@ import {
   type DovecotHost,
 } from '../support/dovecot.js'
 import {canConnect, freePort} from '../support/ports.js'
+import {startSshd, type SshServer} from '../support/sshd.js'
 import {makeTempDir, removeDir} from '../support/proc.js'
 import {runCli, type CliResult} from './cli.js'
 
@@ -54,6 +55,8 @@ export interface RingCluster {
   /** Dovecot hosts by server name. */
   hosts: Map<string, DovecotHost>
   host(name: string): DovecotHost
+  /** With `ssh`: an OpenSSH server on each server's address (the config's ssh section reaches them). */
+  sshds: Map<string, SshServer>
   /** The doveadm password of every server (also in the password file the config names). */
   doveadmPassword: string
   cli<T = unknown>(args: string[], env?: Record<string, string | undefined>): Promise<CliResult<T>>
@@ -76,13 +79,19 @@ export async function startRingCluster(options: {
   servers: string[]
   users: [string, string[]][]
   copies: number
+  /**
+   * Start an sshd (root, host key in known_hosts) on each server's address, as a rebalance needs to retire
+   * old copies; the config file's ssh section points at them.
+   */
+  ssh?: boolean
 }): Promise<RingCluster> {
   const dir = makeTempDir('mr-ring')
   fs.chmodSync(dir, 0o755)
   const dbPath = path.join(dir, 'cluster.db')
   const hosts = new Map<string, DovecotHost>()
+  const sshds = new Map<string, SshServer>()
   const stop = async () => {
-    await Promise.all([...hosts.values()].map((h) => h.stop()))
+    await Promise.all([...hosts.values(), ...sshds.values()].map((h) => h.stop()))
     removeDir(dir)
   }
   try {
@@ -114,6 +123,8 @@ export async function startRingCluster(options: {
           }),
           userdb: (c) => `userdb {\n  driver = sql\n  args = ${path.join(c.dir, 'dovecot-sql.conf.ext')}\n}`,
           extraConfig: AUTH_USERDB_FOR_BATCHES,
+          // As the operator's guide says: the mail lives in the home, which a rebalance retires as a whole.
+          mailLocation: 'maildir:~/Maildir',
         }),
       ),
     )
@@ -122,6 +133,21 @@ export async function startRingCluster(options: {
     const doveadmPassword = started[0]!.doveadmPassword
     const passwordFile = path.join(dir, 'doveadm-password')
     fs.writeFileSync(passwordFile, `${doveadmPassword}\n`, {mode: 0o600})
+    const sshSection: string[] = []
+    if (options.ssh) {
+      const started = await Promise.all(options.servers.map((_, i) => startSshd({host: addresses[i]!.ip})))
+      options.servers.forEach((name, i) => sshds.set(name, started[i]!))
+      const knownHosts = path.join(dir, 'known_hosts')
+      fs.writeFileSync(knownHosts, started.map((s) => `${s.knownHostsLine}\n`).join(''))
+      const sshConfig = path.join(dir, 'ssh_config')
+      fs.writeFileSync(
+        sshConfig,
+        started
+          .map((s) => `Host ${s.host}\n  Port ${s.port}\n  User root\n  IdentityFile ${s.clientKeyPath}\n`)
+          .join(''),
+      )
+      sshSection.push('ssh:', `  config_file: ${sshConfig}`, `  known_hosts: ${knownHosts}`)
+    }
     const configPath = path.join(dir, 'mailring.yaml')
     fs.writeFileSync(
       configPath,
@@ -134,6 +160,7 @@ export async function startRingCluster(options: {
         `  http_port: ${httpPort}`,
         `  password_file: ${passwordFile}`,
         '  retries: 1',
+        ...sshSection,
         '',
       ].join('\n'),
     )
@@ -148,6 +175,7 @@ export async function startRingCluster(options: {
       configPath,
       hosts,
       host,
+      sshds,
       doveadmPassword,
       cli: (args, env = {}) =>
         runCli(args, {cwd: dir, env: {HOME: dir, MAILRING_CONFIG: configPath, ...env}, timeoutMs: 120_000}),

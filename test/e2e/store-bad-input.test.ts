@@ -190,8 +190,12 @@ describe('bad input is refused with one line, its exit code, and nothing written
     expect(secretless.stderr).not.toContain('secret')
   })
 
-  it('rebalance without --dry-run', async () => {
-    expectRefused(await cli.run(['rebalance']), 1, /Executing moves is not available yet/)
+  it('rebalance executing towards a topology file that is not applied', async () => {
+    expectRefused(
+      await cli.run(['rebalance', '--topology', 'proposal.yaml', '--yes']),
+      1,
+      /rebalance executes against the topology in the store: apply the file first \(mailring topology apply -f FILE\)/,
+    )
     expect(cli.dump()).toBe(before)
   })
 })

@@ -113,10 +113,10 @@ describe('a whole session on the embedded store', () => {
     expect(file.moves).toEqual(moves)
     expect((await cli.run(['rebalance', '--dry-run', '--plan', 'plan.json'])).code).toBe(0)
 
-    // Executing is refused (a later release), and says what to do instead.
+    // Executing moves mail: not without confirmation (no terminal here, no --yes).
     const execute = await cli.run(['rebalance', '--plan', 'plan.json'])
     expect(execute.code).toBe(1)
-    expect(execute.stderr).toMatch(/^Error: Executing moves is not available yet .*--dry-run/)
+    expect(execute.stderr).toMatch(/^Error: rebalance needs confirmation .*pass --yes/)
 
     // A new user changes the placement: the saved plan is stale now.
     expect((await cli.run(['user', 'add', 'late@example.com'])).code).toBe(0)

@@ -2,8 +2,12 @@
  * One rebalance move, make-before-break, on four real Dovecot 2.3 servers configured by mailring's
  * rendered SQL over a SQLite store (test/e2e/ring-cluster.ts), doveadm over its HTTP API: the journal
  * drives each step, a move resumes from the state it was left in, a move whose target is down changes
- * nothing, and mail delivered to the leaving copy during the switch is caught up.
+ * nothing, mail delivered to the leaving copy during the switch is caught up, and the old copy ends in a
+ * dated trash folder on the server it left (moved there over SSH: a real sshd on each server's address).
  */
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {loadDovecotContext} from '../../src/engine/config-render.js'
@@ -48,6 +52,7 @@ beforeAll(async () => {
       ['dave@example.com', ['mx-a', 'mx-c', 'mx-b']],
     ],
     copies: 3,
+    ssh: true,
   })
   store = await SqliteStore.open(ring.dbPath)
   for (const user of ['alice', 'bob', 'carol', 'dave'])
@@ -65,15 +70,34 @@ afterAll(async () => {
 })
 
 describe('a move', () => {
-  it('copies, verifies, switches and catches up; the new copy holds every message', async () => {
+  it('copies, verifies, switches, catches up and retires; the new copy holds every message', async () => {
+    const home = path.join(ring.host('mx-c').dir, 'home', 'example.com', 'alice')
+    expect(fs.existsSync(home)).toBe(true)
     const move = await journal('alice@example.com', 2, 'mx-c', 'mx-d')
     const f = await fleet()
     const outcome = await executeMove(f, store, move)
     await f.close()
-    expect(outcome).toMatchObject({state: 'caught-up', user: 'alice@example.com'})
     expect(outcome.error).toBeUndefined()
+    expect(outcome).toMatchObject({state: 'retired', user: 'alice@example.com'})
     expect((await store.getUser('alice@example.com'))?.copies).toEqual(['mx-a', 'mx-b', 'mx-d'])
     expect(await subjects('mx-d', 'alice@example.com')).toEqual(['first for alice'])
+    // The old copy is out of the way on mx-c, whole, in today's trash folder, and the journal says where.
+    const day = new Date().toISOString().slice(0, 10)
+    const trash = path.join(
+      ring.host('mx-c').dir,
+      'home',
+      '.mailring-trash',
+      day,
+      `alice@example.com.${move.id}`,
+    )
+    expect(outcome.trash).toBe(trash)
+    expect(fs.existsSync(home)).toBe(false)
+    const files = (folder: string) => fs.readdirSync(path.join(trash, 'Maildir', folder)).length
+    expect(files('new') + files('cur')).toBe(1)
+    expect(await store.openMoves()).not.toContainEqual(expect.objectContaining({id: move.id}))
+    expect(await store.retiredMoves('9999')).toContainEqual(expect.objectContaining({id: move.id, trash}))
+    // mx-c does not know alice any more.
+    expect((await ring.host('mx-c').doveadm(['user', 'alice@example.com'])).exitCode).toBe(67)
   })
 
   it('resumes from the state the journal says, e.g. after a crash while copying', async () => {
@@ -82,7 +106,7 @@ describe('a move', () => {
     const f = await fleet()
     const outcome = await executeMove(f, store, {...move, state: 'copying'})
     await f.close()
-    expect(outcome.state).toBe('caught-up')
+    expect(outcome.state).toBe('retired')
     expect((await store.getUser('bob@example.com'))?.copies).toEqual(['mx-b', 'mx-d', 'mx-a'])
     expect(await subjects('mx-d', 'bob@example.com')).toEqual(['first for bob'])
   })
@@ -100,14 +124,11 @@ describe('a move', () => {
     // mx-d may not hold dave's mail yet; the catch-up brings everything mx-c has.
     const outcome = await executeMove(g, store, {...late, state: 'switched'})
     await g.close()
-    expect(outcome.state).toBe('caught-up')
+    expect(outcome.state).toBe('retired')
     expect(await subjects('mx-d', 'dave@example.com')).toEqual(['first for dave', 'late for dave'])
   })
 
   it('changes nothing when the target is down: the error is kept and the move can be tried again', async () => {
-    // alice's earlier move is done once its old copy is retired (that step is not built yet: mark it).
-    const earlier = (await store.openMoves()).find((m) => m.user === 'alice@example.com')!
-    expect(await store.setMoveState(earlier.id, 'caught-up', 'retired')).toBe(true)
     const move = await journal('alice@example.com', 0, 'mx-a', 'mx-c')
     await ring.host('mx-c').stop()
     const f = await fleet()

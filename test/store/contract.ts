@@ -448,6 +448,31 @@ export function storeContract(name: string, makeStore: () => Promise<ContractTar
         await store.removeUsers(['a@example.com'])
         expect(await store.openMoves()).toEqual([])
       })
+
+      it('retires only a caught-up move, keeps where its old copy went, and lists it for cleanup by age', async () => {
+        await store.journalMoves('p', [
+          {user: 'a@example.com', position: 1, from: 'mx02', to: 'mx03'},
+          {user: 'b@example.com', position: 1, from: 'mx01', to: 'mx03'},
+        ])
+        const [a, b] = await store.openMoves()
+        expect(await store.retireMove(a!.id, '/var/vmail/.mailring-trash/x/a')).toBe(false)
+        await store.setMoveState(a!.id, 'planned', 'caught-up')
+        await store.setMoveState(b!.id, 'planned', 'caught-up')
+        expect(await store.retireMove(a!.id, '/var/vmail/.mailring-trash/2026-12-03/a@example.com.1')).toBe(
+          true,
+        )
+        expect(await store.retireMove(a!.id, '/elsewhere')).toBe(false)
+        expect(await store.retireMove(b!.id, null)).toBe(true) // mx01 held nothing for b
+        expect(await store.openMoves()).toEqual([])
+        const later = new Date(Date.now() + 60_000).toISOString()
+        expect(await store.retiredMoves(new Date(0).toISOString())).toEqual([])
+        const retired = await store.retiredMoves(later)
+        expect(retired.map((m) => [m.user, m.state, m.trash])).toEqual([
+          ['a@example.com', 'retired', '/var/vmail/.mailring-trash/2026-12-03/a@example.com.1'],
+        ])
+        expect(await store.setMoveState(a!.id, 'retired', 'cleaned')).toBe(true)
+        expect(await store.retiredMoves(later)).toEqual([])
+      })
     })
   })
 }

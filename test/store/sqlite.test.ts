@@ -79,7 +79,7 @@ describe('sqlite store', () => {
     const error = await failure(SqliteStore.open(path))
     expect(error.exitCode).toBe(ExitCode.store)
     expect(error.message).toMatch(
-      /schema version 99, written by a newer mailring; this one knows up to version 3: upgrade mailring/,
+      /schema version 99, written by a newer mailring; this one knows up to version 4: upgrade mailring/,
     )
   })
 

@@ -102,6 +102,8 @@ export interface DovecotOptions {
   protocols?: DovecotProtocol[]
   /** Sets DOVECOT_HOSTNAME (what %{hostname} expands to) for the server and for doveadm() calls. */
   hostname?: string
+  /** mail_location; default maildir:<mailDir>/%d/%n (outside the home). */
+  mailLocation?: string
   /** auth_debug, mail_debug and auth_verbose. */
   debug?: boolean
   /** Time allowed for all listeners to come up (default 30 s). */
@@ -331,7 +333,7 @@ function buildConfig(
     `instance_name = ${instanceName}`,
     `listen = ${ip}`,
     `protocols = ${protocols.join(' ')}`,
-    `mail_location = maildir:${ctx.mailDir}/%d/%n`,
+    `mail_location = ${options.mailLocation ?? `maildir:${ctx.mailDir}/%d/%n`}`,
     'mail_uid = vmail',
     'mail_gid = vmail',
     'first_valid_uid = 100',

@@ -99,4 +99,9 @@ export const mysqlMigrations: readonly Migration[] = [
       ) ${TABLE}`,
     ],
   },
+  {
+    version: 4,
+    description: 'where a retired copy was moved to (rebalance cleanup deletes it later)',
+    statements: [`ALTER TABLE mailring_moves ADD COLUMN trash TEXT NULL`],
+  },
 ]

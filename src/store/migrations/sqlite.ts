@@ -68,4 +68,9 @@ export const sqliteMigrations: readonly Migration[] = [
       `CREATE INDEX mailring_moves_from ON mailring_moves (from_server_id, state, user_id)`,
     ],
   },
+  {
+    version: 4,
+    description: 'where a retired copy was moved to (rebalance cleanup deletes it later)',
+    statements: [`ALTER TABLE mailring_moves ADD COLUMN trash TEXT`],
+  },
 ]

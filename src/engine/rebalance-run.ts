@@ -1,0 +1,221 @@
+/**
+ * `mailring rebalance` executing: the moves that take the current placement to the store's topology, run
+ * make-before-break through the journal (engine/move.ts), several at once with a limit per server.
+ *
+ * A user has at most one open move, so the run goes in waves: each wave journals the next move of every
+ * user that has none open, runs the open moves (those of earlier runs first: a run after a crash resumes
+ * them), and plans again, until nothing is left to move or only moves that failed in this run remain
+ * (they stay in the journal and are tried again by the next run).
+ */
+import {MailringError} from '../core/errors.js'
+import type {PlanMove} from '../core/plan.js'
+import type {MoveRecord, NewMove, Store} from '../store/store.js'
+import type {DoveadmFleet} from './doveadm-fleet.js'
+import {executeMove, type MoveOutcome} from './move.js'
+import {computePlan, type PlanOutcome} from './rebalance-plan.js'
+
+export interface RebalanceRunOptions {
+  /** Moves at once. */
+  parallel: number
+  /** Moves at once that involve one server (as the one left or the one arrived on). */
+  perServer: number
+  /** Stop journaling new moves after this many in the run (open moves of earlier runs count too). */
+  maxMoves?: number
+  /** Once aborted (Ctrl-C), no move starts; the moves in flight finish. */
+  signal?: AbortSignal
+  /** The first wave's plan, already computed (and checked against a saved plan file). */
+  plan?: PlanOutcome
+  onEvent?: (event: RebalanceEvent) => void
+}
+
+export type RebalanceEvent =
+  | {event: 'resume'; moves: number}
+  | {event: 'journal'; wave: number; moves: number; plan: string; pending: number}
+  | {event: 'start'; id: number; user: string; from: string; to: string; state: MoveRecord['state']}
+  | ({event: 'finish'} & MoveOutcome)
+
+export interface RebalanceSummary {
+  /** Moves finished in this run (the old copy retired). */
+  moved: number
+  /** Moves that stopped with an error: left in the journal, tried again by the next run. */
+  failed: number
+  /** Open moves of earlier runs that this run resumed. */
+  resumed: number
+  /** Moves the plan still has that this run did not start (--max-moves, Ctrl-C, or a user's failed move). */
+  left: number
+  /** Copies to add or drop (a copy count changed): not executed by this version. */
+  copyCountChanges: number
+  interrupted: boolean
+  seconds: number
+  movesPerSecond: number
+}
+
+export interface RebalanceRunResult {
+  summary: RebalanceSummary
+  /** Every move this run worked on, in the order they finished. */
+  moves: MoveOutcome[]
+  /** The failed ones, with Dovecot's message. */
+  failures: MoveOutcome[]
+  /** Draining servers that hold no copy any more (node remove deletes them now). */
+  emptied: string[]
+}
+
+/** More waves than any user has copies means something keeps re-planning the same move. */
+const MAX_WAVES = 64
+
+export async function runRebalance(
+  fleet: DoveadmFleet,
+  store: Store,
+  options: RebalanceRunOptions,
+): Promise<RebalanceRunResult> {
+  const started = Date.now()
+  const emit = options.onEvent ?? (() => {})
+  const aborted = () => options.signal?.aborted === true
+  const outcomes: MoveOutcome[] = []
+  const tried = new Set<number>()
+  let journaled = 0
+  let resumed = 0
+  let left = 0
+  let copyCountChanges = 0
+  let plan = options.plan
+
+  const earlier = await store.openMoves()
+  if (earlier.length > 0) {
+    resumed = earlier.length
+    emit({event: 'resume', moves: earlier.length})
+  }
+  for (let wave = 1; ; wave++) {
+    if (wave > MAX_WAVES)
+      throw new MailringError(
+        `The rebalance planned more than ${MAX_WAVES} waves of moves: stopped; see mailring rebalance status.`,
+      )
+    let open = (await store.openMoves()).filter((m) => !tried.has(m.id))
+    plan ??= await computePlan(store)
+    const budget = options.maxMoves === undefined ? Infinity : options.maxMoves - journaled - resumed
+    const next = nextMoves(plan, new Set((await store.openMoves()).map((m) => m.user)))
+    copyCountChanges = next.copyCountChanges
+    const take = aborted() ? [] : next.moves.slice(0, Math.max(0, budget))
+    left = next.pending - take.length
+    if (take.length > 0) {
+      const positioned = await positionMoves(store, take)
+      await store.journalMoves(plan.plan.fingerprint, positioned)
+      journaled += positioned.length
+      emit({
+        event: 'journal',
+        wave,
+        moves: positioned.length,
+        plan: plan.plan.fingerprint,
+        pending: next.pending,
+      })
+      open = (await store.openMoves()).filter((m) => !tried.has(m.id))
+    }
+    plan = undefined
+    if (open.length === 0 || aborted()) break
+    for (const m of open) tried.add(m.id)
+    await runMoves(
+      fleet,
+      store,
+      open,
+      options,
+      (outcome) => {
+        outcomes.push(outcome)
+        emit({event: 'finish', ...outcome})
+      },
+      emit,
+    )
+  }
+  const failures = outcomes.filter((o) => o.state !== 'retired')
+  const seconds = (Date.now() - started) / 1000
+  const moved = outcomes.length - failures.length
+  const emptied = (await store.serverUsage()).filter((u) => u.copies === 0).map((u) => u.server)
+  const draining = new Set(
+    (await store.readTopology()).servers.filter((s) => s.state === 'draining').map((s) => s.name),
+  )
+  return {
+    summary: {
+      moved,
+      failed: failures.length,
+      resumed,
+      left: Math.max(0, left),
+      copyCountChanges,
+      interrupted: aborted(),
+      seconds,
+      movesPerSecond: seconds > 0 ? moved / seconds : 0,
+    },
+    moves: outcomes,
+    failures,
+    emptied: emptied.filter((s) => draining.has(s)),
+  }
+}
+
+/** The first transfer of every user without an open move; copies added or dropped are counted apart. */
+function nextMoves(
+  plan: PlanOutcome,
+  busy: ReadonlySet<string>,
+): {moves: PlanMove[]; pending: number; copyCountChanges: number} {
+  const moves: PlanMove[] = []
+  const seen = new Set<string>()
+  let pending = 0
+  let copyCountChanges = 0
+  for (const move of plan.plan.moves) {
+    if (move.from === null || move.to === null) {
+      copyCountChanges++
+      continue
+    }
+    pending++
+    if (busy.has(move.user) || seen.has(move.user)) continue
+    seen.add(move.user)
+    moves.push(move)
+  }
+  return {moves, pending, copyCountChanges}
+}
+
+/** The position in each user's copy list of the copy that leaves. */
+async function positionMoves(store: Store, moves: readonly PlanMove[]): Promise<NewMove[]> {
+  const out: NewMove[] = []
+  for (const move of moves) {
+    const record = await store.getUser(move.user)
+    const position = record?.copies.indexOf(move.from!) ?? -1
+    if (position < 0) continue // changed since the plan: the next wave plans it again
+    out.push({user: move.user, position, from: move.from!, to: move.to!})
+  }
+  return out
+}
+
+/**
+ * Runs moves at most `parallel` at once and `perServer` per server, always starting the first waiting
+ * move whose two servers have room, so that every server stays busy while one is slow.
+ */
+async function runMoves(
+  fleet: DoveadmFleet,
+  store: Store,
+  moves: readonly MoveRecord[],
+  options: RebalanceRunOptions,
+  onFinish: (outcome: MoveOutcome) => void,
+  emit: (event: RebalanceEvent) => void,
+): Promise<void> {
+  const waiting = [...moves]
+  const load = new Map<string, number>()
+  const running = new Set<Promise<void>>()
+  const room = (server: string) => (load.get(server) ?? 0) < options.perServer
+  const take = (server: string, delta: number) => load.set(server, (load.get(server) ?? 0) + delta)
+  for (;;) {
+    while (!options.signal?.aborted && running.size < Math.max(1, options.parallel)) {
+      const i = waiting.findIndex((m) => room(m.from) && room(m.to))
+      if (i < 0) break
+      const [move] = waiting.splice(i, 1) as [MoveRecord]
+      take(move.from, 1)
+      take(move.to, 1)
+      emit({event: 'start', id: move.id, user: move.user, from: move.from, to: move.to, state: move.state})
+      const task: Promise<void> = executeMove(fleet, store, move).then((outcome) => {
+        take(move.from, -1)
+        take(move.to, -1)
+        running.delete(task)
+        onFinish(outcome)
+      })
+      running.add(task)
+    }
+    if (running.size === 0) return
+    await Promise.race(running)
+  }
+}

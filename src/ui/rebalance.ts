@@ -1,0 +1,32 @@
+/** `mailring rebalance` executing, for people: a line per move that needs attention, and a summary. */
+import type {MoveOutcome} from '../engine/move.js'
+import type {RebalanceRunResult} from '../engine/rebalance-run.js'
+
+/** One line for a move that failed or finished with a note; undefined for the others. */
+export function moveLine(m: MoveOutcome): string | undefined {
+  if (m.error !== undefined) return `${m.user} ${m.from} -> ${m.to}: failed (${m.state}): ${m.error}`
+  if (m.note !== undefined) return `${m.user} ${m.from} -> ${m.to}: ${m.note}`
+  return undefined
+}
+
+export function rebalanceSummaryLines(run: RebalanceRunResult): string[] {
+  const s = run.summary
+  const messages = run.moves.reduce((n, m) => n + (m.error === undefined ? m.messages : 0), 0)
+  const parts = [`${s.moved} moved`, `${s.failed} failed`]
+  if (s.resumed > 0) parts.push(`${s.resumed} resumed from an earlier run`)
+  if (s.left > 0) parts.push(`${s.left} left for the next run`)
+  const lines = [
+    `Rebalance ${s.interrupted ? 'stopped' : 'finished'}: ${parts.join(', ')}; ${messages} messages in ${s.seconds.toFixed(1)} s (${s.movesPerSecond.toFixed(2)} moves/s).`,
+  ]
+  if (s.failed > 0)
+    lines.push(
+      'Failed moves changed nothing (the old copies still serve): fix the cause and run `mailring rebalance` again, or `mailring rebalance cancel`.',
+    )
+  if (s.copyCountChanges > 0)
+    lines.push(
+      `${s.copyCountChanges} copies to add or drop (a copy count changed) are not executed by this version: see docs/operators-guide.md, "Executing: mailring rebalance".`,
+    )
+  for (const server of run.emptied)
+    lines.push(`${server} holds no copies now: \`mailring node remove ${server}\` deletes it.`)
+  return lines
+}

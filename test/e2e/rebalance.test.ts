@@ -1,0 +1,215 @@
+/**
+ * `mailring rebalance` moving real mail, through the built CLI: four real Dovecot 2.3 servers configured by
+ * mailring's rendered SQL over the SQLite store, users with mail delivered over LMTP and replicated with
+ * `mailring sync domain`, an sshd on each server's address for retiring old copies. A server is added and
+ * rebalanced onto; then two servers are drained at once (users with a copy on both move in two waves) and
+ * removed. After each run every user's copies are where the ring puts them, each holds every message (read
+ * over IMAP), Dovecot knows each user on exactly its servers, and the old copies are in the trash until
+ * `rebalance cleanup` deletes them.
+ */
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+
+import type {RebalanceResult, RebalanceRunOutput} from '../../src/commands/rebalance.js'
+import type {RebalanceCleanupResult} from '../../src/commands/rebalance/cleanup.js'
+import type {RebalanceStatusResult} from '../../src/commands/rebalance/status.js'
+import {Placement} from '../../src/core/placement.js'
+import {PLACEMENT_ALGORITHM_VERSION, type Topology} from '../../src/core/topology.js'
+import {SqliteStore} from '../../src/store/sqlite.js'
+import type {JsonEnvelope} from './cli.js'
+import {startRingCluster, type RingCluster} from './ring-cluster.js'
+
+const SERVERS = ['mx-a', 'mx-b', 'mx-c', 'mx-d']
+const USERS = Array.from({length: 16}, (_, i) => `user${String(i + 1).padStart(2, '0')}@example.com`)
+
+/** Where a ring of `servers` puts each user, R = 2: the users start where three servers put them. */
+function placed(servers: string[]): Map<string, string[]> {
+  const topology: Topology = {
+    algorithm: PLACEMENT_ALGORITHM_VERSION,
+    copies: 2,
+    servers: servers.map((name) => ({name, address: '', weight: 1, state: 'active'})),
+    domains: [],
+  }
+  const placement = new Placement(topology)
+  return new Map(USERS.map((u) => [u, placement.serversFor(u)]))
+}
+
+let ring: RingCluster
+
+async function copiesInStore(): Promise<Map<string, string[]>> {
+  const store = await SqliteStore.open(ring.dbPath)
+  try {
+    return new Map((await store.listUsers({limit: 1000})).map((u) => [u.user, u.copies]))
+  } finally {
+    await store.close()
+  }
+}
+
+/** Every message each user was sent, on every current copy (IMAP), and each user known on exactly those. */
+async function expectEveryMessageOnEveryCopy(sent: Map<string, string[]>): Promise<void> {
+  const copies = await copiesInStore()
+  for (const user of USERS) {
+    for (const server of copies.get(user)!) {
+      const subjects = (await ring.mailbox(server, user)).map((m) => m.subject)
+      expect(subjects, `${user} on ${server}`).toEqual([...sent.get(user)!].sort())
+    }
+    for (const server of ring.hosts.keys()) {
+      if (!(await exists(server))) continue
+      const known = (await ring.host(server).doveadm(['user', user])).exitCode === 0
+      expect(known, `${server} knows ${user}`).toBe(copies.get(user)!.includes(server))
+    }
+  }
+}
+
+const stopped = new Set<string>()
+const exists = async (server: string) => !stopped.has(server)
+
+const sent = new Map<string, string[]>(USERS.map((u) => [u, []]))
+async function deliver(subject: string): Promise<void> {
+  const copies = await copiesInStore()
+  for (const user of USERS) {
+    await ring.host(copies.get(user)![0]!).deliver(user, `Subject: ${subject} ${user}\r\n\r\nbody\r\n`)
+    sent.get(user)!.push(`${subject} ${user}`)
+  }
+}
+
+beforeAll(async () => {
+  const three = placed(['mx-a', 'mx-b', 'mx-c'])
+  ring = await startRingCluster({
+    servers: SERVERS,
+    users: USERS.map((u) => [u, three.get(u)!]),
+    copies: 2,
+    ssh: true,
+  })
+  // mx-d runs, but is not part of the cluster yet: the store forgets it, and `node add` brings it in.
+  const removed = await ring.cli(['node', 'remove', 'mx-d'])
+  expect(removed.exitCode, removed.stderr).toBe(0)
+  await deliver('first')
+  const synced = await ring.cli(['sync', 'domain', 'example.com'])
+  expect(synced.exitCode, synced.stderr).toBe(0)
+}, 120_000)
+
+afterAll(async () => {
+  await ring?.stop()
+})
+
+describe('rebalance onto an added server', () => {
+  it('refuses to move mail without confirmation when there is no terminal, changing nothing', async () => {
+    const added = await ring.cli(['node', 'add', 'mx-d', '--address', ring.host('mx-d').ip])
+    expect(added.exitCode, added.stderr).toBe(0)
+    const r = await ring.cli(['rebalance'])
+    expect(r.exitCode).toBe(1)
+    expect(r.stderr).toContain('pass --yes')
+    expect(r.stderr.trim().split('\n')).toHaveLength(1)
+    const status = await ring.cli<JsonEnvelope<RebalanceStatusResult>>(['rebalance', 'status', '--json'])
+    expect(status.json?.result?.moves).toEqual([])
+  })
+
+  it('moves every planned copy, keeps every message, and retires the old copies into the trash', async () => {
+    const plan = await ring.cli<JsonEnvelope<RebalanceResult>>(['rebalance', '--dry-run', '--json'])
+    const moves = plan.json!.result!.moves
+    expect(moves.length).toBeGreaterThan(0)
+    expect(moves.every((m) => m.to === 'mx-d')).toBe(true)
+
+    const r = await ring.cli<JsonEnvelope<RebalanceRunOutput>>([
+      'rebalance',
+      '--yes',
+      '--json',
+      '--parallel',
+      '3',
+    ])
+    expect(r.exitCode, r.stderr + r.stdout).toBe(0)
+    const result = r.json!.result!
+    expect(result.summary).toMatchObject({moved: moves.length, failed: 0, left: 0, interrupted: false})
+    expect(r.json!.status).toBe(0)
+    // The ring's servers for each user (a move keeps the position of the copy it replaces).
+    const sets = (m: Map<string, string[]>) => new Map([...m].map(([u, c]) => [u, [...c].sort()]))
+    expect(sets(await copiesInStore())).toEqual(sets(placed(SERVERS)))
+    await expectEveryMessageOnEveryCopy(sent)
+    // Each old copy is whole in the trash of the server it left.
+    for (const move of result.moves) {
+      expect(move.trash, move.user).toContain(path.join(ring.host(move.from).dir, 'home', '.mailring-trash'))
+      const maildir = path.join(move.trash!, 'Maildir')
+      const count = ['new', 'cur'].reduce((n, f) => n + fs.readdirSync(path.join(maildir, f)).length, 0)
+      expect(count, move.user).toBe(1)
+    }
+    const again = await ring.cli(['rebalance', '--dry-run', '--detailed-exitcode'])
+    expect(again.exitCode, again.stdout).toBe(0)
+    const nothing = await ring.cli(['rebalance', '--yes'])
+    expect(nothing.stdout).toContain('Nothing to move')
+  })
+
+  it('cleanup deletes only trash old enough, and only with confirmation', async () => {
+    const young = await ring.cli<JsonEnvelope<RebalanceCleanupResult>>([
+      'rebalance',
+      'cleanup',
+      '--yes',
+      '--json',
+    ])
+    expect(young.json?.result?.deleted).toBe(0)
+    const refused = await ring.cli(['rebalance', 'cleanup', '--older-than', '0s'])
+    expect(refused.exitCode).toBe(1)
+    expect(refused.stderr).toContain('pass --yes')
+    const dry = await ring.cli(['rebalance', 'cleanup', '--older-than', '0s', '--dry-run'])
+    expect(dry.exitCode).toBe(0)
+    const listed = dry.stdout.split('\n').filter((l) => l.includes('.mailring-trash'))
+    expect(listed.length).toBeGreaterThan(0)
+    for (const line of listed) expect(fs.existsSync(line.slice(line.indexOf(': ') + 2))).toBe(true)
+    const done = await ring.cli<JsonEnvelope<RebalanceCleanupResult>>([
+      'rebalance',
+      'cleanup',
+      '--older-than',
+      '0s',
+      '--yes',
+      '--json',
+    ])
+    expect(done.exitCode, done.stderr).toBe(0)
+    expect(done.json?.result?.deleted).toBe(listed.length)
+    for (const copy of done.json!.result!.copies) expect(fs.existsSync(copy.trash)).toBe(false)
+    const bad = await ring.cli(['rebalance', 'cleanup', '--older-than', 'soon'])
+    expect(bad.exitCode).toBe(1)
+    expect(bad.stderr).toContain('--older-than "soon" is not a duration')
+  })
+})
+
+describe('draining two servers at once', () => {
+  it('moves users with a copy on both in two waves, and the emptied servers can be removed', async () => {
+    // Mail delivered since, replicated as the replicator would: a rebalance moves mailboxes, it does not
+    // replicate the users it does not move.
+    await deliver('second')
+    const synced = await ring.cli(['sync', 'domain', 'example.com'])
+    expect(synced.exitCode, synced.stderr).toBe(0)
+    for (const server of ['mx-a', 'mx-b']) {
+      const r = await ring.cli(['node', 'remove', server])
+      expect(r.exitCode, r.stderr).toBe(0)
+      expect(r.stderr).toContain('draining')
+    }
+    const before = await copiesInStore()
+    const both = USERS.filter((u) => before.get(u)!.every((s) => s === 'mx-a' || s === 'mx-b'))
+    const r = await ring.cli(['rebalance', '--yes', '--json-lines', '--per-server', '1'])
+    expect(r.exitCode, r.stderr + r.stdout).toBe(0)
+    const events = r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as {type: string; wave?: number; user?: string})
+    const summary = events.at(-1) as unknown as {
+      type: string
+      moved: number
+      failed: number
+      emptied: string[]
+    }
+    expect(summary).toMatchObject({type: 'summary', failed: 0})
+    expect(summary.emptied.sort()).toEqual(['mx-a', 'mx-b'])
+    if (both.length > 0) expect(events.filter((e) => e.type === 'journal').length).toBeGreaterThanOrEqual(2)
+    const after = await copiesInStore()
+    for (const user of USERS) expect(after.get(user)!.sort()).toEqual(['mx-c', 'mx-d'])
+    await expectEveryMessageOnEveryCopy(sent)
+    for (const server of ['mx-a', 'mx-b']) {
+      const removed = await ring.cli(['node', 'remove', server])
+      expect(removed.exitCode, removed.stderr).toBe(0)
+      expect(removed.stdout).toContain(`Removed ${server}`)
+    }
+  })
+})
