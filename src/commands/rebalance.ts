@@ -3,6 +3,7 @@ import {Flags, type Interfaces} from '@oclif/core'
 import {confirmOrRefuse} from '../cli/confirm.js'
 import {StoreCommand, type StoreFlagValues} from '../cli/store-command.js'
 import {loadTopologyFile} from '../config/topology-file.js'
+import {parseDuration} from '../core/duration.js'
 import {ExitCode, MailringError} from '../core/errors.js'
 import type {PlanMove, PlanSummary} from '../core/plan.js'
 import {loadDovecotContext} from '../engine/config-render.js'
@@ -124,6 +125,11 @@ Exit codes: --dry-run: 0 planned (with --detailed-exitcode: nothing to move), 2 
       max: 64,
     }),
     'max-moves': Flags.integer({summary: 'Start at most this many moves in this run.', min: 1}),
+    'retire-after': Flags.string({
+      summary:
+        'Wait this long after a move catches up before retiring the old copy (deliveries routed there before the switch land first).',
+      default: '10s',
+    }),
     'json-lines': Flags.boolean({
       summary: 'One JSON line per move as it finishes, then one with the summary (for CI logs).',
       exclusive: ['json'],
@@ -187,6 +193,7 @@ Exit codes: --dry-run: 0 planned (with --detailed-exitcode: nothing to move), 2 
         {code: 'topology_not_applied'},
       )
     const lines = flags['json-lines']
+    const retireAfterMs = parseDuration(flags['retire-after'], '--retire-after')
     return this.locked(flags, 'rebalance', async (store) => {
       const outcome = flags.plan ? await verifyPlanFile(store, flags.plan) : await computePlan(store)
       if (flags.plan) checkPlanTargetsStore(flags.plan, outcome)
@@ -239,6 +246,7 @@ Exit codes: --dry-run: 0 planned (with --detailed-exitcode: nothing to move), 2 
           parallel: flags.parallel,
           perServer: flags['per-server'],
           ...(flags['max-moves'] === undefined ? {} : {maxMoves: flags['max-moves']}),
+          retireAfterMs,
           signal: stop.signal,
           plan: outcome,
           onEvent: (event) => {

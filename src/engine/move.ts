@@ -39,18 +39,35 @@ export interface MoveOutcome {
 /** Syncs before the new copy must agree with its source; mail arriving meanwhile may need another. */
 const VERIFY_ROUNDS = 3
 
-export async function executeMove(fleet: DoveadmFleet, store: Store, move: MoveRecord): Promise<MoveOutcome> {
-  const started = Date.now()
+export interface MoveOptions {
+  /**
+   * Stop once caught up: the old copy is retired later (engine/rebalance-run.ts waits a while first, so
+   * that a delivery routed to X before the switch has landed and is caught up before X's copy goes).
+   */
+  stopAt?: 'caught-up'
+  /** The outcome of this move so far in this run (its counters carry on). */
+  carry?: MoveOutcome
+}
+
+export async function executeMove(
+  fleet: DoveadmFleet,
+  store: Store,
+  move: MoveRecord,
+  options: MoveOptions = {},
+): Promise<MoveOutcome> {
+  const started = Date.now() - (options.carry?.ms ?? 0)
   const outcome: MoveOutcome = {
     id: move.id,
     user: move.user,
     from: move.from,
     to: move.to,
-    state: move.state,
     syncs: 0,
     messages: 0,
+    ...options.carry,
+    state: move.state,
     ms: 0,
   }
+  delete outcome.error
   const finish = () => ({...outcome, ms: Date.now() - started})
   const advance = async (next: MoveRecord['state']) => {
     if (!(await store.setMoveState(move.id, outcome.state, next)))
@@ -70,16 +87,22 @@ export async function executeMove(fleet: DoveadmFleet, store: Store, move: MoveR
     // A server the operator marked down (it died and is being replaced) takes no mail: there is nothing to
     // catch up on, and its old copy cannot be moved aside. It is left where it is, and said so.
     const leftDown = fleet.server(move.from).state === 'down'
+    // The catch-up: what reached X during the switch goes to Y and to the copies that stay.
+    const catchUp = async () => {
+      if (leftDown) return
+      const user = await store.getUser(move.user)
+      const others = (user?.copies ?? []).filter((c) => c !== move.to)
+      await syncAll(fleet, move.user, [move.to, ...others, move.from], [move.from, move.to], outcome)
+    }
     if (outcome.state === 'switched') {
-      // The catch-up: what reached X during the switch goes to Y and to the copies that stay.
-      if (!leftDown) {
-        const user = await store.getUser(move.user)
-        const others = (user?.copies ?? []).filter((c) => c !== move.to)
-        await syncAll(fleet, move.user, [move.to, ...others, move.from], [move.from, move.to], outcome)
-      }
+      await catchUp()
       await advance('caught-up')
+      if (options.stopAt === 'caught-up') return finish()
     }
     if (outcome.state === 'caught-up') {
+      // Once more right before X's copy goes: a delivery routed to X before the switch may land late.
+      if (options.stopAt === 'caught-up') return finish()
+      await catchUp()
       if (leftDown) outcome.note = `${move.from} is down: its old copy of ${move.user} was left there`
       const trash = leftDown ? null : await retireOldCopy(fleet, move)
       if (!(await store.retireMove(move.id, trash)))

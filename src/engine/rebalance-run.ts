@@ -21,6 +21,8 @@ export interface RebalanceRunOptions {
   perServer: number
   /** Stop journaling new moves after this many in the run (open moves of earlier runs count too). */
   maxMoves?: number
+  /** How long a caught-up move waits before its old copy is retired (default 10 s). */
+  retireAfterMs?: number
   /** Once aborted (Ctrl-C), no move starts; the moves in flight finish. */
   signal?: AbortSignal
   /** The first wave's plan, already computed (and checked against a saved plan file). */
@@ -59,6 +61,8 @@ export interface RebalanceRunResult {
   /** Draining servers that hold no copy any more (node remove deletes them now). */
   emptied: string[]
 }
+
+export const DEFAULT_RETIRE_AFTER_MS = 10_000
 
 /** More waves than any user has copies means something keeps re-planning the same move. */
 const MAX_WAVES = 64
@@ -124,9 +128,10 @@ export async function runRebalance(
       emit,
     )
   }
-  const failures = outcomes.filter((o) => o.state !== 'retired')
+  const failures = outcomes.filter((o) => o.error !== undefined)
   const seconds = (Date.now() - started) / 1000
-  const moved = outcomes.length - failures.length
+  const moved = outcomes.filter((o) => o.state === 'retired').length
+  const unretired = outcomes.length - failures.length - moved
   const emptied = (await store.serverUsage()).filter((u) => u.copies === 0).map((u) => u.server)
   const draining = new Set(
     (await store.readTopology()).servers.filter((s) => s.state === 'draining').map((s) => s.name),
@@ -136,7 +141,7 @@ export async function runRebalance(
       moved,
       failed: failures.length,
       resumed,
-      left: Math.max(0, left),
+      left: Math.max(0, left) + unretired,
       copyCountChanges,
       interrupted: aborted(),
       seconds,
@@ -182,9 +187,18 @@ async function positionMoves(store: Store, moves: readonly PlanMove[]): Promise<
   return out
 }
 
+interface Task {
+  move: MoveRecord
+  /** Not before this time (ms since the epoch): a caught-up move waits before its old copy is retired. */
+  readyAt: number
+  carry?: MoveOutcome
+}
+
 /**
  * Runs moves at most `parallel` at once and `perServer` per server, always starting the first waiting
- * move whose two servers have room, so that every server stays busy while one is slow.
+ * move whose two servers have room, so that every server stays busy while one is slow. A move that has
+ * caught up gives its slot back and is retired `retireAfterMs` later (a delivery routed to the old copy
+ * before the switch lands meanwhile, and the retire step catches it up first).
  */
 async function runMoves(
   fleet: DoveadmFleet,
@@ -194,28 +208,59 @@ async function runMoves(
   onFinish: (outcome: MoveOutcome) => void,
   emit: (event: RebalanceEvent) => void,
 ): Promise<void> {
-  const waiting = [...moves]
+  const retireAfter = options.retireAfterMs ?? DEFAULT_RETIRE_AFTER_MS
+  const readyAtOf = (m: MoveRecord) => (m.state === 'caught-up' ? Date.parse(m.updatedAt) + retireAfter : 0)
+  const waiting: Task[] = moves.map((move) => ({move, readyAt: readyAtOf(move)}))
   const load = new Map<string, number>()
   const running = new Set<Promise<void>>()
   const room = (server: string) => (load.get(server) ?? 0) < options.perServer
   const take = (server: string, delta: number) => load.set(server, (load.get(server) ?? 0) + delta)
+  const aborted = () => options.signal?.aborted === true
   for (;;) {
-    while (!options.signal?.aborted && running.size < Math.max(1, options.parallel)) {
-      const i = waiting.findIndex((m) => room(m.from) && room(m.to))
+    const now = Date.now()
+    while (!aborted() && running.size < Math.max(1, options.parallel)) {
+      const i = waiting.findIndex((t) => t.readyAt <= now && room(t.move.from) && room(t.move.to))
       if (i < 0) break
-      const [move] = waiting.splice(i, 1) as [MoveRecord]
+      const [task] = waiting.splice(i, 1) as [Task]
+      const {move} = task
       take(move.from, 1)
       take(move.to, 1)
-      emit({event: 'start', id: move.id, user: move.user, from: move.from, to: move.to, state: move.state})
-      const task: Promise<void> = executeMove(fleet, store, move).then((outcome) => {
+      if (!task.carry)
+        emit({event: 'start', id: move.id, user: move.user, from: move.from, to: move.to, state: move.state})
+      const retiring = move.state === 'caught-up'
+      const work = executeMove(fleet, store, move, {
+        ...(retiring ? {} : {stopAt: 'caught-up' as const}),
+        ...(task.carry ? {carry: task.carry} : {}),
+      }).then((outcome) => {
         take(move.from, -1)
         take(move.to, -1)
-        running.delete(task)
-        onFinish(outcome)
+        running.delete(work)
+        if (outcome.state === 'caught-up' && outcome.error === undefined && !retiring)
+          waiting.push({
+            move: {...move, state: 'caught-up'},
+            readyAt: Date.now() + retireAfter,
+            carry: outcome,
+          })
+        else onFinish(outcome)
       })
-      running.add(task)
+      running.add(work)
     }
-    if (running.size === 0) return
-    await Promise.race(running)
+    if (aborted()) {
+      // Moves waiting to be retired are past their switch: the next run retires them.
+      for (const task of waiting.splice(0)) if (task.carry) onFinish(task.carry)
+    }
+    if (running.size === 0 && waiting.length === 0) return
+    const nextReady = Math.min(...waiting.map((t) => t.readyAt))
+    let timer: NodeJS.Timeout | undefined
+    const sleep =
+      waiting.length > 0 && nextReady > now
+        ? new Promise<void>((resolve) => (timer = setTimeout(resolve, nextReady - now)))
+        : undefined
+    if (running.size === 0 && !sleep) {
+      // Nothing runs and nothing waits on time: only servers without room, which cannot happen.
+      throw new Error('the rebalance scheduler found no move it can start')
+    }
+    await Promise.race([...running, ...(sleep ? [sleep] : [])])
+    clearTimeout(timer)
   }
 }

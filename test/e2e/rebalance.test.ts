@@ -188,7 +188,15 @@ describe('draining two servers at once', () => {
     }
     const before = await copiesInStore()
     const both = USERS.filter((u) => before.get(u)!.every((s) => s === 'mx-a' || s === 'mx-b'))
-    const r = await ring.cli(['rebalance', '--yes', '--json-lines', '--per-server', '1'])
+    const r = await ring.cli([
+      'rebalance',
+      '--yes',
+      '--json-lines',
+      '--per-server',
+      '1',
+      '--retire-after',
+      '0s',
+    ])
     expect(r.exitCode, r.stderr + r.stdout).toBe(0)
     const events = r.stdout
       .trim()
