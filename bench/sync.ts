@@ -251,7 +251,7 @@ function checkOnDisk(ring: RingCluster, users: readonly BenchUser[]): string[] {
     const [local, domain] = u.user.split('@') as [string, string]
     const identities = new Set<string>()
     for (const server of u.copies) {
-      const dir = path.join(ring.host(server).mailDir, domain, local)
+      const dir = path.join(ring.host(server).dir, 'home', domain, local, 'Maildir')
       const messages = files(path.join(dir, 'cur')) + files(path.join(dir, 'new'))
       if (messages !== u.messages)
         problems.push(`${u.user} on ${server}: ${messages} of ${u.messages} messages`)

@@ -6,7 +6,7 @@
  * from here, then `options.env` (a value of undefined removes a variable). Nothing else leaks in, in
  * particular no MAILRING_* variable of the machine running the tests.
  */
-import {execFile} from 'node:child_process'
+import {type ChildProcess, execFile} from 'node:child_process'
 import {existsSync} from 'node:fs'
 import {join, resolve} from 'node:path'
 
@@ -39,6 +39,14 @@ export function runCli<T = unknown>(
   args: readonly string[],
   options: CliOptions = {},
 ): Promise<CliResult<T>> {
+  return startCli<T>(args, options).result
+}
+
+/** Starts the built CLI and hands back the process (to kill it, e.g.) and its result to come. */
+export function startCli<T = unknown>(
+  args: readonly string[],
+  options: CliOptions = {},
+): {child: ChildProcess; result: Promise<CliResult<T>>} {
   if (!existsSync(join(repoRoot, 'dist', 'src', 'commands')))
     throw new Error('The CLI is not built: run `npm run build` (npm test does) before the e2e tests.')
   const env: Record<string, string> = {NO_COLOR: '1'}
@@ -51,8 +59,9 @@ export function runCli<T = unknown>(
     else env[name] = value
   }
   const started = Date.now()
-  return new Promise((resolvePromise) => {
-    const child = execFile(
+  let child!: ChildProcess
+  const result = new Promise<CliResult<T>>((resolvePromise) => {
+    child = execFile(
       process.execPath,
       [runJs, ...args],
       {
@@ -91,6 +100,7 @@ export function runCli<T = unknown>(
     )
     child.stdin?.end(options.input ?? '')
   })
+  return {child, result}
 }
 
 /** The `--json` envelope every mailring command prints (src/cli/base-command.ts). */

@@ -145,6 +145,10 @@ export interface DovecotHost extends DovecotContext {
   reload(): Promise<void>
   /** Dovecot's log so far. */
   readLog(): string
+  /** Stops Dovecot as `doveadm stop` does, keeping its folder, mail and configuration (resume() starts it again). */
+  halt(): Promise<void>
+  /** Starts a halted Dovecot again with the same configuration; waits for its listeners. */
+  resume(): Promise<void>
   /** `doveadm stop`, waits for the master to exit (SIGKILLs the process group after 15 s), removes the folder. */
   stop(): Promise<void>
 }
@@ -560,9 +564,22 @@ export async function startDovecot(options: DovecotOptions = {}): Promise<Doveco
       for (const port of listeners()) await waitForPort(port, ctx.ip, {timeoutMs: 10_000, describe})
     }
 
-    const running = daemon!
-    const unregisterRunning = unregister
+    let running = daemon!
+    let unregisterRunning: (() => void) | undefined = unregister
     const finalCtx = ctx
+    const haltRunning = async () => {
+      const current = running
+      await stopDaemon(
+        current,
+        async () => {
+          const r = await doveadm(['stop'], {timeoutMs: 10_000})
+          if (r.exitCode !== 0) killGroup(current.pid, 'SIGTERM')
+        },
+        15_000,
+      )
+      unregisterRunning?.()
+      unregisterRunning = undefined
+    }
     let stopping: Promise<void> | undefined
     const host: DovecotHost = {
       ...finalCtx,
@@ -616,17 +633,19 @@ export async function startDovecot(options: DovecotOptions = {}): Promise<Doveco
           return ''
         }
       },
+      halt: haltRunning,
+      resume: async () => {
+        running = startDaemon(bin.dovecot, ['-F', '-c', configPath], {
+          logPath: stderrPath,
+          env,
+          cwd: finalCtx.dir,
+        })
+        unregisterRunning = registerDaemon(running.pid, finalCtx.dir)
+        for (const port of listeners()) await waitForPort(port, finalCtx.ip, {timeoutMs, describe})
+      },
       stop: () =>
         (stopping ??= (async () => {
-          await stopDaemon(
-            running,
-            async () => {
-              const r = await doveadm(['stop'], {timeoutMs: 10_000})
-              if (r.exitCode !== 0) killGroup(running.pid, 'SIGTERM')
-            },
-            15_000,
-          )
-          unregisterRunning?.()
+          await haltRunning()
           removeDir(finalCtx.dir)
           await address.release()
         })()),
