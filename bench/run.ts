@@ -9,6 +9,7 @@ import {placementBench} from './placement.js'
 import {storeBench} from './store.js'
 import {mysqlBench} from './mysql.js'
 import {syncBench} from './sync.js'
+import {rebalanceBench} from './rebalance.js'
 import {printTable, seconds, targetResults} from './report.js'
 
 interface BenchSuite {
@@ -17,7 +18,14 @@ interface BenchSuite {
   run(): void | Promise<void>
 }
 
-const suites: BenchSuite[] = [placementBench, storeBench, configPushBench, mysqlBench, syncBench]
+const suites: BenchSuite[] = [
+  placementBench,
+  storeBench,
+  configPushBench,
+  mysqlBench,
+  syncBench,
+  rebalanceBench,
+]
 
 const wanted = process.argv.slice(2)
 const unknown = wanted.filter((name) => !suites.some((suite) => suite.name === name))

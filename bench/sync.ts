@@ -39,6 +39,7 @@ import {verifyUsers, type VerifySummary} from '../src/engine/verify.js'
 import {doveadmHttpCounters, HttpDoveadm} from '../src/remote/doveadm-http.js'
 import {DOVEADM_PASSWORD_ENV} from '../src/remote/doveadm-settings.js'
 import {SqliteStore} from '../src/store/sqlite.js'
+import {collectGarbage, dovecotCpuMs, ownCpuMs} from './measure.js'
 import {checkTarget, count, printTable, seconds, times} from './report.js'
 
 const SUITE = 'sync'
@@ -121,44 +122,6 @@ async function fill(ring: RingCluster, users: readonly BenchUser[]): Promise<voi
     }
     await Promise.all(Array.from({length: DELIVERIES_AT_ONCE}, worker))
   }
-}
-
-/**
- * CPU time (user + system) in ms of the Dovecot servers: each master, its live children (every Dovecot
- * service is a child of the master), and the children it has reaped (cutime, cstime). Linux only; 0
- * elsewhere.
- */
-function dovecotCpuMs(ring: RingCluster): number {
-  const masters = new Set([...ring.hosts.values()].map((h) => h.pid))
-  let pids: string[]
-  try {
-    pids = fs.readdirSync('/proc').filter((name) => /^\d+$/.test(name))
-  } catch {
-    return 0
-  }
-  let ticks = 0
-  for (const pid of pids) {
-    let stat: string
-    try {
-      stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
-    } catch {
-      continue // gone meanwhile: a child's time is in its master's cutime once reaped
-    }
-    // After "pid (comm) ": fields[0] is field 3 (state), fields[1] the ppid, utime..cstime are fields 14..17.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-    if (masters.has(Number(pid))) for (let i = 11; i <= 14; i++) ticks += Number(fields[i])
-    else if (masters.has(Number(fields[1]))) ticks += Number(fields[11]) + Number(fields[12])
-  }
-  return (ticks * 1000) / 100 // USER_HZ = 100 on Linux
-}
-
-function ownCpuMs(): number {
-  const usage = process.cpuUsage()
-  return (usage.user + usage.system) / 1000
-}
-
-function collectGarbage(): void {
-  ;(globalThis as {gc?: () => void}).gc?.()
 }
 
 interface Measured {

@@ -87,12 +87,23 @@ export async function executeMove(
     // A server the operator marked down (it died and is being replaced) takes no mail: there is nothing to
     // catch up on, and its old copy cannot be moved aside. It is left where it is, and said so.
     const leftDown = fleet.server(move.from).state === 'down'
-    // The catch-up: what reached X during the switch goes to Y and to the copies that stay.
+    // The catch-up: what reached X during the switch goes to Y (two-way, so nothing of Y's is lost either).
     const catchUp = async () => {
+      if (!leftDown) await syncPair(fleet, move.user, move.from, move.to, false, outcome)
+    }
+    // Right before X's copy goes, once more; then on to the copies that stay, as a courtesy: what X held is
+    // safe on Y, and a copy that cannot take it now gets it from the next sync or the replicator.
+    const lastCatchUp = async () => {
       if (leftDown) return
+      await catchUp()
       const user = await store.getUser(move.user)
-      const others = (user?.copies ?? []).filter((c) => c !== move.to)
-      await syncAll(fleet, move.user, [move.to, ...others, move.from], [move.from, move.to], outcome)
+      for (const other of (user?.copies ?? []).filter((c) => c !== move.to)) {
+        try {
+          await syncPair(fleet, move.user, move.to, other, false, outcome)
+        } catch (error) {
+          outcome.note = `${other} not synced with ${move.to} (the next sync brings it): ${errorText(error)}`
+        }
+      }
     }
     if (outcome.state === 'switched') {
       await catchUp()
@@ -102,7 +113,7 @@ export async function executeMove(
     if (outcome.state === 'caught-up') {
       // Once more right before X's copy goes: a delivery routed to X before the switch may land late.
       if (options.stopAt === 'caught-up') return finish()
-      await catchUp()
+      await lastCatchUp()
       if (leftDown) outcome.note = `${move.from} is down: its old copy of ${move.user} was left there`
       const trash = leftDown ? null : await retireOldCopy(fleet, move)
       if (!(await store.retireMove(move.id, trash)))
@@ -149,13 +160,14 @@ async function copyAndVerify(
 ): Promise<void> {
   const record = await store.getUser(move.user)
   if (!record) throw new Error(`${move.user} is no longer in the store`)
-  // Ask the target first: a sync towards a dead server fails on the source's side, with a message (seen on
-  // 2.3.19: the source's doveadm closes the connection) that would blame the source.
-  const [target] = await fleet.probe([move.to])
-  if (target && target.state !== 'ok') throw new CopyProblem(move.to, target.reason, true)
-  // The leaving copy last among the sources: it may be leaving because it fails.
+  // A dead target is found by the sync's first step (every copy's state), before any sync towards it, whose
+  // failure would blame the source (seen on 2.3.19: the source's doveadm closes the connection).
+  // The leaving copy last among the sources (it may be leaving because it fails), but it must take part
+  // unless its server is marked down: it may hold mail no other copy has (deliveries go to the first copy,
+  // and replication may lag), and Y must have that mail before it replaces X.
   const copies = [...record.copies.filter((c) => c !== move.from), move.from, move.to]
-  const source = await syncAll(fleet, move.user, copies, [move.to], outcome)
+  const required = fleet.server(move.from).state === 'down' ? [move.to] : [move.to, move.from]
+  const source = await syncAll(fleet, move.user, copies, required, outcome)
   for (let round = 1; ; round++) {
     const check = await verifyOneUser(fleet, {user: move.user, copies: [source, move.to]})
     outcome.messages = check.messages
