@@ -22,10 +22,23 @@ export function describeHolder(holder: LockHolder): string {
   return `"mailring ${holder.command}" (pid ${holder.pid} on ${holder.host}, since ${holder.since})`
 }
 
+/** Whether two records name the same holder (compare-and-delete of `mailring unlock`). */
+export function sameHolder(a: LockHolder, b: LockHolder): boolean {
+  return a.pid === b.pid && a.host === b.host && a.command === b.command && a.since === b.since
+}
+
 /** The one-line error every store gives when the cluster lock is taken. */
 export function lockedError(holder: LockHolder): MailringError {
   return new MailringError(
     `The cluster is locked by ${describeHolder(holder)}: wait for it to finish and try again.`,
     {code: 'locked', exitCode: ExitCode.locked},
+  )
+}
+
+/** The error of a holder whose lock another process broke with `mailring unlock`. */
+export function lockBrokenError(holder: LockHolder): MailringError {
+  return new MailringError(
+    `Lost the cluster lock of ${describeHolder(holder)}: \`mailring unlock\` broke it; stopped before writing anything more. Run the command again.`,
+    {code: 'lock_lost', exitCode: ExitCode.locked},
   )
 }
