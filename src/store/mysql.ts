@@ -13,7 +13,7 @@ import type {
 
 import {ExitCode, MailringError} from '../core/errors.js'
 import type {ServerState, Topology} from '../core/topology.js'
-import {describeHolder, holderNow, lockedError, sameHolder} from './lock.js'
+import {describeHolder, holderNow, LockedError, lockedError, sameHolder} from './lock.js'
 import {initialMetaRows, storeMetaOf} from './meta-rows.js'
 import {latestVersion, pendingMigrations} from './migrations/index.js'
 import {mysqlMigrations} from './migrations/mysql.js'
@@ -544,9 +544,8 @@ export class MysqlStore implements Store {
         const current = await this.lockRow(this.pool)
         throw current
           ? lockedError(current)
-          : new MailringError(
+          : new LockedError(
               `The cluster is locked by another mailring process that is just starting or stopping: try again.`,
-              {code: 'locked', exitCode: ExitCode.locked},
             )
       }
       // A row left behind means its holder's connection died without releasing: tell the new holder.
