@@ -1,6 +1,9 @@
+import {hostname} from 'node:os'
+
 import {formatDuration} from '../core/duration.js'
-import type {ClusterLock, Store} from '../store/store.js'
-import {describeHolder, LockedError, lockedError} from '../store/lock.js'
+import {ExitCode, MailringError} from '../core/errors.js'
+import type {ClusterLock, LockHolder, Store} from '../store/store.js'
+import {describeHolder, LockedError, lockedError, processAlive} from '../store/lock.js'
 
 export interface ClusterLockOptions {
   /** Wait up to this long (ms) for a lock another process holds, instead of failing at once (--wait). */
@@ -64,5 +67,57 @@ export async function acquireClusterLock(
       // A little jitter, so that processes waiting for one lock do not all try at once.
       await new Promise((resolve) => setTimeout(resolve, Math.min(left, pause * (0.8 + Math.random() * 0.4))))
     }
+  }
+}
+
+/** Whether the holder's process runs: known only on the holder's own host. */
+export type HolderRuns = 'yes' | 'no' | 'unknown'
+
+export interface LockState {
+  holder: LockHolder
+  runs: HolderRuns
+}
+
+/** Who holds the cluster lock, and whether its process still runs; undefined when no one does. */
+export async function readClusterLock(store: Store): Promise<LockState | undefined> {
+  const holder = await store.lockHolder()
+  if (!holder) return undefined
+  const runs = holder.host !== hostname() ? 'unknown' : processAlive(holder.pid) ? 'yes' : 'no'
+  return {holder, runs}
+}
+
+/** The holder and what is known of its process, for messages. */
+export function describeLockState(state: LockState): string {
+  const runs = {
+    yes: 'which still runs',
+    no: 'which no longer runs',
+    unknown: 'a process on another host: whether it still runs cannot be checked from here',
+  }[state.runs]
+  return `${describeHolder(state.holder)}, ${runs}`
+}
+
+/**
+ * Breaks the lock `state` names (`mailring unlock`) if that holder still holds it: 'unlocked', or
+ * 'released' when its holder freed it meanwhile. Refuses (exit code 3) a holder that still runs on this
+ * host (it is stopped, not unlocked) and a lock that another process took meanwhile.
+ */
+export async function breakClusterLock(store: Store, state: LockState): Promise<'unlocked' | 'released'> {
+  checkBreakable(state)
+  if (await store.breakLock(state.holder)) return 'unlocked'
+  const now = await store.lockHolder()
+  if (!now) return 'released'
+  throw new MailringError(
+    `Not unlocked: the cluster lock changed hands meanwhile and is held by ${describeHolder(now)} now: run unlock again to see it.`,
+    {code: 'locked', exitCode: ExitCode.locked},
+  )
+}
+
+/** Refuses to break the lock of a process that still runs on this host. */
+export function checkBreakable(state: LockState): void {
+  if (state.runs === 'yes') {
+    throw new MailringError(
+      `Not unlocked: ${describeHolder(state.holder)} still runs on this host: let it finish, or stop it (kill ${state.holder.pid}), which frees its lock.`,
+      {code: 'locked', exitCode: ExitCode.locked},
+    )
   }
 }

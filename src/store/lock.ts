@@ -41,10 +41,12 @@ export class LockedError extends MailringError {
 
 /** The error when `holder` has the lock; `waitedMs`: after waiting that long for it (--wait). */
 export function lockedError(holder: LockHolder, waitedMs?: number): LockedError {
+  // A holder on this host that no longer runs is taken over at once: only one elsewhere may need unlock.
+  const gone = holder.host === hostname() ? '' : '; if it no longer runs, `mailring unlock` frees the lock'
   return new LockedError(
     waitedMs === undefined
-      ? `The cluster is locked by ${describeHolder(holder)}: wait for it to finish and try again (--wait 5m waits for it).`
-      : `The cluster is still locked by ${describeHolder(holder)} after waiting ${formatDuration(waitedMs)}: try again later.`,
+      ? `The cluster is locked by ${describeHolder(holder)}: wait for it to finish and try again (--wait 5m waits for it)${gone}.`
+      : `The cluster is still locked by ${describeHolder(holder)} after waiting ${formatDuration(waitedMs)}: try again later${gone}.`,
     holder,
   )
 }
