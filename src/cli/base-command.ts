@@ -79,7 +79,8 @@ function describeError(
   error: unknown,
   usage?: UsageContext,
 ): {code: string; message: string; exitCode: number} {
-  if (isMailringError(error)) return {code: error.code, message: error.message, exitCode: error.exitCode}
+  if (isMailringError(error))
+    return {code: error.code, message: unwrapFlagParse(error.message), exitCode: error.exitCode}
   if (error instanceof Errors.CLIError) {
     // oclif's own parse errors exit 2, which mailring reserves for "changes pending".
     return {code: 'usage', message: `${usageMessage(error, usage)} (see --help)`, exitCode: ExitCode.error}
@@ -90,6 +91,14 @@ function describeError(
     message: `${message} (set MAILRING_DEBUG=1 for details)`,
     exitCode: ExitCode.error,
   }
+}
+
+/**
+ * oclif wraps what a flag's parse function throws (e.g. --wait's MailringError) as "Parsing --NAME \n\t...\n
+ * See more help with --help" (@oclif/core parser/parse.js): the message inside is the one to show.
+ */
+function unwrapFlagParse(message: string): string {
+  return /^Parsing --\S+ \n\t(.*)\nSee more help with --help$/s.exec(message)?.[1] ?? message
 }
 
 /** oclif's parse errors (@oclif/core parser/errors.js, validate.js) in mailring's one-line form. */

@@ -1,5 +1,7 @@
 import {Flags} from '@oclif/core'
 
+import {parseDuration} from '../core/duration.js'
+
 /** Flags that several commands share, defined once so they read the same everywhere. */
 export const topologyFlag = Flags.string({
   char: 't',
@@ -24,3 +26,17 @@ export const configFlag = Flags.string({
 
 /** The flags of every command that uses the store. */
 export const storeFlags = {db: dbFlag, config: configFlag}
+
+/**
+ * --wait DURATION: every command that takes the cluster lock has it (spread `lockFlags` into its flags;
+ * StoreCommand.locked requires the value, so a locking command cannot forget it).
+ */
+export const waitFlag = Flags.custom<number>({
+  summary:
+    'When another mailring holds the cluster lock, wait for it up to DURATION (e.g. 30s, 5m, 1h) instead of failing at once.',
+  helpValue: 'DURATION',
+  parse: async (input) => parseDuration(input, '--wait'),
+})()
+
+/** The flags of every command that takes the cluster lock. */
+export const lockFlags = {wait: waitFlag}

@@ -12,6 +12,12 @@ export interface StoreFlagValues {
   config?: string
 }
 
+/** The values of `lockFlags`, which every command that takes the cluster lock declares. */
+export interface LockFlagValues {
+  /** --wait, in milliseconds. */
+  wait: number | undefined
+}
+
 /** A command that works on the store: finds it, opens it, closes it, and takes the cluster lock on demand. */
 export abstract class StoreCommand extends BaseCommand {
   static override baseFlags = {...BaseCommand.baseFlags, ...storeFlags}
@@ -49,19 +55,24 @@ export abstract class StoreCommand extends BaseCommand {
     return this.openedStore
   }
 
-  /** Runs `work` on the store under the cluster lock, named after this command in messages. */
+  /**
+   * Runs `work` on the store under the cluster lock, named after this command in messages; waits for a lock
+   * another process holds when --wait (lockFlags) says so.
+   */
   protected async locked<T>(
-    flags: StoreFlagValues,
+    flags: StoreFlagValues & LockFlagValues,
     label: string,
     work: (store: Store, lock: ClusterLock) => Promise<T>,
   ): Promise<T> {
     const store = await this.store(flags)
-    return withClusterLock(
-      store,
-      label,
-      (lock) => work(store, lock),
-      (message) => this.warnUser(message),
-    )
+    return withClusterLock(store, label, (lock) => work(store, lock), {
+      ...(flags.wait === undefined ? {} : {waitMs: flags.wait}),
+      onStale: (message) => this.warnUser(message),
+      // Like progress: on a terminal only, never under --json.
+      onWaiting: (message) => {
+        if (!this.jsonEnabled() && process.stderr.isTTY) process.stderr.write(`${message}...\n`)
+      },
+    })
   }
 
   protected override async finally(error: Error | undefined): Promise<void> {

@@ -1,5 +1,6 @@
 import {Flags} from '@oclif/core'
 
+import {lockFlags} from '../cli/flags.js'
 import {StoreCommand} from '../cli/store-command.js'
 import {MailringError} from '../core/errors.js'
 import {
@@ -34,6 +35,7 @@ Exit codes: 0 recorded, 1 bad input (unknown --pairs server, missing table, colu
   ]
 
   static override flags = {
+    ...lockFlags,
     'from-columns': Flags.string({
       summary: "Columns of the operator's users table that hold the servers of each user (comma-separated).",
       exactlyOne: ['from-columns', 'from-csv'],

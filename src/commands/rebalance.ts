@@ -1,6 +1,7 @@
 import {Flags, type Interfaces} from '@oclif/core'
 
 import {confirmOrRefuse} from '../cli/confirm.js'
+import {lockFlags} from '../cli/flags.js'
 import {StoreCommand, type StoreFlagValues} from '../cli/store-command.js'
 import {loadTopologyFile} from '../config/topology-file.js'
 import {parseDuration} from '../core/duration.js'
@@ -98,6 +99,7 @@ Exit codes: --dry-run: 0 planned (with --detailed-exitcode: nothing to move), 2 
   ]
 
   static override flags = {
+    ...lockFlags,
     'dry-run': Flags.boolean({summary: 'Only plan: show the moves, change nothing.'}),
     topology: Flags.string({
       char: 't',

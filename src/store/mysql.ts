@@ -13,7 +13,7 @@ import type {
 
 import {ExitCode, MailringError} from '../core/errors.js'
 import type {ServerState, Topology} from '../core/topology.js'
-import {describeHolder, holderNow, lockedError} from './lock.js'
+import {describeHolder, holderNow, LockedError, lockedError, sameHolder} from './lock.js'
 import {initialMetaRows, storeMetaOf} from './meta-rows.js'
 import {latestVersion, pendingMigrations} from './migrations/index.js'
 import {mysqlMigrations} from './migrations/mysql.js'
@@ -567,14 +567,14 @@ export class MysqlStore implements Store {
         const current = await this.lockRow(this.pool)
         throw current
           ? lockedError(current)
-          : new MailringError(
+          : new LockedError(
               `The cluster is locked by another mailring process that is just starting or stopping: try again.`,
-              {code: 'locked', exitCode: ExitCode.locked},
             )
       }
       // A row left behind means its holder's connection died without releasing: tell the new holder.
       const previous = await this.lockRow(conn)
-      const token = randomUUID()
+      // The token names the connection that holds GET_LOCK, so that `mailring unlock` ends that one only.
+      const token = `${Number(row!.id)}:${randomUUID()}`
       await conn.query(
         'REPLACE INTO mailring_cluster_lock (id, token, pid, host, command, since) VALUES (1, ?, ?, ?, ?, ?)',
         [token, holder.pid, holder.host, holder.command, holder.since],
@@ -591,11 +591,46 @@ export class MysqlStore implements Store {
   }
 
   async lockHolder(): Promise<LockHolder | undefined> {
+    return this.guard(async () =>
+      (await this.lockConnection()) === undefined ? undefined : this.lockRow(this.pool),
+    )
+  }
+
+  async breakLock(expected: LockHolder): Promise<boolean> {
     return this.guard(async () => {
-      const [[row]] = await this.pool.query<Row[]>(`SELECT IS_USED_LOCK('${CLUSTER_LOCK_NAME}') AS id`)
-      if (row!.id === null) return undefined
-      return this.lockRow(this.pool)
+      const holding = await this.lockConnection()
+      if (holding === undefined) return false
+      const [rows] = await this.pool.query<Row[]>(
+        'SELECT token, pid, host, command, since FROM mailring_cluster_lock WHERE id = 1',
+      )
+      const row = rows[0]
+      // The row must be the holding connection's own: a row left by a holder whose connection died, read
+      // while a new holder has just taken GET_LOCK, names someone who no longer holds it.
+      if (
+        !row ||
+        !sameHolder(holderOfRow(row), expected) ||
+        String(row.token).split(':')[0] !== String(holding)
+      )
+        return false
+      try {
+        await this.pool.query(`KILL CONNECTION ${holding}`)
+      } catch (error) {
+        // Gone already: its holder released the lock, or its connection ended, in the meantime.
+        if ((error as {code?: string}).code === 'ER_NO_SUCH_THREAD') return false
+        throw error
+      }
+      await this.pool.query('DELETE FROM mailring_cluster_lock WHERE id = 1 AND token = ?', [row.token])
+      // KILL returns before the killed connection has ended and freed GET_LOCK: wait for that (briefly).
+      for (let waited = 0; waited < 5_000 && (await this.lockConnection()) === holding; waited += 50)
+        await new Promise((resolve) => setTimeout(resolve, 50))
+      return true
     })
+  }
+
+  /** The id of the connection that holds GET_LOCK, if one does. */
+  private async lockConnection(): Promise<number | undefined> {
+    const [[row]] = await this.pool.query<Row[]>(`SELECT IS_USED_LOCK('${CLUSTER_LOCK_NAME}') AS id`)
+    return row!.id === null ? undefined : Number(row!.id)
   }
 
   async usersTable(spec: UsersTableSpec): Promise<UsersTable> {
@@ -887,14 +922,7 @@ export class MysqlStore implements Store {
     const [rows] = await conn.query<Row[]>(
       'SELECT pid, host, command, since FROM mailring_cluster_lock WHERE id = 1',
     )
-    const row = rows[0]
-    if (!row) return undefined
-    return {
-      pid: Number(row.pid),
-      host: String(row.host),
-      command: String(row.command),
-      since: String(row.since),
-    }
+    return rows[0] && holderOfRow(rows[0])
   }
 
   private async topologyNow(conn: Queryable): Promise<Topology> {
@@ -1031,6 +1059,15 @@ class MysqlLock implements ClusterLock {
   }
 }
 
+function holderOfRow(row: Row): LockHolder {
+  return {
+    pid: Number(row.pid),
+    host: String(row.host),
+    command: String(row.command),
+    since: String(row.since),
+  }
+}
+
 /** Rows as arrays (no object per row). */
 async function arrayRows(conn: Queryable, sql: string, values: unknown[]): Promise<unknown[][]> {
   const [rows] = await conn.query<RowDataPacket[]>({sql, values, rowsAsArray: true})
@@ -1130,6 +1167,8 @@ export function mysqlStoreError(error: unknown, settings: MysqlSettings): unknow
     message = privilege
       ? `Store ${settings.location}: user ${user} lacks the ${privilege} privilege${privilege.includes(',') ? 's' : ''}${table ? ` on table ${table}` : ''}: GRANT ${PRIVILEGES_HINT} ON \`${settings.database}\`.* TO it.`
       : `Store ${settings.location}: user ${user} lacks a privilege (${raw}): GRANT ${PRIVILEGES_HINT} ON \`${settings.database}\`.* TO it.`
+  } else if (code === 'ER_KILL_DENIED_ERROR') {
+    message = `Store ${settings.location}: user ${user} may not end the connection that holds the cluster lock (${raw}): unlock as the database user that took it, or as one with the CONNECTION ADMIN (MySQL: CONNECTION_ADMIN) or SUPER privilege.`
   } else if (code === 'PROTOCOL_CONNECTION_LOST' || code === 'ECONNRESET' || code === 'EPIPE') {
     message = `Store ${settings.location}: lost the connection to the server; nothing of the interrupted step was written. Try again.`
   } else if (code === 'ER_LOCK_WAIT_TIMEOUT' || code === 'ER_LOCK_DEADLOCK') {

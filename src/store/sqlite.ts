@@ -8,7 +8,7 @@ import {ExitCode, MailringError} from '../core/errors.js'
 import type {Topology} from '../core/topology.js'
 import {pendingMigrations} from './migrations/index.js'
 import {sqliteMigrations} from './migrations/sqlite.js'
-import {holderNow, lockedError, processAlive} from './lock.js'
+import {holderNow, lockBrokenError, lockedError, processAlive} from './lock.js'
 import {initialMetaRows, storeMetaOf} from './meta-rows.js'
 import type {
   ClusterLock,
@@ -73,6 +73,17 @@ const BUSY_TIMEOUT_MS = 15_000
 export class SqliteStore implements Store {
   readonly location: string
   private readonly db: Database.Database
+  /** The lock this store holds: its token in the lock row, checked by every write. */
+  private heldLock?: {token: string; holder: LockHolder}
+  /** Transactions that write: each checks, before it commits, that a lock this store holds is still its own. */
+  private readonly writes = {
+    transaction: <A extends unknown[], T>(work: (...args: A) => T) =>
+      this.db.transaction((...args: A) => {
+        const result = work(...args)
+        this.checkLockHeld()
+        return result
+      }),
+  }
 
   private constructor(db: Database.Database, path: string) {
     this.db = db
@@ -153,7 +164,7 @@ export class SqliteStore implements Store {
 
   async writeTopology(topology: Topology): Promise<void> {
     this.guard(() =>
-      this.db
+      this.writes
         .transaction(() => {
           const changes = serverChanges(this.serverRows(), topology)
           this.db.prepare('DELETE FROM mailring_domain_servers').run()
@@ -201,7 +212,7 @@ export class SqliteStore implements Store {
   ): Promise<InsertUsersResult> {
     return tallyInserts(options, (tally) =>
       this.guard(() =>
-        this.db
+        this.writes
           .transaction(() => {
             const serverIds = serverIdsByName(this.serverRows())
             const insertUser = this.db.prepare(
@@ -237,7 +248,7 @@ export class SqliteStore implements Store {
 
   async replaceUsers(batches: Iterable<UserBatch>, remove: readonly string[]): Promise<ReplaceUsersResult> {
     return this.guard(() =>
-      this.db
+      this.writes
         .transaction(() => {
           const tally = new ReplaceTally()
           const serverIds = serverIdsByName(this.serverRows())
@@ -275,7 +286,7 @@ export class SqliteStore implements Store {
 
   async removeUsers(users: readonly string[]): Promise<string[]> {
     return this.guard(() =>
-      this.db
+      this.writes
         .transaction(() => {
           const remove = this.db.prepare('DELETE FROM mailring_users WHERE address = ?')
           return users.filter((user) => remove.run(user).changes > 0)
@@ -297,7 +308,7 @@ export class SqliteStore implements Store {
 
   async journalMoves(plan: string, moves: readonly NewMove[]): Promise<number> {
     return this.guard(() =>
-      this.db
+      this.writes
         .transaction(() => {
           const ids = serverIdsByName(this.serverRows())
           const userId = this.db.prepare('SELECT id FROM mailring_users WHERE address = ?').pluck()
@@ -362,7 +373,7 @@ export class SqliteStore implements Store {
 
   async switchMove(id: number): Promise<void> {
     this.guard(() =>
-      this.db
+      this.writes
         .transaction(() => {
           const move = this.db
             .prepare(
@@ -511,13 +522,19 @@ export class SqliteStore implements Store {
         })
         .immediate(),
     )
+    const held = {token, holder}
+    this.heldLock = held
     return {
       holder,
       ...(replacedStale ? {replacedStale} : {}),
-      // The lock is a row in the file: nothing can take it away while this process runs.
+      // The lock is a row in the file: only `mailring unlock` takes it away, which the checks below notice.
       lost: new Promise<Error>(() => {}),
-      assertHeld: () => {},
+      assertHeld: () => {
+        if (this.heldLock === held) this.guard(() => this.checkLockHeld())
+      },
       release: async () => {
+        if (this.heldLock !== held) return
+        this.heldLock = undefined
         if (!this.db.open) return
         this.guard(() =>
           this.db.prepare('DELETE FROM mailring_cluster_lock WHERE id = 1 AND token = ?').run(token),
@@ -528,6 +545,24 @@ export class SqliteStore implements Store {
 
   async lockHolder(): Promise<LockHolder | undefined> {
     return this.guard(() => this.lockRow())
+  }
+
+  async breakLock(expected: LockHolder): Promise<boolean> {
+    return this.guard(
+      () =>
+        this.db
+          .prepare(
+            'DELETE FROM mailring_cluster_lock WHERE id = 1 AND pid = ? AND host = ? AND command = ? AND since = ?',
+          )
+          .run(expected.pid, expected.host, expected.command, expected.since).changes === 1,
+    )
+  }
+
+  /** Throws (exit code 3) when the lock this store holds was broken by `mailring unlock`. */
+  private checkLockHeld(): void {
+    if (!this.heldLock) return
+    const token = this.db.prepare('SELECT token FROM mailring_cluster_lock WHERE id = 1').pluck().get()
+    if (token !== this.heldLock.token) throw lockBrokenError(this.heldLock.holder)
   }
 
   private lockRow(): LockHolder | undefined {

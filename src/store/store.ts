@@ -94,7 +94,8 @@ export interface ClusterLock {
   readonly replacedStale?: LockHolder
   /**
    * Settles (never rejects) with the error to report when the lock is lost, e.g. when the database
-   * connection that holds it breaks; stays pending for a lock that cannot be lost.
+   * connection that holds it breaks; stays pending where the store cannot tell at once (SQLite: a lock
+   * broken by `mailring unlock` is noticed by assertHeld and by the next write).
    */
   readonly lost: Promise<Error>
   /** Throws that error (exit code 3) once the lock is lost: long operations call it between steps. */
@@ -262,7 +263,15 @@ export interface Store {
   // Cluster lock: held by whoever changes placements.
   /** Takes the lock or throws a MailringError (exit code 3) naming the holder. */
   acquireLock(command: string): Promise<ClusterLock>
+  /** Who holds the lock now, if anyone. */
   lockHolder(): Promise<LockHolder | undefined>
+  /**
+   * Breaks the lock (`mailring unlock`) only if `expected` still holds it, compare-and-delete: a lock that
+   * another process took in between is never broken. True when it was broken; false when the lock was free
+   * or held by someone else. The holder stops with exit code 3 before its next write (MySQL: its lock
+   * connection is killed, so GET_LOCK is free at once).
+   */
+  breakLock(expected: LockHolder): Promise<boolean>
 
   /**
    * The operator's users table beside mailring's tables, after checking that it and its columns exist;

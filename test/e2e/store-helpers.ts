@@ -11,6 +11,7 @@ import {join} from 'node:path'
 import Database from 'better-sqlite3'
 import {expect} from 'vitest'
 
+import {SqliteStore} from '../../src/store/sqlite.js'
 import {repoRoot, runCli} from './cli.js'
 
 const runJs = join(repoRoot, 'bin', 'run.js')
@@ -68,6 +69,40 @@ export class CliSandbox {
   /** Starts the CLI with stdin open, for a process that must stay busy. */
   start(args: string[]): ChildProcessWithoutNullStreams {
     return spawn(process.execPath, [runJs, ...args], {cwd: this.dir, env: this.env})
+  }
+
+  /** Starts a CLI command that holds the cluster lock until its stdin ends; resolves once it holds it. */
+  async startLockHolder(args: string[] = ['users', 'import', '-']): Promise<ChildProcessWithoutNullStreams> {
+    const holder = this.start(args)
+    const deadline = Date.now() + 30_000
+    while (this.lockRow()?.pid !== holder.pid) {
+      if (Date.now() > deadline) throw new Error(`${args.join(' ')} never took the lock`)
+      await new Promise((resolve) => setTimeout(resolve, 100))
+    }
+    return holder
+  }
+
+  /** Holds the cluster lock from this test process, through the store API, as `mailring rebalance` would. */
+  async holdLock(): Promise<{release: () => Promise<void>}> {
+    const store = await SqliteStore.open(this.dbPath)
+    const lock = await store.acquireLock('rebalance')
+    return {
+      release: async () => {
+        await lock.release()
+        await store.close()
+      },
+    }
+  }
+
+  /** The cluster lock's row, read straight from the file. */
+  lockRow(): {pid: number; host: string; command: string} | undefined {
+    const db = new Database(this.dbPath, {readonly: true})
+    try {
+      return db.prepare('SELECT pid, host, command FROM mailring_cluster_lock').get() as
+        {pid: number; host: string; command: string} | undefined
+    } finally {
+      db.close()
+    }
   }
 
   /** Every row of every table, in a fixed order: equal dumps mean an unchanged store. */

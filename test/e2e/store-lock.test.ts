@@ -1,7 +1,6 @@
 import {once} from 'node:events'
 import {hostname} from 'node:os'
 
-import Database from 'better-sqlite3'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {CliSandbox} from './store-helpers.js'
@@ -16,18 +15,9 @@ describe('two mailring processes at once', () => {
 
   it('the second waits for no one: it is refused with exit code 3, naming the holder, and writes nothing', async () => {
     // An import from stdin holds the cluster lock until its input ends.
-    const importer = cli.start(['users', 'import', '-'])
+    const importer = await cli.startLockHolder()
     importer.stdin.write('first@example.com\n')
     const holderPid = importer.pid!
-    const deadline = Date.now() + 30_000
-    for (;;) {
-      const db = new Database(cli.dbPath, {readonly: true})
-      const row = db.prepare('SELECT pid FROM mailring_cluster_lock').get() as {pid: number} | undefined
-      db.close()
-      if (row?.pid === holderPid) break
-      if (Date.now() > deadline) throw new Error('the importer never took the lock')
-      await new Promise((resolve) => setTimeout(resolve, 100))
-    }
     const before = cli.dump()
 
     const refused = await cli.run(['add-node', 'mx04'])
@@ -35,7 +25,7 @@ describe('two mailring processes at once', () => {
     expect(refused.stdout).toBe('')
     expect(refused.stderr.trim()).toMatch(
       new RegExp(
-        `^Error: The cluster is locked by "mailring users import stdin" \\(pid ${holderPid} on ${hostname()}, since [0-9T:.Z-]+\\): wait for it to finish and try again\\.$`,
+        `^Error: The cluster is locked by "mailring users import stdin" \\(pid ${holderPid} on ${hostname()}, since [0-9T:.Z-]+\\): wait for it to finish and try again \\(--wait 5m waits for it\\)\\.$`,
       ),
     )
     const json = await cli.json<unknown>(['user', 'add', 'second@example.com'])
@@ -55,16 +45,7 @@ describe('two mailring processes at once', () => {
   })
 
   it('a lock left by a process that died is taken over, with a warning', async () => {
-    const crashed = cli.start(['users', 'import', '-'])
-    const deadline = Date.now() + 30_000
-    for (;;) {
-      const db = new Database(cli.dbPath, {readonly: true})
-      const row = db.prepare('SELECT pid FROM mailring_cluster_lock').get() as {pid: number} | undefined
-      db.close()
-      if (row?.pid === crashed.pid) break
-      if (Date.now() > deadline) throw new Error('the importer never took the lock')
-      await new Promise((resolve) => setTimeout(resolve, 100))
-    }
+    const crashed = await cli.startLockHolder()
     crashed.kill('SIGKILL')
     await once(crashed, 'exit')
     const next = await cli.run(['node', 'add', 'mx05'])

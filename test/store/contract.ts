@@ -313,6 +313,31 @@ export function storeContract(name: string, makeStore: () => Promise<ContractTar
       await second.release()
     })
 
+    it('breaks the lock only while the holder it names holds it, and the broken holder writes nothing more', async () => {
+      const other = await target.open()
+      others.push(other)
+      const lock = await store.acquireLock('users import')
+      const holder = (await other.lockHolder())!
+      expect(holder).toEqual(lock.holder)
+      expect(await other.breakLock({...holder, since: '2000-01-01T00:00:00.000Z'})).toBe(false)
+      expect(await other.lockHolder()).toEqual(lock.holder)
+
+      expect(await other.breakLock(holder)).toBe(true)
+      expect(await other.lockHolder()).toBeUndefined()
+      await expectMailringError(store.writeTopology(topology), ExitCode.locked, /^Lost the cluster lock/)
+      expect((await other.readTopology()).servers).toEqual([])
+      expect(await other.breakLock(holder)).toBe(false)
+
+      // Taken again by someone else: a break naming the old holder, or its late release, leaves it alone.
+      const next = await other.acquireLock('node add mx13')
+      expect(await store.breakLock(holder)).toBe(false)
+      await lock.release()
+      expect(await store.lockHolder()).toEqual(next.holder)
+      await other.writeTopology(topology)
+      await next.release()
+      expect(await store.lockHolder()).toBeUndefined()
+    })
+
     describe('the move journal', () => {
       beforeEach(async () => {
         await store.writeTopology(topology)

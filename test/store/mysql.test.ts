@@ -166,6 +166,21 @@ describe('mysql store on MariaDB', () => {
     await lock.release()
   })
 
+  it('unlock ends only the connection that holds GET_LOCK, never one the lock row does not name', async () => {
+    const lock = await store.acquireLock('users sync')
+    const holder = (await store.lockHolder())!
+    // As a row left by a holder whose connection died, read while a new holder has just taken GET_LOCK.
+    await db.rootExec(
+      `USE \`${database}\`; UPDATE mailring_cluster_lock SET token = CONCAT('999999:', SUBSTRING_INDEX(token, ':', -1))`,
+    )
+    const other = await MysqlStore.open(settings)
+    expect(await other.breakLock(holder)).toBe(false)
+    lock.assertHeld()
+    expect((await db.rootExec("SELECT IS_USED_LOCK('mailring_cluster') IS NOT NULL")).trim()).toBe('1')
+    await other.close()
+    await lock.release()
+  })
+
   it('stops a sync whose lock was lost between reading and writing', async () => {
     await db.rootExec(
       `USE \`${database}\`; CREATE TABLE users (email VARCHAR(200) PRIMARY KEY); INSERT INTO users VALUES ('a@example.com'), ('b@example.com');`,

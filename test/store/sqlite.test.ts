@@ -116,7 +116,7 @@ describe('sqlite store', () => {
     const error = await failure(store.acquireLock('node add'))
     expect(error.exitCode).toBe(ExitCode.locked)
     expect(error.message).toBe(
-      'The cluster is locked by "mailring rebalance" (pid 999999 on other-host, since 2024-01-01T00:00:00Z): wait for it to finish and try again.',
+      'The cluster is locked by "mailring rebalance" (pid 999999 on other-host, since 2024-01-01T00:00:00Z): wait for it to finish and try again (--wait 5m waits for it); if it no longer runs, `mailring unlock` frees the lock.',
     )
     await store.close()
   })

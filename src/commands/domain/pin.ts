@@ -1,5 +1,6 @@
 import {Args} from '@oclif/core'
 
+import {lockFlags} from '../../cli/flags.js'
 import {StoreCommand} from '../../cli/store-command.js'
 import {MailringError} from '../../core/errors.js'
 import {pinDomain} from '../../engine/cluster.js'
@@ -21,6 +22,7 @@ Exit codes: 0 pinned, 1 bad input (unknown server, invalid domain, too few serve
     domain: Args.string({ignoreStdin: true, description: 'domain, e.g. example.com', required: true}),
     servers: Args.string({ignoreStdin: true, description: 'server names', required: true}),
   }
+  static override flags = {...lockFlags}
 
   async run(): Promise<DomainPinResult> {
     const {argv, flags} = await this.parse(DomainPin)

@@ -1,5 +1,6 @@
 import {Args, Flags} from '@oclif/core'
 
+import {lockFlags} from '../../cli/flags.js'
 import {StoreCommand} from '../../cli/store-command.js'
 import {normalizeDomain} from '../../core/address.js'
 import {MailringError} from '../../core/errors.js'
@@ -20,6 +21,7 @@ export default class DomainSet extends StoreCommand {
 
   static override args = {domain: Args.string({ignoreStdin: true, description: 'domain', required: true})}
   static override flags = {
+    ...lockFlags,
     copies: Flags.string({summary: 'Copies of each mailbox of the domain, or "default".', required: true}),
   }
 

@@ -1,5 +1,6 @@
 import {Args} from '@oclif/core'
 
+import {lockFlags} from '../../cli/flags.js'
 import {StoreCommand} from '../../cli/store-command.js'
 import {normalizeDomain} from '../../core/address.js'
 import {unpinDomain} from '../../engine/cluster.js'
@@ -15,6 +16,7 @@ export default class DomainUnpin extends StoreCommand {
     'Exit codes: 0 unpinned, 1 bad input (domain not pinned), 3 cluster locked, 4 store error.'
   static override examples = ['<%= config.bin %> domain unpin archive.example.net']
   static override args = {domain: Args.string({ignoreStdin: true, description: 'domain', required: true})}
+  static override flags = {...lockFlags}
 
   async run(): Promise<DomainUnpinResult> {
     const {args, flags} = await this.parse(DomainUnpin)

@@ -1,6 +1,7 @@
 import {Args} from '@oclif/core'
 
 import {checkedServerFlags, serverFlags, stateValue} from '../../cli/server-flags.js'
+import {lockFlags} from '../../cli/flags.js'
 import {StoreCommand} from '../../cli/store-command.js'
 import {availabilityIssues} from '../../core/validate.js'
 import {addServer} from '../../engine/cluster.js'
@@ -26,7 +27,7 @@ Exit codes: 0 added, 1 bad input (duplicate name or address, invalid weight), 3 
   static override args = {
     name: Args.string({ignoreStdin: true, description: 'server name, e.g. mx13', required: true}),
   }
-  static override flags = {...serverFlags}
+  static override flags = {...serverFlags, ...lockFlags}
 
   async run(): Promise<NodeAddResult> {
     const {args, flags} = await this.parse(NodeAdd)

@@ -1,5 +1,6 @@
 import {Args} from '@oclif/core'
 
+import {lockFlags} from '../../cli/flags.js'
 import {StoreCommand} from '../../cli/store-command.js'
 import {setServer} from '../../engine/cluster.js'
 import {serverView, type ServerView} from '../../ui/servers.js'
@@ -17,6 +18,7 @@ Exit codes: 0 draining, 1 bad input (unknown server, too few servers left for th
 
   static override examples = ['<%= config.bin %> node drain mx03', '<%= config.bin %> node drain mx03 --json']
   static override args = {name: Args.string({ignoreStdin: true, description: 'server name', required: true})}
+  static override flags = {...lockFlags}
 
   async run(): Promise<NodeDrainResult> {
     const {args, flags} = await this.parse(NodeDrain)

@@ -1,5 +1,6 @@
 import {Args} from '@oclif/core'
 
+import {lockFlags} from '../../cli/flags.js'
 import {StoreCommand} from '../../cli/store-command.js'
 import {removeServer, type RemoveServerResult} from '../../engine/cluster.js'
 
@@ -16,6 +17,7 @@ Exit codes: 0 removed or now draining, 1 bad input (unknown server, pinned by a 
     '<%= config.bin %> node remove mx03 --json',
   ]
   static override args = {name: Args.string({ignoreStdin: true, description: 'server name', required: true})}
+  static override flags = {...lockFlags}
 
   async run(): Promise<NodeRemoveResult> {
     const {args, flags} = await this.parse(NodeRemove)

@@ -1,6 +1,7 @@
 import {Args} from '@oclif/core'
 
 import {checkedServerFlags, serverFlags, stateValue} from '../../cli/server-flags.js'
+import {lockFlags} from '../../cli/flags.js'
 import {StoreCommand} from '../../cli/store-command.js'
 import {MailringError} from '../../core/errors.js'
 import {setServer} from '../../engine/cluster.js'
@@ -23,7 +24,7 @@ Exit codes: 0 changed, 1 bad input (unknown server, invalid value, too few serve
   ]
 
   static override args = {name: Args.string({ignoreStdin: true, description: 'server name', required: true})}
-  static override flags = {...serverFlags}
+  static override flags = {...serverFlags, ...lockFlags}
 
   async run(): Promise<NodeSetResult> {
     const {args, flags} = await this.parse(NodeSet)

@@ -1,3 +1,4 @@
+import {lockFlags} from '../../cli/flags.js'
 import {StoreCommand} from '../../cli/store-command.js'
 import {cancelMoves} from '../../engine/rebalance-journal.js'
 import type {MoveRecord} from '../../store/store.js'
@@ -19,6 +20,7 @@ Exit codes: 0 cancelled (also when there was nothing to cancel), 3 cluster locke
     '<%= config.bin %> rebalance cancel',
     '<%= config.bin %> rebalance cancel --json',
   ]
+  static override flags = {...lockFlags}
 
   async run(): Promise<RebalanceCancelResult> {
     const {flags} = await this.parse(RebalanceCancel)

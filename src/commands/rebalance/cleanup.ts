@@ -1,6 +1,7 @@
 import {Flags} from '@oclif/core'
 
 import {confirmOrRefuse} from '../../cli/confirm.js'
+import {lockFlags} from '../../cli/flags.js'
 import {StoreCommand} from '../../cli/store-command.js'
 import {parseDuration} from '../../core/duration.js'
 import {ExitCode} from '../../core/errors.js'
@@ -31,6 +32,7 @@ Exit codes: 0 deleted (or nothing to delete), 1 bad input, not confirmed, or som
   ]
 
   static override flags = {
+    ...lockFlags,
     'older-than': Flags.string({
       summary: 'Only copies retired at least this long ago (e.g. 36h, 7d).',
       default: '7d',

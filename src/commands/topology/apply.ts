@@ -1,5 +1,6 @@
 import {Flags} from '@oclif/core'
 
+import {lockFlags} from '../../cli/flags.js'
 import {StoreCommand} from '../../cli/store-command.js'
 import {loadTopologyFile} from '../../config/topology-file.js'
 import type {PlanSummary} from '../../core/plan.js'
@@ -32,6 +33,7 @@ Exit codes: 0 shown or applied, 1 invalid file (each problem with file:line: key
   ]
 
   static override flags = {
+    ...lockFlags,
     file: Flags.string({char: 'f', summary: 'Topology file (YAML).', required: true}),
     yes: Flags.boolean({char: 'y', summary: 'Apply the change (otherwise only show it).'}),
   }

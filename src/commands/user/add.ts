@@ -1,5 +1,6 @@
 import {Args} from '@oclif/core'
 
+import {lockFlags} from '../../cli/flags.js'
 import {StoreCommand} from '../../cli/store-command.js'
 import {addUsers, type AddedUser} from '../../engine/cluster.js'
 import {renderTable} from '../../ui/table.js'
@@ -22,6 +23,7 @@ Exit codes: 0 added, 1 bad input (invalid address, existing user), 3 cluster loc
   static override args = {
     user: Args.string({ignoreStdin: true, description: 'user address(es)', required: true}),
   }
+  static override flags = {...lockFlags}
 
   async run(): Promise<UserAddResult> {
     const {argv, flags} = await this.parse(UserAdd)

@@ -1,5 +1,6 @@
 import {Args} from '@oclif/core'
 
+import {lockFlags} from '../../cli/flags.js'
 import {StoreCommand} from '../../cli/store-command.js'
 import {removeUsers} from '../../engine/cluster.js'
 
@@ -18,6 +19,7 @@ Exit codes: 0 removed, 1 bad input (unknown user, invalid address), 3 cluster lo
   static override args = {
     user: Args.string({ignoreStdin: true, description: 'user address(es)', required: true}),
   }
+  static override flags = {...lockFlags}
 
   async run(): Promise<UserRemoveResult> {
     const {argv, flags} = await this.parse(UserRemove)

@@ -3,6 +3,7 @@ import type {Readable} from 'node:stream'
 
 import {Args, Flags} from '@oclif/core'
 
+import {lockFlags} from '../../cli/flags.js'
 import {StoreCommand} from '../../cli/store-command.js'
 import {MailringError} from '../../core/errors.js'
 import {importUsers, type ImportResult} from '../../engine/users-import.js'
@@ -31,6 +32,7 @@ Exit codes: 0 imported, 1 bad input (nothing written), 3 cluster locked, 4 store
     }),
   }
   static override flags = {
+    ...lockFlags,
     'skip-invalid': Flags.boolean({
       summary: 'Skip invalid, duplicate and existing users instead of importing nothing.',
     }),

@@ -1,5 +1,6 @@
 import {Flags} from '@oclif/core'
 
+import {lockFlags} from '../../cli/flags.js'
 import {StoreCommand} from '../../cli/store-command.js'
 import {syncUsers, type UsersSyncResult} from '../../engine/users-sync.js'
 import type {ClusterLock, Store} from '../../store/store.js'
@@ -22,6 +23,7 @@ Exit codes: 0 synced, 1 bad input (no users_table, a missing table or column), 3
   ]
 
   static override flags = {
+    ...lockFlags,
     'dry-run': Flags.boolean({summary: 'Only report what would change; write nothing.'}),
     verbose: Flags.boolean({char: 'v', summary: 'List every added and retired user.'}),
   }
