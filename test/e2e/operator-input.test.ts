@@ -3,7 +3,14 @@ import {join} from 'node:path'
 
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
-import {expectRefused, seededSandbox, type CliSandbox} from './store-helpers.js'
+import {expectRefused, seededSandbox, type CliRun, type CliSandbox} from './store-helpers.js'
+
+/** A refusal that lists several lines (each bad line, then the summary), exit 1, nothing on stdout. */
+function expectRefusedLines(run: CliRun, lines: unknown[]): void {
+  expect(run.stdout).toBe('')
+  expect(run.stderr.trim().split('\n')).toEqual(lines)
+  expect(run.code).toBe(1)
+}
 
 describe('input that is wrong, refused as one mistake in one line', () => {
   let cli: CliSandbox
@@ -33,6 +40,52 @@ describe('input that is wrong, refused as one mistake in one line', () => {
       1,
       'nan.yaml:4: servers[0].weight: weight must be a number from 0.000001 to 1000000 (got NaN)',
     )
+    expect(cli.dump()).toBe(before)
+  })
+
+  it('adopt records nothing when a line cannot be recorded, says which separators it reads, and marks new users', async () => {
+    writeFileSync(join(cli.dir, 'all-bad.csv'), 'not-an-address,mx01\nuser1@example.org;mx01;mx99\n')
+    expectRefusedLines(await cli.run(['adopt', '--from-csv', 'all-bad.csv']), [
+      'Error: all-bad.csv:1: "not-an-address" is not an address of the form user@domain',
+      'Error: all-bad.csv:2: user1@example.org: unknown server "mx99" (mailring node list shows the servers)',
+      'Error: 2 lines of all-bad.csv cannot be recorded (1 invalid address, 1 naming an unknown server): nothing recorded (fix them, or pass --skip-invalid to record the rest).',
+    ])
+    expectRefusedLines(await cli.run(['adopt', '--from-csv', 'all-bad.csv', '--dry-run']), [
+      expect.stringMatching(/^Error: all-bad\.csv:1: /),
+      expect.stringMatching(/^Error: all-bad\.csv:2: /),
+      expect.stringMatching(/^Error: 2 lines of all-bad\.csv cannot be recorded /),
+    ])
+    writeFileSync(join(cli.dir, 'spaces.csv'), 'user1@example.org,mx01 mx02\n')
+    expectRefused(
+      await cli.run(['adopt', '--from-csv', 'spaces.csv']),
+      1,
+      'spaces.csv:1: user1@example.org: "mx01 mx02" is not one server: separate the user and its servers with ",", ";" or a tab: nothing recorded (fix it, or pass --skip-invalid to record the rest).',
+    )
+    const skipped = await cli.run(['adopt', '--from-csv', 'all-bad.csv', '--skip-invalid'])
+    expect(skipped.code).toBe(0)
+    expect(skipped.stderr.trim().split('\n')).toEqual([
+      'Warning: all-bad.csv:1: "not-an-address" is not an address of the form user@domain (skipped)',
+      'Warning: all-bad.csv:2: user1@example.org: unknown server "mx99" (mailring node list shows the servers) (skipped)',
+    ])
+    expect(skipped.stdout.trim()).toBe(
+      'Recorded the copies of 0 users from all-bad.csv (0 new to mailring, 0 replaced); 2 skipped (see the warnings). Next: mailring rebalance --dry-run.',
+    )
+    expect(cli.dump()).toBe(before)
+
+    // ";" and a tab separate fields too; an address the store does not hold is shown as new before it is written.
+    writeFileSync(
+      join(cli.dir, 'placements.csv'),
+      'user1@example.org;mx03;mx01\nnewbie@example.com\tmx02\tmx03\n',
+    )
+    const dry = await cli.run(['adopt', '--from-csv', 'placements.csv', '--dry-run'])
+    expect(dry.code).toBe(0)
+    expect(dry.stderr).toBe('')
+    expect(dry.stdout.trim().split('\n')).toEqual([
+      'USER                COPIES     NEW',
+      'newbie@example.com  mx02,mx03  new',
+      'user1@example.org   mx03,mx01',
+      'Would record the copies of 2 users from placements.csv (1 new to mailring, 1 known); nothing written (--dry-run).',
+    ])
     expect(cli.dump()).toBe(before)
   })
 
