@@ -33,6 +33,8 @@ export interface CliOptions {
   cwd?: string
   /** Kill the child after this many milliseconds (default 120 s). */
   timeoutMs?: number
+  /** A command that runs the CLI, e.g. ['setpriv', '--reuid=nobody', ...] for another user. */
+  prefix?: readonly string[]
 }
 
 export function runCli<T = unknown>(
@@ -52,9 +54,10 @@ export function runCli<T = unknown>(
   }
   const started = Date.now()
   return new Promise((resolvePromise) => {
+    const [command, ...prefixArgs] = [...(options.prefix ?? []), process.execPath]
     const child = execFile(
-      process.execPath,
-      [runJs, ...args],
+      command!,
+      [...prefixArgs, runJs, ...args],
       {
         cwd: options.cwd ?? repoRoot,
         env,
