@@ -228,7 +228,7 @@ async function* planParts(
       )
     }
     const code = (error as NodeJS.ErrnoException).code
-    if (typeof code !== 'string') throw error
+    if (error instanceof MailringError || typeof code !== 'string') throw error
     throw new MailringError(
       `Cannot read plan ${path}: ${code === 'ENOENT' ? 'no such file' : (error as Error).message}.`,
     )

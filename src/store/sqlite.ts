@@ -70,12 +70,12 @@ const BUSY_TIMEOUT_MS = 15_000
 process.env.SQLITE_USE_URI ??= '1'
 
 /**
- * How a store that this user may only read is open: `immutable` when SQLite reads the file without its
- * -wal and -shm files (none exist, and the folder is not this user's to create them), which holds only as
- * long as nobody writes the file: `signature` is the file as it was when opened, checked after every read.
+ * How a store that this user may only read is open. `signature` is set when SQLite reads the file as
+ * immutable, without its -wal and -shm files (none exist, and the folder is not this user's to create
+ * them), which holds only as long as nobody writes the file: it is the file as it was when opened, and is
+ * checked after every read.
  */
 interface ReadOnly {
-  immutable: boolean
   signature?: string
 }
 
@@ -721,7 +721,7 @@ function openReadOnly(path: string): {db: Database.Database; how: ReadOnly} {
     const db = guard(path, () => new Database(path, {readonly: true, fileMustExist: true}))
     try {
       db.prepare('SELECT count(*) FROM sqlite_master').get()
-      return {db, how: {immutable: false}}
+      return {db, how: {}}
     } catch {
       // The writer closed the store meanwhile and took its -wal file with it: read the file as it is.
       db.close()
@@ -730,7 +730,7 @@ function openReadOnly(path: string): {db: Database.Database; how: ReadOnly} {
   const signature = fileSignature(path)
   const uri = `file:${path.replace(/[%?#]/g, (c) => `%${c.charCodeAt(0).toString(16)}`)}?immutable=1`
   const db = guard(path, () => new Database(uri, {readonly: true, fileMustExist: true}))
-  return {db, how: {immutable: true, signature}}
+  return {db, how: {signature}}
 }
 
 /** What changes when a file is written: its identity, size and times. */
