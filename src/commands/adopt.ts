@@ -21,12 +21,14 @@ export default class Adopt extends StoreCommand {
     "Record where users' copies are today, so that the first rebalance moves only what has to move."
   static override description = `Takes the current placement of a running deployment from
   --from-columns hostA,hostB   columns of the operator's users table (config section users_table), each holding one server's name or address (empty or NULL: no copy);
-  --from-csv FILE              lines user,server,server,... (primary first; a header line is allowed);
+  --from-csv FILE              lines user,server,server,... (primary first), fields separated by ",", ";" or a tab; a header line and # comments are allowed;
 and, with --pairs A:B,C:D, completes a pair layout: every user of server A is also on B, and the other way round.
 
-Servers are matched by name or address. Users that name an unknown server are reported and not recorded: nothing is guessed. Users mailring does not know yet are created with those copies; the copies of known users are replaced. One transaction under the cluster lock; --dry-run shows what would be recorded. Afterwards \`mailring rebalance --dry-run\` plans moves only for users whose copies differ from their targets.
+Servers are matched by name or address: nothing is guessed. Users mailring does not know yet are created with those copies (adopting a running deployment fills an empty store); the copies of known users are replaced. The output marks the new users, so that --dry-run shows a misspelt address before anything is written.
 
-Exit codes: 0 recorded, 1 bad input (unknown --pairs server, missing table, column or file), 3 cluster locked, 4 store error.`
+All or nothing: an invalid address, an unknown server, a row naming no server or a user given twice stops the adoption with every problem listed by line, and nothing is written. With --skip-invalid those rows are skipped and reported, and the rest is recorded. One transaction under the cluster lock. Afterwards \`mailring rebalance --dry-run\` plans moves only for users whose copies differ from their targets.
+
+Exit codes: 0 recorded, 1 bad input (nothing written: rows that cannot be recorded, unknown --pairs server, missing table, column or file), 3 cluster locked, 4 store error.`
 
   static override examples = [
     '<%= config.bin %> adopt --from-columns hostA,hostB --dry-run',
@@ -41,10 +43,13 @@ Exit codes: 0 recorded, 1 bad input (unknown --pairs server, missing table, colu
       exactlyOne: ['from-columns', 'from-csv'],
     }),
     'from-csv': Flags.string({
-      summary: 'CSV file: user,server,server,...',
+      summary: 'CSV file: user,server,server,... (",", ";" or a tab between the fields).',
       exactlyOne: ['from-columns', 'from-csv'],
     }),
     pairs: Flags.string({summary: 'Pair layout: A:B,C:D — every user of A is also on B, and of B on A.'}),
+    'skip-invalid': Flags.boolean({
+      summary: 'Skip rows that cannot be recorded (reported) instead of recording nothing.',
+    }),
     'dry-run': Flags.boolean({summary: 'Only show what would be recorded; write nothing.'}),
     verbose: Flags.boolean({char: 'v', summary: 'List every user recorded.'}),
   }
@@ -69,6 +74,7 @@ Exit codes: 0 recorded, 1 bad input (unknown --pairs server, missing table, colu
         flags.pairs === undefined ? undefined : parsePairs(flags.pairs, await store.readTopology())
       return adoptPlacements(store, source, {
         dryRun: flags['dry-run'],
+        skipInvalid: flags['skip-invalid'],
         ...(pairs ? {pairs} : {}),
         ...(lock ? {lock} : {}),
       })
@@ -77,36 +83,29 @@ Exit codes: 0 recorded, 1 bad input (unknown --pairs server, missing table, colu
       ? await work(await this.store(flags))
       : await this.locked(flags, 'adopt', work)
 
-    for (const problem of result.unknownServers.slice(0, SHOWN))
-      this.warnUser(`${problem.where}: ${problem.user}: ${problem.reason}: not recorded`)
-    if (result.unknownServerCount > SHOWN)
-      this.warnUser(
-        `... ${result.unknownServerCount - SHOWN} more users naming unknown servers, not recorded`,
-      )
-    for (const problem of result.invalid.slice(0, SHOWN))
-      this.warnUser(`${problem.where}: "${problem.user}": ${problem.reason} (skipped)`)
-    if (result.invalidCount > SHOWN)
-      this.warnUser(`... ${result.invalidCount - SHOWN} more invalid addresses skipped`)
-    if (result.noCopies > 0) this.warnUser(`${result.noCopies} users name no server: not recorded`)
-    if (result.repeated > 0)
-      this.warnUser(`${result.repeated} users are given more than once: the last entry counts`)
+    for (const problem of result.problems.slice(0, SHOWN))
+      this.warnUser(`${problem.where}: ${problem.message} (skipped)`)
+    const skipped = Object.values(result.skipped).reduce((sum, n) => sum + n, 0)
+    if (skipped > SHOWN) this.warnUser(`... ${skipped - SHOWN} more skipped`)
+    if (result.recorded === 0 && skipped === 0)
+      this.warnUser(`${result.source} names no user: nothing recorded.`)
 
     const shown = flags.verbose ? result.users : result.users.slice(0, SHOWN)
     if (shown.length > 0) {
       this.log(
         renderTable(
-          ['USER', 'COPIES'],
-          shown.map((u) => [u.user, u.copies.join(',')]),
+          ['USER', 'COPIES', 'NEW'],
+          shown.map((u) => [u.user, u.copies.join(','), u.new ? 'new' : '']),
         ),
       )
       if (shown.length < result.users.length)
         this.log(`... and ${result.users.length - shown.length} more users (--verbose lists all)`)
     }
-    const skipped = result.unknownServerCount + result.invalidCount + result.noCopies
+    const rest = skipped > 0 ? `; ${skipped} skipped (see the warnings)` : ''
     this.log(
       result.dryRun
-        ? `Would record the copies of ${result.recorded} users from ${result.source}${skipped > 0 ? `; ${skipped} not recorded (see the warnings)` : ''}; nothing written (--dry-run).`
-        : `Recorded the copies of ${result.recorded} users from ${result.source} (${result.created} new, ${result.replaced} replaced)${skipped > 0 ? `; ${skipped} not recorded (see the warnings)` : ''}. Next: mailring rebalance --dry-run.`,
+        ? `Would record the copies of ${result.recorded} users from ${result.source} (${result.created} new to mailring, ${result.replaced} known)${rest}; nothing written (--dry-run).`
+        : `Recorded the copies of ${result.recorded} users from ${result.source} (${result.created} new to mailring, ${result.replaced} replaced)${rest}. Next: mailring rebalance --dry-run.`,
     )
     return result
   }

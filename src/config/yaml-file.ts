@@ -1,6 +1,6 @@
 import {readFileSync} from 'node:fs'
 
-import {isNode, LineCounter, parseDocument, type Document} from 'yaml'
+import {isMap, isNode, isScalar, LineCounter, parseDocument, type Document} from 'yaml'
 
 import {MailringError} from '../core/errors.js'
 import {formatPath, type IssuePath, type ValidationIssue} from '../core/validate.js'
@@ -39,7 +39,14 @@ export function parseYamlText(text: string, path: string): YamlFile {
     path,
     data: doc.toJS(),
     lineOf(issuePath) {
-      // The closest node that exists: a missing key is reported at its parent.
+      // A key's own line (a list under "servers:" starts a line below it), else the closest node that
+      // exists: a missing key is reported at its parent.
+      const key = issuePath[issuePath.length - 1]
+      const parent = issuePath.length === 1 ? doc.contents : doc.getIn(issuePath.slice(0, -1), true)
+      if (typeof key === 'string' && isMap(parent)) {
+        const pair = parent.items.find((item) => isScalar(item.key) && item.key.value === key)
+        if (isNode(pair?.key) && pair.key.range) return lineCounter.linePos(pair.key.range[0]).line
+      }
       for (let depth = issuePath.length; depth >= 0; depth--) {
         const node = depth === 0 ? doc.contents : doc.getIn(issuePath.slice(0, depth), true)
         if (isNode(node) && node.range) return lineCounter.linePos(node.range[0]).line

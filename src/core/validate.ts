@@ -26,6 +26,9 @@ export interface ValidationIssue {
 const SERVER_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/
 const HOST_NAME =
   /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/
+const TOPOLOGY_KEYS = ['algorithm', 'copies', 'servers', 'domains']
+const SERVER_KEYS = ['name', 'address', 'zone', 'weight', 'state']
+const DOMAIN_KEYS = ['domain', 'servers', 'copies']
 /** Copies of one mailbox at most (R). */
 export const MAX_COPIES = 16
 
@@ -52,7 +55,7 @@ export function parseTopology(input: unknown): {topology?: Topology; issues: Val
     problem([], 'a topology is a mapping with keys copies, servers and domains')
     return {issues}
   }
-  unknownKeys(input, ['algorithm', 'copies', 'servers', 'domains'], [], problem)
+  const misspelt = unknownKeys(input, TOPOLOGY_KEYS, [], problem)
 
   let algorithm = PLACEMENT_ALGORITHM_VERSION
   if (input.algorithm !== undefined) {
@@ -69,7 +72,8 @@ export function parseTopology(input: unknown): {topology?: Topology; issues: Val
 
   const servers: Server[] = []
   if (!Array.isArray(input.servers) || input.servers.length === 0) {
-    problem(['servers'], 'must be a list with at least one server (name, address, zone, weight, state)')
+    if (!(input.servers === undefined && misspelt.has('servers')))
+      problem(['servers'], 'must be a list with at least one server (name, address, zone, weight, state)')
   } else {
     input.servers.forEach((entry, i) => {
       const server = parseServer(entry, ['servers', i], problem)
@@ -96,11 +100,14 @@ export function parseTopology(input: unknown): {topology?: Topology; issues: Val
     if (!Array.isArray(input.domains))
       problem(['domains'], 'must be a list of domain policies (domain, servers, copies)')
     else {
-      // Names of entries that failed for another reason still count, so one bad weight is one error.
+      // Names of entries that failed for another reason still count, so one bad weight or one misspelt
+      // key is one error, and not also an error for every pin to those servers.
+      const entries = meantValue(input, 'servers', TOPOLOGY_KEYS)
       const names = new Set(
-        (Array.isArray(input.servers) ? (input.servers as unknown[]) : []).flatMap((entry) =>
-          isRecord(entry) && entry.name !== undefined ? [String(entry.name)] : [],
-        ),
+        (Array.isArray(entries) ? (entries as unknown[]) : []).flatMap((entry) => {
+          const name = isRecord(entry) ? meantValue(entry, 'name', SERVER_KEYS) : undefined
+          return name === undefined ? [] : [String(name)]
+        }),
       )
       input.domains.forEach((entry, i) => {
         const policy = parseDomainPolicy(entry, ['domains', i], names, problem)
@@ -165,7 +172,7 @@ export function serverAddressProblem(address: string): string | undefined {
 }
 
 /** What is wrong with a weight, to follow "weight " or "--weight ", or undefined when it is fine. */
-export function weightProblem(weight: unknown, given: string = JSON.stringify(weight)): string | undefined {
+export function weightProblem(weight: unknown, given: string = shown(weight)): string | undefined {
   if (typeof weight === 'number' && Number.isFinite(weight) && weight >= MIN_WEIGHT && weight <= MAX_WEIGHT)
     return undefined
   return `must be a number from ${MIN_WEIGHT.toFixed(6)} to ${MAX_WEIGHT} (got ${given})`
@@ -177,7 +184,7 @@ function parseServer(entry: unknown, path: IssuePath, problem: Problem): Server 
     return undefined
   }
   const before = problem.count()
-  unknownKeys(entry, ['name', 'address', 'zone', 'weight', 'state'], path, problem)
+  const misspelt = unknownKeys(entry, SERVER_KEYS, path, problem)
   const name =
     typeof entry.name === 'string'
       ? entry.name
@@ -185,7 +192,7 @@ function parseServer(entry: unknown, path: IssuePath, problem: Problem): Server 
         ? String(entry.name)
         : undefined
   const nameIssue = serverNameProblem(name ?? entry.name)
-  if (nameIssue) problem([...path, 'name'], nameIssue)
+  if (nameIssue && !(entry.name === undefined && misspelt.has('name'))) problem([...path, 'name'], nameIssue)
   const address = entry.address === undefined || entry.address === null ? '' : String(entry.address)
   const addressIssue = serverAddressProblem(address)
   if (addressIssue) problem([...path, 'address'], addressIssue)
@@ -200,10 +207,7 @@ function parseServer(entry: unknown, path: IssuePath, problem: Problem): Server 
   if (weightIssue) problem([...path, 'weight'], `weight ${weightIssue}`)
   const state = entry.state === undefined ? 'active' : entry.state
   if (!SERVER_STATES.includes(state as ServerState)) {
-    problem(
-      [...path, 'state'],
-      `state must be one of ${SERVER_STATES.join(', ')} (got ${JSON.stringify(state)})`,
-    )
+    problem([...path, 'state'], `state must be one of ${SERVER_STATES.join(', ')} (got ${shown(state)})`)
   }
   if (problem.count() > before) return undefined
   return {
@@ -226,12 +230,13 @@ function parseDomainPolicy(
     return undefined
   }
   const before = problem.count()
-  unknownKeys(entry, ['domain', 'servers', 'copies'], path, problem)
+  const misspelt = unknownKeys(entry, DOMAIN_KEYS, path, problem)
   const domain =
     typeof entry.domain === 'string'
       ? canonicalDomain(entry.domain)
       : {reason: 'a domain policy needs a domain, e.g. example.com'}
-  if (typeof domain !== 'string') problem([...path, 'domain'], domain.reason)
+  if (typeof domain !== 'string' && !(entry.domain === undefined && misspelt.has('domain')))
+    problem([...path, 'domain'], domain.reason)
   let servers: string[] | undefined
   if (entry.servers !== undefined) {
     if (!Array.isArray(entry.servers) || entry.servers.length === 0) {
@@ -246,7 +251,7 @@ function parseDomainPolicy(
     }
   }
   const copies = copiesValue(entry.copies, [...path, 'copies'], problem)
-  if (servers === undefined && copies === undefined)
+  if (servers === undefined && copies === undefined && !misspelt.has('servers') && !misspelt.has('copies'))
     problem(path, 'a domain policy sets servers, copies or both')
   if (problem.count() > before) return undefined
   return {
@@ -259,22 +264,65 @@ function parseDomainPolicy(
 function copiesValue(value: unknown, path: IssuePath, problem: Problem): number | undefined {
   if (value === undefined) return undefined
   if (!Number.isInteger(value) || (value as number) < 1 || (value as number) > MAX_COPIES) {
-    problem(path, `copies must be a whole number from 1 to ${MAX_COPIES} (got ${JSON.stringify(value)})`)
+    problem(path, `copies must be a whole number from 1 to ${MAX_COPIES} (got ${shown(value)})`)
     return undefined
   }
   return value as number
 }
 
+/**
+ * Reports every key of `record` that is not `known`, and returns the known keys that those look like
+ * misspellings of: a missing key that was only misspelt is then not reported a second time.
+ */
 function unknownKeys(
   record: Record<string, unknown>,
-  known: string[],
+  known: readonly string[],
   path: IssuePath,
   problem: Problem,
-): void {
+): Set<string> {
+  const meant = new Set<string>()
   for (const key of Object.keys(record)) {
-    if (!known.includes(key))
-      problem([...path, key], `unknown key "${key}" (expected one of ${known.join(', ')})`)
+    if (known.includes(key)) continue
+    const likely = known.find((candidate) => looksLike(key, candidate))
+    if (likely !== undefined) meant.add(likely)
+    problem(
+      [...path, key],
+      `unknown key "${key}"${likely === undefined ? '' : `: did you mean "${likely}"?`} (expected one of ${known.join(', ')})`,
+    )
   }
+  return meant
+}
+
+/** The value of `key`, or else of an unknown key that misspells it: what later checks still go by. */
+function meantValue(record: Record<string, unknown>, key: string, known: readonly string[]): unknown {
+  if (record[key] !== undefined) return record[key]
+  const slip = Object.keys(record).find((other) => !known.includes(other) && looksLike(other, key))
+  return slip === undefined ? undefined : record[slip]
+}
+
+/** Whether `key` is `candidate` with a slip: other case, or at most two letters added, lost, changed or swapped. */
+function looksLike(key: string, candidate: string): boolean {
+  const a = key.toLowerCase()
+  const b = candidate.toLowerCase()
+  if (Math.abs(a.length - b.length) > 2) return false
+  // Optimal string alignment distance: edits, with a swap of two neighbours counting as one.
+  const d = Array.from({length: a.length + 1}, (_, i) =>
+    Array.from({length: b.length + 1}, (_, j) => (i === 0 ? j : j === 0 ? i : 0)),
+  )
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1
+      d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost)
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1])
+        d[i]![j] = Math.min(d[i]![j]!, d[i - 2]![j - 2]! + 1)
+    }
+  }
+  return d[a.length]![b.length]! <= Math.min(2, b.length - 2)
+}
+
+/** A value as a message shows it after "got": JSON, but NaN and the infinities by name (JSON says null). */
+function shown(value: unknown): string {
+  return typeof value === 'number' && !Number.isFinite(value) ? String(value) : String(JSON.stringify(value))
 }
 
 function duplicates(

@@ -6,10 +6,10 @@ import {AddressChecker} from '../core/address-checker.js'
 import {MailringError} from '../core/errors.js'
 import type {Topology} from '../core/topology.js'
 import type {ClusterLock, Store, UserBatch, UsersTable} from '../store/store.js'
+import {inputRefused, PROBLEMS_KEPT, type InputProblem} from './input-problems.js'
 import {checkAlgorithm} from './topology-check.js'
 
 const BATCH_SIZE = 10_000
-const PROBLEMS_KEPT = 1000
 
 /** One user as a source records it: the address and the servers (names or addresses) holding copies. */
 export interface AdoptRow {
@@ -17,23 +17,29 @@ export interface AdoptRow {
   servers: string[]
   /** Where it came from, for messages: "FILE:LINE" or "table users". */
   where: string
+  /** Its line in a file, for "a duplicate of line N". */
+  line?: number
 }
 
 export interface AdoptSource {
-  /** For messages and the result: "--from-columns hostA,hostB of users", "--from-csv FILE". */
+  /** For messages and the result: "columns hostA, hostB of users", a file name. */
   name: string
+  /** What one row is called in messages: "line" of a file, "row" of a table. */
+  rowName: string
   rows(): AsyncIterable<AdoptRow[]>
 }
 
-export interface AdoptProblem {
-  user: string
-  where: string
-  reason: string
+export type AdoptProblemKind = 'invalid' | 'unknown-server' | 'no-server' | 'duplicate'
+
+export interface AdoptProblem extends InputProblem {
+  kind: AdoptProblemKind
 }
 
 export interface AdoptedUser {
   user: string
   copies: string[]
+  /** Not in the store before: adopt creates it. */
+  new: boolean
 }
 
 export interface AdoptResult {
@@ -46,24 +52,24 @@ export interface AdoptResult {
   replaced: number
   /** What is (or would be) recorded, user by user, sorted. */
   users: AdoptedUser[]
-  /** Users not recorded because a server they name is unknown: reported, never guessed. */
-  unknownServers: AdoptProblem[]
-  unknownServerCount: number
-  /** Users not recorded because the source names no server for them. */
-  noCopies: number
-  /** Rows whose address is invalid (the first 1000). */
-  invalid: AdoptProblem[]
-  invalidCount: number
-  /** Users named more than once: the last row wins. */
-  repeated: number
+  /** Rows skipped with --skip-invalid (without it, any of them records nothing), by kind. */
+  skipped: Record<AdoptProblemKind, number>
+  /** The first 1000 of those, in the source's order. */
+  problems: AdoptProblem[]
 }
 
 export interface AdoptOptions {
   dryRun: boolean
+  /** Skip and report rows that cannot be recorded; without it, any such row records nothing. */
+  skipInvalid: boolean
   /** Pair layout: each server of a pair holds every user of the other. */
   pairs?: readonly [string, string][]
   lock?: ClusterLock
 }
+
+/** What separates the fields of an --from-csv line. */
+export const CSV_SEPARATORS = /[,;\t]/
+const SEPARATORS_TEXT = 'separate the user and its servers with ",", ";" or a tab'
 
 /** Maps a server name or address (any case) to the server's name. */
 export function serverResolver(topology: Topology): (value: string) => string | undefined {
@@ -108,9 +114,11 @@ export function parsePairs(text: string, topology: Topology): [string, string][]
 
 /**
  * `mailring adopt`: records where users' copies are today (current placement), so that the first
- * rebalance moves only what has to move. Users mailring does not know are created with those copies;
- * known users get their copies replaced. Users naming an unknown server are reported, not recorded.
- * One transaction; the caller holds the cluster lock (unless dry run).
+ * rebalance moves only what has to move. Users mailring does not know are created with those copies
+ * (adopting a running deployment fills an empty store); known users get their copies replaced. A row with
+ * an invalid address, an unknown server, no server or a user given before records nothing at all, unless
+ * `skipInvalid`: then such rows are skipped and reported. One transaction; the caller holds the cluster
+ * lock (unless dry run).
  */
 export async function adoptPlacements(
   store: Store,
@@ -133,24 +141,38 @@ export async function adoptPlacements(
   }
   const checker = new AddressChecker()
   const recorded = new Map<string, string[]>()
-  const unknownServers: AdoptProblem[] = []
-  const invalid: AdoptProblem[] = []
-  let unknownServerCount = 0
-  let invalidCount = 0
-  let noCopies = 0
-  let repeated = 0
+  /** Every valid address given, with its line: a second row for one user is ambiguous. */
+  const given = new Map<string, number | undefined>()
+  const problems: AdoptProblem[] = []
+  const skipped: Record<AdoptProblemKind, number> = {
+    invalid: 0,
+    'unknown-server': 0,
+    'no-server': 0,
+    duplicate: 0,
+  }
+  const problem = (row: AdoptRow, kind: AdoptProblemKind, message: string): void => {
+    skipped[kind]++
+    if (problems.length < PROBLEMS_KEPT) problems.push({where: row.where, kind, message})
+  }
   for await (const rows of source.rows()) {
     for (const row of rows) {
-      const check =
-        row.user.trim() === '' ? {ok: false as const, reason: 'empty address'} : checker.check(row.user)
-      if (!check.ok) {
-        invalidCount++
-        if (invalid.length < PROBLEMS_KEPT)
-          invalid.push({user: row.user, where: row.where, reason: check.reason})
+      const check = row.user.trim() === '' ? undefined : checker.check(row.user)
+      if (!check?.ok) {
+        const reason = check?.reason ?? 'no address before the servers'
+        problem(row, 'invalid', /\s/.test(row.user.trim()) ? `${reason}: ${SEPARATORS_TEXT}` : reason)
         continue
       }
       const user = check.user
-      if (recorded.delete(user)) repeated++
+      if (given.has(user)) {
+        const first = given.get(user)
+        problem(
+          row,
+          'duplicate',
+          `${user} is a duplicate of ${first === undefined ? `an earlier ${source.rowName}` : `line ${first}`}`,
+        )
+        continue
+      }
+      given.set(user, row.line)
       const copies: string[] = []
       const unknown: string[] = []
       for (const value of row.servers) {
@@ -160,13 +182,14 @@ export async function adoptPlacements(
         else if (!copies.includes(name)) copies.push(name)
       }
       if (unknown.length > 0) {
-        unknownServerCount++
-        if (unknownServers.length < PROBLEMS_KEPT)
-          unknownServers.push({
-            user,
-            where: row.where,
-            reason: `unknown server${unknown.length === 1 ? '' : 's'} ${unknown.map((v) => `"${v}"`).join(', ')}`,
-          })
+        const joined = unknown.find((value) => /[\s|]/.test(value))
+        problem(
+          row,
+          'unknown-server',
+          joined === undefined
+            ? `${user}: unknown server${unknown.length === 1 ? '' : 's'} ${unknown.map((v) => `"${v}"`).join(', ')} (mailring node list shows the servers)`
+            : `${user}: "${joined}" is not one server: ${SEPARATORS_TEXT}`,
+        )
         continue
       }
       for (const name of [...copies]) {
@@ -174,17 +197,23 @@ export async function adoptPlacements(
         if (other !== undefined && !copies.includes(other)) copies.push(other)
       }
       if (copies.length === 0) {
-        noCopies++
+        problem(row, 'no-server', `${user} names no server`)
         continue
       }
       recorded.set(user, copies)
     }
   }
+  const total = Object.values(skipped).reduce((sum, n) => sum + n, 0)
+  if (total > 0 && !options.skipInvalid) throw adoptRefused(source, problems, skipped, total)
   options.lock?.assertHeld()
 
+  // Which users are new to mailring, told before anything is written (a misspelt address shows as new).
+  const known = new Set<string>()
+  for await (const chunk of store.scanUsers())
+    for (const user of chunk) if (recorded.has(user)) known.add(user)
   const users = [...recorded.keys()].sort()
-  let created = 0
-  let replaced = 0
+  let created = users.length - known.size
+  let replaced = known.size
   if (!options.dryRun && users.length > 0) {
     const serverNames = topology.servers.map((s) => s.name)
     const indexOf = new Map(serverNames.map((name, i) => [name, i]))
@@ -216,20 +245,37 @@ export async function adoptPlacements(
     recorded: users.length,
     created,
     replaced,
-    users: users.map((user) => ({user, copies: recorded.get(user)!})),
-    unknownServers,
-    unknownServerCount,
-    noCopies,
-    invalid,
-    invalidCount,
-    repeated,
+    users: users.map((user) => ({user, copies: recorded.get(user)!, new: !known.has(user)})),
+    skipped,
+    problems,
   }
+}
+
+function adoptRefused(
+  source: AdoptSource,
+  problems: readonly AdoptProblem[],
+  skipped: Record<AdoptProblemKind, number>,
+  total: number,
+): MailringError {
+  const parts = [
+    skipped.invalid ? `${skipped.invalid} invalid address${skipped.invalid === 1 ? '' : 'es'}` : '',
+    skipped['unknown-server'] ? `${skipped['unknown-server']} naming an unknown server` : '',
+    skipped['no-server'] ? `${skipped['no-server']} naming no server` : '',
+    skipped.duplicate ? `${skipped.duplicate} duplicate${skipped.duplicate === 1 ? '' : 's'}` : '',
+  ].filter(Boolean)
+  return inputRefused(
+    problems,
+    total,
+    `${total} ${source.rowName}s of ${source.name} cannot be recorded (${parts.join(', ')})`,
+    {written: 'recorded', write: 'record', code: 'invalid_placements'},
+  )
 }
 
 /** Copies recorded in columns of the operator's users table, each holding one server's name or address. */
 export function columnsSource(table: UsersTable, columns: readonly string[]): AdoptSource {
   return {
     name: `columns ${columns.join(', ')} of ${table.name}`,
+    rowName: 'row',
     async *rows() {
       for await (const chunk of table.rows(columns)) {
         yield chunk.users.map((user, i) => ({
@@ -242,10 +288,14 @@ export function columnsSource(table: UsersTable, columns: readonly string[]): Ad
   }
 }
 
-/** Copies recorded in a CSV file: user,server,server,... (a header line without "@" is skipped). */
+/**
+ * Copies recorded in a CSV file: user,server,server,... with ",", ";" or a tab between the fields (a
+ * header line without "@" is skipped).
+ */
 export function csvSource(path: string): AdoptSource {
   return {
     name: path,
+    rowName: 'line',
     async *rows() {
       let input
       try {
@@ -266,7 +316,7 @@ export function csvSource(path: string): AdoptSource {
         lineNumber++
         const line = raw.trim()
         if (line === '' || line.startsWith('#')) continue
-        const fields = line.split(',').map((field) =>
+        const fields = line.split(CSV_SEPARATORS).map((field) =>
           field
             .trim()
             .replace(/^"(.*)"$/, '$1')
@@ -276,7 +326,12 @@ export function csvSource(path: string): AdoptSource {
         const header = first && !fields[0]!.includes('@') && isHeader(fields[0]!)
         first = false
         if (header) continue
-        rows.push({user: fields[0]!, servers: fields.slice(1), where: `${path}:${lineNumber}`})
+        rows.push({
+          user: fields[0]!,
+          servers: fields.slice(1),
+          where: `${path}:${lineNumber}`,
+          line: lineNumber,
+        })
         if (rows.length >= BATCH_SIZE) {
           yield rows
           rows = []

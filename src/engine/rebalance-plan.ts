@@ -7,15 +7,17 @@ import {Placement, type PlacementWarning} from '../core/placement.js'
 import {
   canonicalTopology,
   PlanBuilder,
+  type MoveList,
   type PlanSummary,
   type RebalancePlan,
   type ServerBalance,
 } from '../core/plan.js'
+import {describeDifference, PlanMovesCheck} from '../core/plan-check.js'
 import type {Topology} from '../core/topology.js'
 import {parseTopology} from '../core/validate.js'
 import type {Store, StoreMeta} from '../store/store.js'
 import {checkAlgorithm, checkedTopology} from './topology-check.js'
-import {readTextFile} from '../config/yaml-file.js'
+import {JsonObjectError, readJsonObject, type JsonObjectPart} from '../config/json-object.js'
 
 export interface PlanOutcome {
   plan: RebalancePlan
@@ -114,16 +116,30 @@ export async function writePlanFile(path: string, outcome: PlanOutcome): Promise
   }
 }
 
-/** Reads a plan file, refusing anything that is not a mailring plan this version understands. */
-export function readPlanFile(path: string): PlanFileHeader {
-  const text = readTextFile(path, 'plan')
-  let data: Partial<PlanFileHeader>
-  try {
-    data = JSON.parse(text) as Partial<PlanFileHeader>
-  } catch {
-    throw foreignPlan(`${path} is not a mailring plan (not JSON)`)
+/** The members of a plan file: anything else is not part of a plan. */
+const PLAN_KEYS = [
+  'format',
+  'version',
+  'createdAt',
+  'clusterId',
+  'algorithm',
+  'fingerprint',
+  'target',
+  'summary',
+  'servers',
+  'moves',
+] as const
+
+/**
+ * Reads a plan file's header (everything but its moves, which are only read past), refusing anything that
+ * is not a mailring plan this version understands.
+ */
+export async function readPlanFile(path: string): Promise<PlanFileHeader> {
+  const data: Record<string, unknown> = {}
+  for await (const part of planParts(path, {skip: ['moves']}, false)) {
+    if ('value' in part) data[part.key] = part.value
   }
-  if (typeof data !== 'object' || data === null || data.format !== PLAN_FORMAT) {
+  if (data.format !== PLAN_FORMAT) {
     throw foreignPlan(`${path} is not a mailring plan (no "format": "${PLAN_FORMAT}")`)
   }
   if (data.version !== PLAN_FORMAT_VERSION) {
@@ -135,15 +151,17 @@ export function readPlanFile(path: string): PlanFileHeader {
   if (typeof data.clusterId !== 'string' || typeof data.fingerprint !== 'string' || !topology) {
     throw foreignPlan(`${path} is a damaged mailring plan (cluster id, fingerprint or target missing)`)
   }
-  return {...(data as PlanFileHeader), target: topology}
+  return {...(data as unknown as PlanFileHeader), target: topology}
 }
 
 /**
- * Recomputes the plan of a saved plan file's target and refuses it when it was made for another cluster
- * or when anything it depends on has changed since (its fingerprint differs).
+ * Recomputes the plan of a saved plan file's target and refuses the file when it was made for another
+ * cluster, when anything it depends on has changed since (its fingerprint differs), or when any part of
+ * it says other than its inputs give (edited by hand): only what its inputs give is ever carried out.
+ * The file's moves are read one at a time, never the whole file at once.
  */
 export async function verifyPlanFile(store: Store, path: string): Promise<PlanOutcome> {
-  const saved = readPlanFile(path)
+  const saved = await readPlanFile(path)
   const meta = await store.meta()
   if (saved.clusterId !== meta.clusterId) {
     throw foreignPlan(
@@ -157,7 +175,65 @@ export async function verifyPlanFile(store: Store, path: string): Promise<PlanOu
       {code: 'stale_plan', exitCode: ExitCode.error},
     )
   }
+  const difference = headerDifference(saved, outcome) ?? (await movesDifference(path, outcome.plan.moves))
+  if (difference !== undefined) {
+    throw new MailringError(
+      `${path} is not the plan its inputs give: ${difference}. A plan file cannot be edited: change the topology, then make a new one with \`mailring rebalance --dry-run --out ${path}\`.`,
+      {code: 'edited_plan', exitCode: ExitCode.error},
+    )
+  }
   return outcome
+}
+
+function headerDifference(saved: PlanFileHeader, outcome: PlanOutcome): string | undefined {
+  const extra = Object.keys(saved).find((key) => !(PLAN_KEYS as readonly string[]).includes(key))
+  if (extra !== undefined) return `"${extra}" is in the file, not in a plan`
+  return (
+    describeDifference('algorithm', saved.algorithm, outcome.meta.algorithm) ??
+    describeDifference('summary', saved.summary, outcome.plan.summary) ??
+    describeDifference('servers', saved.servers, outcome.plan.balance)
+  )
+}
+
+/** The first move of the file that differs from the moves its inputs give, read one move at a time. */
+async function movesDifference(path: string, moves: MoveList): Promise<string | undefined> {
+  const check = new PlanMovesCheck(moves)
+  const others = PLAN_KEYS.filter((key) => key !== 'moves')
+  for await (const part of planParts(path, {elementsOf: ['moves'], skip: others}, true)) {
+    if ('elements' in part) {
+      for (const move of part.elements) if (check.add(move) !== undefined) return check.finish()
+    } else if ('count' in part) return check.finish()
+    else if ('value' in part) return `moves is not a list in the file; its inputs give ${moves.length} moves`
+  }
+  return 'the file has no moves (not even an empty list)'
+}
+
+/** The parts of a plan file; what is not JSON, or cannot be read, is one line. */
+async function* planParts(
+  path: string,
+  options: {elementsOf?: readonly string[]; skip?: readonly string[]},
+  knownPlan: boolean,
+): AsyncGenerator<JsonObjectPart> {
+  let isPlan = knownPlan
+  try {
+    for await (const part of readJsonObject(path, options)) {
+      if (part.key === 'format' && 'value' in part && part.value === PLAN_FORMAT) isPlan = true
+      yield part
+    }
+  } catch (error) {
+    if (error instanceof JsonObjectError) {
+      throw foreignPlan(
+        isPlan
+          ? `${path} is a damaged mailring plan (not JSON: ${error.message})`
+          : `${path} is not a mailring plan (not JSON)`,
+      )
+    }
+    const code = (error as NodeJS.ErrnoException).code
+    if (error instanceof MailringError || typeof code !== 'string') throw error
+    throw new MailringError(
+      `Cannot read plan ${path}: ${code === 'ENOENT' ? 'no such file' : (error as Error).message}.`,
+    )
+  }
 }
 
 function foreignPlan(message: string): MailringError {

@@ -6,14 +6,11 @@ import {AddressChecker} from '../core/address-checker.js'
 import {MailringError} from '../core/errors.js'
 import {Placement} from '../core/placement.js'
 import type {Store, UserBatch} from '../store/store.js'
+import {inputRefused, PROBLEMS_KEPT} from './input-problems.js'
 import {checkAlgorithm, placementTopology} from './topology-check.js'
 
 /** Users per store batch: large enough for fast inserts, small enough to stay compact. */
 const BATCH_SIZE = 10_000
-/** Problems listed in an error message; the rest are counted. */
-const PROBLEMS_SHOWN = 20
-/** Problems kept for --json output. */
-const PROBLEMS_KEPT = 1000
 
 export interface ImportProblem {
   line: number
@@ -209,22 +206,15 @@ function importError(
 ): MailringError {
   const sorted = [...problems].sort((a, b) => a.line - b.line)
   const total = counts.invalid + counts.duplicate + counts.exists
-  if (total === 1) {
-    const only = sorted[0]!
-    return new MailringError(
-      `${source}:${only.line}: ${only.message}: nothing imported (fix it, or pass --skip-invalid to import the rest).`,
-      {code: 'invalid_users'},
-    )
-  }
-  const lines = sorted.slice(0, PROBLEMS_SHOWN).map((p) => `${source}:${p.line}: ${p.message}`)
-  if (total > PROBLEMS_SHOWN) lines.push(`... and ${total - PROBLEMS_SHOWN} more`)
   const parts = [
     counts.invalid ? `${counts.invalid} invalid` : '',
     counts.duplicate ? `${counts.duplicate} duplicate` : '',
     counts.exists ? `${counts.exists} existing` : '',
   ].filter(Boolean)
-  lines.push(
-    `${parts.join(', ')} line${total === 1 ? '' : 's'} in ${source}: nothing imported (fix them, or pass --skip-invalid to import the rest).`,
+  return inputRefused(
+    sorted.map((p) => ({where: `${source}:${p.line}`, message: p.message})),
+    total,
+    `${parts.join(', ')} line${total === 1 ? '' : 's'} in ${source}`,
+    {written: 'imported', write: 'import', code: 'invalid_users'},
   )
-  return new MailringError(lines.join('\n'), {code: 'invalid_users'})
 }

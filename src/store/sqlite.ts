@@ -1,5 +1,6 @@
 import {randomUUID} from 'node:crypto'
-import {existsSync, mkdirSync} from 'node:fs'
+import {accessSync, constants, existsSync, mkdirSync, statSync} from 'node:fs'
+import {userInfo} from 'node:os'
 import {dirname} from 'node:path'
 
 import Database from 'better-sqlite3'
@@ -66,6 +67,20 @@ import {
 /** How long a write waits for another process's transaction before giving up. */
 const BUSY_TIMEOUT_MS = 15_000
 
+// A store that this user may read but not write is opened as a file: URI with ?immutable=1 when no other
+// process has it open (see openReadOnly); SQLite takes such URIs only when told before its first connection.
+process.env.SQLITE_USE_URI ??= '1'
+
+/**
+ * How a store that this user may only read is open. `signature` is set when SQLite reads the file as
+ * immutable, without its -wal and -shm files (none exist, and the folder is not this user's to create
+ * them), which holds only as long as nobody writes the file: it is the file as it was when opened, and is
+ * checked after every read.
+ */
+interface ReadOnly {
+  signature?: string
+}
+
 /**
  * The embedded store: one SQLite file in WAL mode (readers never block the writer), a busy timeout so
  * that two processes take turns instead of failing, and a transaction around every change.
@@ -85,7 +100,12 @@ export class SqliteStore implements Store {
       }),
   }
 
-  private constructor(db: Database.Database, path: string) {
+  private constructor(
+    db: Database.Database,
+    private readonly path: string,
+    /** Set when this user may read the store but not write it. */
+    private readonly readOnly?: ReadOnly,
+  ) {
     this.db = db
     this.location = `sqlite:${path}`
   }
@@ -95,6 +115,15 @@ export class SqliteStore implements Store {
     path: string,
     options: {copies?: number} = {},
   ): Promise<{store: SqliteStore; created: boolean}> {
+    // An existing store is only found, and may be one this user reads but does not write.
+    if (existsSync(path) && !mayWrite(path)) return {store: await SqliteStore.open(path), created: false}
+    const folder = nearestFolder(path)
+    if (!mayWrite(folder, true)) {
+      throw new MailringError(
+        `Cannot create the store ${path}: ${userName()} may not write ${folder === dirname(path) ? 'its folder' : 'the folder'} ${folder}: run mailring init as a user who may, or give another place with --db sqlite:PATH.`,
+        {code: 'store_read_only', exitCode: ExitCode.store},
+      )
+    }
     const db = guard(path, () => {
       mkdirSync(dirname(path), {recursive: true})
       return new Database(path)
@@ -121,19 +150,24 @@ export class SqliteStore implements Store {
     }
   }
 
-  /** Opens an existing store, applying pending migrations; refuses one written by a newer mailring. */
-  static async open(path: string): Promise<SqliteStore> {
+  /**
+   * Opens an existing store, applying pending migrations; refuses one written by a newer mailring. A store
+   * this user may read but not write (or any, with `readOnly`) is opened read-only: every read works, and a
+   * change is refused in one line (see openReadOnly).
+   */
+  static async open(path: string, options: {readOnly?: boolean} = {}): Promise<SqliteStore> {
     if (!existsSync(path)) {
       throw new MailringError(`No mailring store at ${path}: run \`mailring init\` first (or pass --db).`, {
         code: 'no_store',
         exitCode: ExitCode.store,
       })
     }
-    const db = guard(path, () => new Database(path, {fileMustExist: true}))
-    const store = new SqliteStore(db, path)
+    const readOnly = options.readOnly || !mayWrite(path) ? openReadOnly(path) : undefined
+    const db = readOnly?.db ?? guard(path, () => new Database(path, {fileMustExist: true}))
+    const store = new SqliteStore(db, path, readOnly?.how)
     try {
       store.configure()
-      if (guard(path, () => store.schemaVersion()) === 0) {
+      if (store.guard(() => store.schemaVersion()) === 0) {
         throw new MailringError(
           `${path} is not a mailring store (no schema version): run \`mailring init\`.`,
           {
@@ -471,7 +505,7 @@ export class SqliteStore implements Store {
       )
       .pluck()
     const db = this.db
-    const location = this.location
+    const guarded = <T>(work: () => T): T => this.guard(work)
     async function* chunks(): AsyncGenerator<PlacementChunk> {
       // One read transaction: a consistent snapshot even while another process writes (WAL).
       const ownTransaction = !db.inTransaction
@@ -479,7 +513,7 @@ export class SqliteStore implements Store {
       try {
         let after = 0
         for (;;) {
-          const chunk = guard(location, () => {
+          const chunk = guarded(() => {
             const ids = idsAfter.all(after, chunkSize) as number[]
             if (ids.length === 0) return undefined
             const first = ids[0]!
@@ -572,8 +606,9 @@ export class SqliteStore implements Store {
   }
 
   private configure(): void {
-    guard(this.location, () => {
-      this.db.pragma('journal_mode = WAL')
+    this.guard(() => {
+      // A store that this user may only read stays as it is (in WAL mode already: init made it so).
+      if (!this.readOnly) this.db.pragma('journal_mode = WAL')
       this.db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`)
       this.db.pragma('foreign_keys = ON')
       // WAL with synchronous=NORMAL is durable across application crashes; a power loss may lose the
@@ -611,7 +646,14 @@ export class SqliteStore implements Store {
   /** Brings an existing store to the latest schema; refuses one from a newer mailring. */
   private upgrade(): void {
     const current = this.guard(() => this.schemaVersion())
-    if (pendingMigrations(sqliteMigrations, current, this.location).length === 0) return
+    const pending = pendingMigrations(sqliteMigrations, current, this.location)
+    if (pending.length === 0) return
+    if (this.readOnly) {
+      throw new MailringError(
+        `Store ${this.location} has schema ${current}, this mailring needs ${pending[pending.length - 1]!.version}, and ${userName()} may not write it: run \`mailring init\` once as a user who may, to upgrade it.`,
+        {code: 'store_read_only', exitCode: ExitCode.store},
+      )
+    }
     this.guard(() => this.db.transaction(() => this.migrate()).immediate())
   }
 
@@ -655,8 +697,101 @@ export class SqliteStore implements Store {
     return users.map(([id, user, domain]) => ({user, domain, copies: copiesOf.all(id) as string[]}))
   }
 
+  /**
+   * guard() of the module, and for a store this user may only read: a write refused as one line that
+   * says so, and for an immutable read, a refusal when the file changed while it was read.
+   */
   private guard<T>(work: () => T): T {
-    return guard(this.location, work)
+    if (!this.readOnly) return guard(this.location, work)
+    let result: T
+    try {
+      result = work()
+    } catch (error) {
+      const code = (error as {code?: unknown}).code
+      if (typeof code === 'string' && code.startsWith('SQLITE_READONLY')) throw this.readOnlyError(error)
+      this.checkUnchanged()
+      return guard(this.location, () => {
+        throw error
+      })
+    }
+    this.checkUnchanged()
+    return result
+  }
+
+  private readOnlyError(cause: unknown): MailringError {
+    return new MailringError(
+      `Store ${this.location} is read-only for ${userName()}: run commands that change it as a user who may write ${this.path} and its folder ${dirname(this.path)} (its owner), or give ${userName()} write access to both.`,
+      {code: 'store_read_only', exitCode: ExitCode.store, cause},
+    )
+  }
+
+  private checkUnchanged(): void {
+    const {signature} = this.readOnly ?? {}
+    if (signature === undefined || fileSignature(this.path) === signature) return
+    throw new MailringError(
+      `Store ${this.location} was written by another process while this one read it (read only, without a lock): run the command again.`,
+      {code: 'store_changed', exitCode: ExitCode.store},
+    )
+  }
+}
+
+/**
+ * Whether this user may write `path` (an existing store: the file, and its folder for the -wal and -shm
+ * files SQLite keeps beside it), or, with `isFolder`, create files in the folder `path`.
+ */
+function mayWrite(path: string, isFolder = false): boolean {
+  try {
+    if (!isFolder) accessSync(path, constants.W_OK)
+    accessSync(isFolder ? path : dirname(path), constants.W_OK | constants.X_OK)
+    return true
+  } catch {
+    return false
+  }
+}
+
+/** The folder of `path`, or its nearest ancestor that exists (init creates the folders in between). */
+function nearestFolder(path: string): string {
+  let folder = dirname(path)
+  while (!existsSync(folder) && dirname(folder) !== folder) folder = dirname(folder)
+  return folder
+}
+
+/**
+ * Opens a store that this user may read but not write. While another process has it open, its -wal and
+ * -shm files exist and SQLite reads through them as usual. Otherwise SQLite cannot read a WAL database
+ * without creating them, which the folder does not allow: it reads the file as immutable, without locks,
+ * and every read checks that the file has not changed since (a writer that starts meanwhile changes it
+ * only when it checkpoints).
+ */
+function openReadOnly(path: string): {db: Database.Database; how: ReadOnly} {
+  if (existsSync(`${path}-wal`)) {
+    const db = guard(path, () => new Database(path, {readonly: true, fileMustExist: true}))
+    try {
+      db.prepare('SELECT count(*) FROM sqlite_master').get()
+      return {db, how: {}}
+    } catch {
+      // The writer closed the store meanwhile and took its -wal file with it: read the file as it is.
+      db.close()
+    }
+  }
+  const signature = fileSignature(path)
+  const uri = `file:${path.replace(/[%?#]/g, (c) => `%${c.charCodeAt(0).toString(16)}`)}?immutable=1`
+  const db = guard(path, () => new Database(uri, {readonly: true, fileMustExist: true}))
+  return {db, how: {signature}}
+}
+
+/** What changes when a file is written: its identity, size and times. */
+function fileSignature(path: string): string {
+  const stat = statSync(path, {bigint: true})
+  return `${stat.dev}:${stat.ino}:${stat.size}:${stat.mtimeNs}:${stat.ctimeNs}`
+}
+
+/** This process's user, for messages. */
+function userName(): string {
+  try {
+    return `user ${userInfo().username}`
+  } catch {
+    return `user id ${process.getuid?.() ?? '?'}`
   }
 }
 

@@ -45,17 +45,24 @@ export function planServersTable(rows: readonly PlanServerRow[]): string {
   )
 }
 
+/**
+ * The plan in two lines: what moves, against the fewest moves that reach the target placement
+ * (minimumMoves); then against the fewest that any placement with the same copies per server could make
+ * (capacityLowerBound), so that the two minimums are never confused.
+ */
 export function planSummaryLine(summary: PlanSummary): string {
-  if (summary.moves + summary.drops === 0)
-    return `Nothing to move: all ${summary.users} users are on their target servers.`
-  const ratio =
-    summary.minimumMoves === 0
-      ? ''
-      : ` (${(summary.moves / summary.minimumMoves).toFixed(2)}x the minimum of ${summary.minimumMoves})`
-  const drops = summary.drops > 0 ? `, ${summary.drops} extra copies to delete` : ''
-  const copies =
-    summary.copiesBefore === 0
-      ? ''
-      : `, ${percent(summary.moves / summary.copiesBefore)} of ${summary.copiesBefore} copies`
-  return `${summary.moves} copies to move${ratio} for ${summary.usersAffected} of ${summary.users} users${copies}${drops}; a placement with the same copies per server moves at least ${summary.capacityLowerBound}.`
+  const {moves, drops, users, usersAffected, minimumMoves, capacityLowerBound, copiesBefore} = summary
+  if (moves + drops === 0) return `Nothing to move: all ${users} users are on their target servers.`
+  const deletes = `${drops} extra copies to delete`
+  if (moves === 0) return `${deletes} for ${usersAffected} of ${users} users; nothing to move.`
+  const share = copiesBefore === 0 ? '' : ` (${percent(moves / copiesBefore)} of ${copiesBefore} copies)`
+  const fewest =
+    moves <= minimumMoves
+      ? 'the fewest that reach the target placement'
+      : `${(moves / minimumMoves).toFixed(2)}x the ${minimumMoves} that reach the target placement at the least`
+  const sizes =
+    capacityLowerBound >= moves
+      ? 'No placement with the same copies per server moves fewer.'
+      : `The copies per server alone need at least ${capacityLowerBound} moves (what the growing servers gain); this placement takes ${moves - capacityLowerBound} more.`
+  return `${moves} copies to move for ${usersAffected} of ${users} users${share}${drops > 0 ? `, and ${deletes}` : ''}: ${fewest} (one per target server that holds no copy of its user yet).\n${sizes}`
 }

@@ -118,6 +118,61 @@ describe('topology files', () => {
     expect(errorOf(text)).toContain(expected)
   })
 
+  it('reports one mistake in one line: a misspelt key is not also a missing one', () => {
+    const cases: [string, string][] = [
+      [
+        'copies: 2\nservrs:\n  - name: mx01\n  - name: mx02\ndomains:\n  - domain: example.org\n    servers: [mx02, mx01]\n',
+        ':2: servrs: unknown key "servrs": did you mean "servers"?',
+      ],
+      [
+        'copies: 2\nservrs:\n  - name: mx01\n  - name: mx02\n',
+        ':2: servrs: unknown key "servrs": did you mean "servers"? (expected one of algorithm, copies, servers, domains)',
+      ],
+      [
+        VALID.replace('  - name: mx02', '  - nme: mx02'),
+        ':6: servers[1].nme: unknown key "nme": did you mean "name"? (expected one of name, address, zone, weight, state)',
+      ],
+      [
+        VALID.replace('domain: example.org', 'domian: example.org'),
+        ':14: domains[1].domian: unknown key "domian": did you mean "domain"?',
+      ],
+      [
+        VALID.replace('    copies: 2\n  - domain', '    copes: 2\n  - domain'),
+        ':13: domains[0].copes: unknown key "copes": did you mean "copies"?',
+      ],
+      [
+        VALID.replace('state: draining', 'State: draining'),
+        ':10: servers[2].State: unknown key "State": did you mean "state"?',
+      ],
+    ]
+    for (const [text, expected] of cases) {
+      const message = errorOf(text)
+      expect(message.split('\n')).toHaveLength(1)
+      expect(message).toContain(expected)
+    }
+  })
+
+  it('reports two mistakes in two lines: an unrelated key does not hide a missing one', () => {
+    const lines = errorOf('copies: 2\ncomment: old setup\n').split('\n')
+    expect(lines).toHaveLength(2)
+    expect(lines[0]).toMatch(/:2: comment: unknown key "comment" \(expected one of/)
+    expect(lines[1]).toMatch(/:1: servers: must be a list with at least one server/)
+  })
+
+  it('shows a weight or copy count that is not a number as it is, not as null', () => {
+    const weight = (value: string) => errorOf(VALID.replace('weight: 2', `weight: ${value}`))
+    expect(weight('.nan')).toMatch(
+      /:9: servers\[1\]\.weight: weight must be a number from 0\.000001 to 1000000 \(got NaN\)$/,
+    )
+    expect(weight('.inf')).toMatch(/\(got Infinity\)$/)
+    expect(weight('-.inf')).toMatch(/\(got -Infinity\)$/)
+    expect(weight('1e400')).toMatch(/\(got Infinity\)$/)
+    expect(weight('~')).toMatch(/\(got null\)$/)
+    expect(errorOf(VALID.replace('copies: 2\n', 'copies: .nan\n'))).toMatch(
+      /:1: copies: copies must be a whole number from 1 to 16 \(got NaN\)$/,
+    )
+  })
+
   it('reports malformed YAML with its line', () => {
     expect(errorOf('copies: 2\nservers:\n  - name: [mx01\n')).toMatch(/:\d+: malformed YAML/)
   })

@@ -33,6 +33,8 @@ export interface CliOptions {
   cwd?: string
   /** Kill the child after this many milliseconds (default 120 s). */
   timeoutMs?: number
+  /** A command that runs the CLI, e.g. ['setpriv', '--reuid=nobody', ...] for another user. */
+  prefix?: readonly string[]
 }
 
 export function runCli<T = unknown>(
@@ -61,9 +63,10 @@ export function startCli<T = unknown>(
   const started = Date.now()
   let child!: ChildProcess
   const result = new Promise<CliResult<T>>((resolvePromise) => {
+    const [command, ...prefixArgs] = [...(options.prefix ?? []), process.execPath]
     child = execFile(
-      process.execPath,
-      [runJs, ...args],
+      command!,
+      [...prefixArgs, runJs, ...args],
       {
         cwd: options.cwd ?? repoRoot,
         env,

@@ -93,14 +93,23 @@ describe('a session on MySQL/MariaDB: adopt a running hostA/hostB deployment, sy
       (await run(['topology', 'apply', '-f', join(repoRoot, 'examples', 'cluster.yaml'), '--yes'])).exitCode,
     ).toBe(0)
 
+    // One row names a server the cluster does not have: nothing is recorded unless it is skipped.
+    const refused = await run(['adopt', '--from-columns', 'hostA,hostB', '--dry-run'])
+    expect(refused.exitCode).toBe(1)
+    expect(refused.stdout).toBe('')
+    expect(refused.stderr.trim()).toBe(
+      'Error: users: stray@example.org: unknown server "203.0.113.99" (mailring node list shows the servers): nothing recorded (fix it, or pass --skip-invalid to record the rest).',
+    )
     const dry = await json<{
       recorded: number
-      users: {user: string; copies: string[]}[]
-      unknownServerCount: number
-    }>(['adopt', '--from-columns', 'hostA,hostB', '--dry-run'])
+      created: number
+      users: {user: string; copies: string[]; new: boolean}[]
+      skipped: {'unknown-server': number}
+    }>(['adopt', '--from-columns', 'hostA,hostB', '--dry-run', '--skip-invalid'])
     expect(dry.code).toBe(0)
     expect(dry.body.result.recorded).toBe(200)
-    expect(dry.body.result.unknownServerCount).toBe(1)
+    expect(dry.body.result.created).toBe(200)
+    expect(dry.body.result.skipped['unknown-server']).toBe(1)
     expect(dry.body.result.users.find((u) => u.user === 'user0@example.org')!.copies).toEqual(
       placement.serversFor('user0@example.org'),
     )
@@ -110,15 +119,19 @@ describe('a session on MySQL/MariaDB: adopt a running hostA/hostB deployment, sy
       recorded: number
       created: number
       replaced: number
-      unknownServers: {user: string; reason: string}[]
-    }>(['adopt', '--from-columns', 'hostA,hostB'])
+      problems: {where: string; kind: string; message: string}[]
+    }>(['adopt', '--from-columns', 'hostA,hostB', '--skip-invalid'])
     expect(adopted.code).toBe(0)
     expect(adopted.body.result).toMatchObject({recorded: 200, created: 200, replaced: 0})
-    expect(adopted.body.result.unknownServers).toEqual([
-      {user: 'stray@example.org', where: 'users', reason: 'unknown server "203.0.113.99"'},
+    expect(adopted.body.result.problems).toEqual([
+      {
+        where: 'users',
+        kind: 'unknown-server',
+        message: 'stray@example.org: unknown server "203.0.113.99" (mailring node list shows the servers)',
+      },
     ])
     expect(adopted.body.warnings[0]).toMatch(
-      /stray@example\.org: unknown server "203\.0\.113\.99": not recorded/,
+      /^users: stray@example\.org: unknown server "203\.0\.113\.99" .*\(skipped\)$/,
     )
 
     // Provisioning adds three users and removes two.

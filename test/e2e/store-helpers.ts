@@ -41,11 +41,15 @@ export class CliSandbox {
     }
   }
 
-  async run(args: string[], options: {input?: string; env?: NodeJS.ProcessEnv} = {}): Promise<CliRun> {
+  async run(
+    args: string[],
+    options: {input?: string; env?: NodeJS.ProcessEnv; prefix?: readonly string[]} = {},
+  ): Promise<CliRun> {
     const result = await runCli(args, {
       cwd: this.dir,
       env: {...this.env, ...options.env},
       input: options.input,
+      ...(options.prefix ? {prefix: options.prefix} : {}),
     })
     return {code: result.exitCode ?? -1, stdout: result.stdout, stderr: result.stderr}
   }

@@ -1,4 +1,4 @@
-import {mkdtempSync, rmSync, writeFileSync} from 'node:fs'
+import {existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {hostname, tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {spawnSync} from 'node:child_process'
@@ -7,6 +7,7 @@ import Database from 'better-sqlite3'
 import {afterEach, beforeEach, describe, expect, it} from 'vitest'
 
 import {ExitCode, MailringError} from '../../src/core/errors.js'
+import {PLACEMENT_ALGORITHM_VERSION, type Topology} from '../../src/core/topology.js'
 import {SqliteStore} from '../../src/store/sqlite.js'
 import {storeContract} from './contract.js'
 
@@ -81,6 +82,83 @@ describe('sqlite store', () => {
     expect(error.message).toMatch(
       /schema version 99, written by a newer mailring; this one knows up to version 4: upgrade mailring/,
     )
+  })
+
+  describe('opened read-only (a user who may read the store but not write it)', () => {
+    const topology = (servers: string[]): Topology => ({
+      algorithm: PLACEMENT_ALGORITHM_VERSION,
+      copies: 1,
+      servers: servers.map((name) => ({name, address: '', weight: 1, state: 'active' as const})),
+      domains: [],
+    })
+    beforeEach(async () => {
+      const {store} = await SqliteStore.init(path)
+      await store.writeTopology(topology(['mx01', 'mx02']))
+      await store.close()
+    })
+
+    it('reads everything, leaves the file as it was, and refuses a change in one line', async () => {
+      const before = readFileSync(path)
+      const store = await SqliteStore.open(path, {readOnly: true})
+      expect((await store.readTopology()).servers.map((s) => s.name)).toEqual(['mx01', 'mx02'])
+      expect(await store.countUsers()).toBe(0)
+      expect(await store.lockHolder()).toBeUndefined()
+      const scan = await store.scanPlacements()
+      for await (const chunk of scan.chunks) expect(chunk.users).toEqual([])
+      for (const change of [store.acquireLock('node add'), store.writeTopology(topology(['mx01']))]) {
+        const error = await failure(change)
+        expect(error.exitCode).toBe(ExitCode.store)
+        expect(error.code).toBe('store_read_only')
+        expect(error.message).toMatch(
+          new RegExp(
+            `^Store sqlite:${path} is read-only for user \\S+: run commands that change it as a user who may write ${path} and its folder ${dir} \\(its owner\\), or give user \\S+ write access to both\\.$`,
+          ),
+        )
+      }
+      await store.close()
+      expect(readFileSync(path).equals(before)).toBe(true)
+      expect(existsSync(`${path}-wal`)).toBe(false)
+    })
+
+    it('says so when another process wrote the store while it read it without the -wal file', async () => {
+      const reader = await SqliteStore.open(path, {readOnly: true})
+      expect((await reader.readTopology()).servers).toHaveLength(2)
+      const writer = await SqliteStore.open(path)
+      await writer.writeTopology(topology(['mx01', 'mx02', 'mx03']))
+      await writer.close()
+      const error = await failure(reader.readTopology())
+      expect(error.exitCode).toBe(ExitCode.store)
+      expect(error.message).toBe(
+        `Store sqlite:${path} was written by another process while this one read it (read only, without a lock): run the command again.`,
+      )
+      await reader.close()
+    })
+
+    it('reads through the -wal file while another process has the store open, and sees its changes', async () => {
+      const writer = await SqliteStore.open(path)
+      await writer.writeTopology(topology(['mx01', 'mx02', 'mx03']))
+      expect(existsSync(`${path}-wal`)).toBe(true)
+      const reader = await SqliteStore.open(path, {readOnly: true})
+      expect((await reader.readTopology()).servers).toHaveLength(3)
+      await writer.writeTopology(topology(['mx01', 'mx02', 'mx03', 'mx04']))
+      expect((await reader.readTopology()).servers).toHaveLength(4)
+      expect((await failure(reader.acquireLock('node add'))).code).toBe('store_read_only')
+      await writer.close()
+      await reader.close()
+    })
+
+    it('says how to upgrade an older schema it may not write', async () => {
+      const raw = new Database(path)
+      raw.prepare("UPDATE mailring_meta SET value = '2' WHERE key = 'schema_version'").run()
+      raw.close()
+      const error = await failure(SqliteStore.open(path, {readOnly: true}))
+      expect(error.exitCode).toBe(ExitCode.store)
+      expect(error.message).toMatch(
+        new RegExp(
+          `^Store sqlite:${path} has schema 2, this mailring needs 3, and user \\S+ may not write it: run \`mailring init\` once as a user who may, to upgrade it\\.$`,
+        ),
+      )
+    })
   })
 
   it('takes over a lock left by a process that no longer runs on this host', async () => {
