@@ -7,6 +7,7 @@ import {loadTopologyFile} from '../config/topology-file.js'
 import {parseDuration} from '../core/duration.js'
 import {ExitCode, MailringError} from '../core/errors.js'
 import type {PlanMove, PlanSummary} from '../core/plan.js'
+import type {Store} from '../store/store.js'
 import {loadDovecotContext} from '../engine/config-render.js'
 import {DoveadmFleet} from '../engine/doveadm-fleet.js'
 import type {MoveOutcome} from '../engine/move.js'
@@ -38,7 +39,10 @@ export interface RebalanceResult {
   algorithm: number
   summary: PlanSummary
   servers: PlanServerRow[]
+  /** Every move, or with --server/--user only those that involve them. */
   moves: PlanMove[]
+  /** What --server and --user narrowed the moves to, or null. */
+  narrowed: {servers: string[]; users: string[]} | null
   /** The plan file written with --out, or null. */
   out: string | null
 }
@@ -71,6 +75,39 @@ function emptyRun(): Omit<RebalanceRunOutput, 'dryRun' | 'fingerprint'> {
     failures: [],
     emptied: [],
   }
+}
+
+/**
+ * The moves --server and --user keep (a move is kept when it involves any named server or user), after
+ * checking that each name exists; undefined when neither is given.
+ */
+async function narrowing(
+  store: Store,
+  outcome: PlanOutcome,
+  flags: {server?: string[]; user?: string[]},
+): Promise<((move: PlanMove) => boolean) | undefined> {
+  const servers = new Set(flags.server ?? [])
+  const users = new Set(flags.user ?? [])
+  if (servers.size === 0 && users.size === 0) return undefined
+  const known = new Set(outcome.plan.servers)
+  for (const server of servers)
+    if (!known.has(server))
+      throw new MailringError(`--server ${server}: no such server (mailring node list shows them).`, {
+        code: 'unknown_server',
+      })
+  for (const user of users)
+    if (!(await store.getUser(user)))
+      throw new MailringError(`--user ${user}: no such user (mailring users list shows them).`, {
+        code: 'unknown_user',
+      })
+  return (move) =>
+    users.has(move.user) ||
+    (move.from !== null && servers.has(move.from)) ||
+    (move.to !== null && servers.has(move.to))
+}
+
+function narrowingText(flags: {server?: string[]; user?: string[]}): string {
+  return [...(flags.server ?? []), ...(flags.user ?? [])].join(', ')
 }
 
 function withoutEvent(event: RebalanceEvent): Record<string, unknown> {
@@ -126,6 +163,16 @@ Exit codes: --dry-run: 0 planned (with --detailed-exitcode: nothing to move), 2 
       min: 1,
       max: 64,
     }),
+    server: Flags.string({
+      summary: 'Only the moves from or to this server (repeatable): list them, or execute only them.',
+      multiple: true,
+      exclusive: ['out'],
+    }),
+    user: Flags.string({
+      summary: 'Only the moves of this user (repeatable): list them, or execute only them.',
+      multiple: true,
+      exclusive: ['out'],
+    }),
     'max-moves': Flags.integer({summary: 'Start at most this many moves in this run.', min: 1}),
     'retire-after': Flags.string({
       summary:
@@ -153,24 +200,28 @@ Exit codes: --dry-run: 0 planned (with --detailed-exitcode: nothing to move), 2 
 
     const {plan} = outcome
     const rows = planServerRows(plan, outcome.target)
+    const only = await narrowing(store, outcome, flags)
+    const selected = only ? [...plan.moves].filter(only) : undefined
+    const listed = selected ?? plan.moves
     this.log(planServersTable(rows))
     this.log('')
-    const shown = Math.min(flags.moves, plan.moves.length)
+    const shown = Math.min(flags.moves, listed.length)
     if (shown > 0) {
-      const moves = Array.from({length: shown}, (_, i) => plan.moves.at(i))
+      const moves = Array.from({length: shown}, (_, i) => (selected ? selected[i]! : plan.moves.at(i)))
       this.log(
         renderTable(
           ['USER', 'FROM', 'TO'],
           moves.map((m) => [m.user, m.from ?? '(new copy)', m.to ?? '(delete)']),
         ),
       )
-      if (plan.moves.length > shown) this.log(`... and ${plan.moves.length - shown} more moves`)
+      if (listed.length > shown) this.log(`... and ${listed.length - shown} more moves`)
       this.log('')
     }
     this.log(planSummaryLine(plan.summary))
+    if (selected) this.log(`${selected.length} of these moves involve ${narrowingText(flags)}.`)
     if (flags.plan) this.log(`${flags.plan} is current (fingerprint ${plan.fingerprint}).`)
     if (flags.out) this.log(`Saved the plan to ${flags.out}.`)
-    if (flags['detailed-exitcode'] && hasPendingMoves(plan.summary))
+    if (flags['detailed-exitcode'] && (selected ? selected.length > 0 : hasPendingMoves(plan.summary)))
       process.exitCode = ExitCode.changesPending
 
     return {
@@ -181,7 +232,8 @@ Exit codes: --dry-run: 0 planned (with --detailed-exitcode: nothing to move), 2 
       algorithm: outcome.meta.algorithm,
       summary: plan.summary,
       servers: rows,
-      moves: [...plan.moves],
+      moves: selected ?? [...plan.moves],
+      narrowed: selected ? {servers: flags.server ?? [], users: flags.user ?? []} : null,
       out: flags.out ?? null,
     }
   }
@@ -199,15 +251,19 @@ Exit codes: --dry-run: 0 planned (with --detailed-exitcode: nothing to move), 2 
     return this.locked(flags, 'rebalance', async (store) => {
       const outcome = flags.plan ? await verifyPlanFile(store, flags.plan) : await computePlan(store)
       if (flags.plan) checkPlanTargetsStore(flags.plan, outcome)
+      const only = await narrowing(store, outcome, flags)
       for (const warning of outcome.warnings) this.warnUser(warning.message)
       const open = await store.openMoves()
       const {summary} = outcome.plan
-      if (!hasPendingMoves(summary) && open.length === 0) {
+      const toMove = only
+        ? [...outcome.plan.moves].filter((m) => only(m) && m.to !== null).length
+        : summary.moves
+      if ((only ? toMove === 0 : !hasPendingMoves(summary)) && open.length === 0) {
         if (lines) this.log(JSON.stringify({type: 'summary', moved: 0}))
         else this.log('Nothing to move: every copy is where the ring puts it.')
         return {dryRun: false, fingerprint: outcome.plan.fingerprint, ...emptyRun()}
       }
-      const what = `Move ${summary.moves} copies of ${summary.usersAffected} users${open.length > 0 ? ` and finish ${open.length} moves of an earlier run` : ''}`
+      const what = `Move ${toMove} copies${only ? ` (of ${narrowingText(flags)})` : ` of ${summary.usersAffected} users`}${open.length > 0 ? ` and finish ${open.length} moves of an earlier run` : ''}`
       if (!lines && !this.jsonEnabled()) {
         this.log(planSummaryLine(summary))
         if (open.length > 0)
@@ -236,7 +292,7 @@ Exit codes: --dry-run: 0 planned (with --detailed-exitcode: nothing to move), 2 
       process.on('SIGTERM', onSigint)
       const progress = startProgress('Moving', {
         json: this.jsonEnabled() || lines,
-        total: summary.moves + open.length,
+        total: toMove + open.length,
         unit: 'moves',
         eta: true,
       })
@@ -251,6 +307,7 @@ Exit codes: --dry-run: 0 planned (with --detailed-exitcode: nothing to move), 2 
           retireAfterMs,
           signal: stop.signal,
           plan: outcome,
+          ...(only ? {only} : {}),
           onEvent: (event) => {
             if (event.event === 'finish') {
               progress.update(++finished)

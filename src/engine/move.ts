@@ -94,7 +94,6 @@ export async function executeMove(
     // Right before X's copy goes, once more; then on to the copies that stay, as a courtesy: what X held is
     // safe on Y, and a copy that cannot take it now gets it from the next sync or the replicator.
     const lastCatchUp = async () => {
-      if (leftDown) return
       await catchUp()
       const user = await store.getUser(move.user)
       for (const other of (user?.copies ?? []).filter((c) => c !== move.to)) {
@@ -113,9 +112,10 @@ export async function executeMove(
     if (outcome.state === 'caught-up') {
       // Once more right before X's copy goes: a delivery routed to X before the switch may land late.
       if (options.stopAt === 'caught-up') return finish()
-      await lastCatchUp()
       if (leftDown) outcome.note = `${move.from} is down: its old copy of ${move.user} was left there`
-      const trash = leftDown ? null : await retireOldCopy(fleet, move)
+      const trash = leftDown
+        ? null
+        : await retireOldCopy(fleet, move, {catchUp: lastCatchUp, resumed: options.carry === undefined})
       if (!(await store.retireMove(move.id, trash)))
         throw new Error(`move ${move.id} was advanced by someone else (it is no longer caught-up)`)
       outcome.state = 'retired'

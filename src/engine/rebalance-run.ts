@@ -25,6 +25,8 @@ export interface RebalanceRunOptions {
   retireAfterMs?: number
   /** Once aborted (Ctrl-C), no move starts; the moves in flight finish. */
   signal?: AbortSignal
+  /** Only the moves this keeps (rebalance --server, --user); open moves of earlier runs all finish. */
+  only?: (move: PlanMove) => boolean
   /** The first wave's plan, already computed (and checked against a saved plan file). */
   plan?: PlanOutcome
   onEvent?: (event: RebalanceEvent) => void
@@ -96,7 +98,7 @@ export async function runRebalance(
     let open = (await store.openMoves()).filter((m) => !tried.has(m.id))
     plan ??= await computePlan(store)
     const budget = options.maxMoves === undefined ? Infinity : options.maxMoves - journaled - resumed
-    const next = nextMoves(plan, new Set((await store.openMoves()).map((m) => m.user)))
+    const next = nextMoves(plan, new Set((await store.openMoves()).map((m) => m.user)), options.only)
     copyCountChanges = next.copyCountChanges
     const take = aborted() ? [] : next.moves.slice(0, Math.max(0, budget))
     left = next.pending - take.length
@@ -157,12 +159,14 @@ export async function runRebalance(
 function nextMoves(
   plan: PlanOutcome,
   busy: ReadonlySet<string>,
+  only: ((move: PlanMove) => boolean) | undefined,
 ): {moves: PlanMove[]; pending: number; copyCountChanges: number} {
   const moves: PlanMove[] = []
   const seen = new Set<string>()
   let pending = 0
   let copyCountChanges = 0
   for (const move of plan.plan.moves) {
+    if (only && !only(move)) continue
     if (move.from === null || move.to === null) {
       copyCountChanges++
       continue

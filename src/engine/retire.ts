@@ -7,19 +7,21 @@
 import {errorText, firstLine} from '../core/errors.js'
 import {userFieldsOf, userLookupCommand} from '../dovecot/doveadm.js'
 import {isTrashPath, mailRootOf, trashDayOf, trashNameOf, TRASH_FOLDER} from '../dovecot/trash.js'
-import {shellQuote} from '../remote/ssh.js'
+import {type ExecResult, shellQuote} from '../remote/ssh.js'
 import type {MoveRecord, Store} from '../store/store.js'
 import {CopyProblem, type DoveadmFleet} from './doveadm-fleet.js'
 
 /**
  * Moves the old copy of a caught-up move to `<mail root>/.mailring-trash/<day>/<user>.<move id>` on the
- * server it left; returns where it went, or null when that server held nothing for the user. Safe to run
- * again after a crash: a copy already in the trash (any day) under this move's name counts as moved.
+ * server it left, right after `catchUp` (the last sync from it); returns where it went, or null when that
+ * server held nothing for the user. Safe to run again after a crash: with `resumed`, a copy already in the
+ * trash (any day) under this move's name counts as moved, and is not caught up again (a sync would
+ * recreate the home it left and fill it from the new copy).
  */
 export async function retireOldCopy(
   fleet: DoveadmFleet,
   move: MoveRecord,
-  now = new Date(),
+  options: {catchUp: () => Promise<void>; resumed: boolean; now?: Date},
 ): Promise<string | null> {
   // The leaving server still knows the user while the move is caught-up (its rendered userdb reads the
   // journal), and its answer is the home that server really uses.
@@ -34,26 +36,47 @@ export async function retireOldCopy(
   if (!home) throw new CopyProblem(move.from, `${move.from}'s userdb gives ${move.user} no home`, false)
   const root = mailRootOf(home, fleet.ctx.settings.home)
   const name = trashNameOf(move.user, move.id)
-  const dest = `${trashDayOf(root, now)}/${name}`
-  const script = [
-    `home=${shellQuote(home)} dest=${shellQuote(dest)} trash=${shellQuote(`${root}/${TRASH_FOLDER}`)} name=${shellQuote(name)}`,
+  const dest = `${trashDayOf(root, options.now ?? new Date())}/${name}`
+  const vars = `home=${shellQuote(home)} dest=${shellQuote(dest)} trash=${shellQuote(`${root}/${TRASH_FOLDER}`)} name=${shellQuote(name)}`
+  const findInTrash = 'for d in "$trash"/*/"$name"; do if [ -e "$d" ]; then echo "moved $d"; exit 0; fi; done'
+  const run = async (lines: string[]) => {
+    const result = await (
+      await fleet.ssh(move.from)
+    ).exec([vars, ...lines].join('\n'), {
+      label: 'retire',
+      timeoutMs: 300_000,
+    })
+    const answer = result.stdout.trim()
+    // The script's last line says what it did; it prints one only when it succeeded. (OpenSSH 9.2 now and
+    // then closes the channel of a command that ends at once without its exit status: the line decides.)
+    if (!succeeded(result) || !/^(moved \/|absent$|none$)/.test(answer))
+      throw new CopyProblem(
+        move.from,
+        `moving ${home} aside on ${move.from} failed: ${firstLine(result.stderr || result.stdout) || `exit ${String(result.exitCode)}`}`,
+        false,
+      )
+    return answer
+  }
+  if (options.resumed) {
+    const earlier = await run([findInTrash, 'echo none'])
+    if (earlier.startsWith('moved ')) return earlier.slice('moved '.length)
+  }
+  await options.catchUp()
+  const answer = await run([
     'if [ -e "$home" ]; then',
     '  if [ -e "$dest" ]; then echo "$dest is in the way" >&2; exit 1; fi',
     '  mkdir -p "${dest%/*}" && mv "$home" "$dest" && echo "moved $dest"',
     'else',
-    '  for d in "$trash"/*/"$name"; do if [ -e "$d" ]; then echo "moved $d"; exit 0; fi; done',
+    `  ${findInTrash}`,
     '  echo absent',
     'fi',
-  ].join('\n')
-  const result = await (await fleet.ssh(move.from)).exec(script, {label: 'retire', timeoutMs: 300_000})
-  const answer = result.stdout.trim()
-  if (result.exitCode !== 0 || !(answer === 'absent' || answer.startsWith('moved ')))
-    throw new CopyProblem(
-      move.from,
-      `moving ${home} aside on ${move.from} failed: ${firstLine(result.stderr || result.stdout) || `exit ${String(result.exitCode)}`}`,
-      false,
-    )
+  ])
   return answer === 'absent' ? null : answer.slice('moved '.length)
+}
+
+/** Exit 0, or no exit status at all (see above): the caller checks the output it asked for. */
+function succeeded(result: ExecResult): boolean {
+  return result.exitCode === 0 || (result.exitCode === null && result.signal === undefined)
 }
 
 export interface CleanupOutcome {

@@ -107,6 +107,29 @@ describe('rebalance onto an added server', () => {
     expect(status.json?.result?.moves).toEqual([])
   })
 
+  it('narrowed with --user, moves only that user', async () => {
+    const plan = await ring.cli<JsonEnvelope<RebalanceResult>>(['rebalance', '--dry-run', '--json'])
+    const [first] = plan.json!.result!.moves
+    const before = await copiesInStore()
+    const r = await ring.cli<JsonEnvelope<RebalanceRunOutput>>([
+      'rebalance',
+      '--yes',
+      '--json',
+      '--user',
+      first!.user,
+      '--retire-after',
+      '0s',
+    ])
+    expect(r.exitCode, r.stderr).toBe(0)
+    expect(r.json!.result!.moves.map((m) => [m.user, m.from, m.to, m.state])).toEqual([
+      [first!.user, first!.from, first!.to, 'retired'],
+    ])
+    const after = await copiesInStore()
+    for (const user of USERS.filter((u) => u !== first!.user))
+      expect(after.get(user)).toEqual(before.get(user))
+    expect(after.get(first!.user)).toContain(first!.to)
+  })
+
   it('moves every planned copy, keeps every message, and retires the old copies into the trash', async () => {
     const plan = await ring.cli<JsonEnvelope<RebalanceResult>>(['rebalance', '--dry-run', '--json'])
     const moves = plan.json!.result!.moves
