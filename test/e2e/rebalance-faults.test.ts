@@ -20,6 +20,7 @@ import Database from 'better-sqlite3'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import type {RebalanceStatusResult} from '../../src/commands/rebalance/status.js'
+import {seededGenerator} from '../../src/core/combinatorics.js'
 import {SqliteStore} from '../../src/store/sqlite.js'
 import {startCli, type CliResult, type JsonEnvelope} from './cli.js'
 import {startRingCluster, type RingCluster} from './ring-cluster.js'
@@ -31,18 +32,9 @@ const SERVERS = ['mx-a', 'mx-b', 'mx-c', 'mx-d']
 const USERS = Array.from({length: 24}, (_, i) => `u${String(i + 1).padStart(2, '0')}@example.com`)
 const COPIES = 2
 
-/** A small seeded generator (mulberry32): the same seed gives the same faults at the same moments. */
-function random(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
-const rnd = random(SEED)
+/** Seeded, so that the same seed gives the same faults at the same moments. */
+const next = seededGenerator(SEED)
+const rnd = () => next() / 2 ** 32
 const pick = <T>(list: readonly T[]): T => list[Math.floor(rnd() * list.length)]!
 const between = (low: number, high: number) => low + rnd() * (high - low)
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
