@@ -132,7 +132,8 @@ describe('MySQL connection settings', () => {
       usersTableFromConfig(readConfigFile(config('users_table:\n  table: "users; DROP"\n'))),
     ).toThrow(/mailring\.yaml:2: users_table\.table: table must be a table or column name/)
     expect(() => usersTableFromConfig(readConfigFile(config('users_table:\n  table: users\n')))).toThrow(
-      /mailring\.yaml:2: users_table: users_table needs user_column/,
+      // The mapping as a whole lacks the column: named at its key's line.
+      /mailring\.yaml:1: users_table: users_table needs user_column/,
     )
   })
 })

@@ -8,6 +8,8 @@ import {afterEach, beforeEach, describe, expect, it} from 'vitest'
 
 import {ExitCode, MailringError} from '../../src/core/errors.js'
 import {PLACEMENT_ALGORITHM_VERSION, type Topology} from '../../src/core/topology.js'
+import {latestVersion} from '../../src/store/migrations/index.js'
+import {sqliteMigrations} from '../../src/store/migrations/sqlite.js'
 import {SqliteStore} from '../../src/store/sqlite.js'
 import {storeContract} from './contract.js'
 
@@ -155,7 +157,7 @@ describe('sqlite store', () => {
       expect(error.exitCode).toBe(ExitCode.store)
       expect(error.message).toMatch(
         new RegExp(
-          `^Store sqlite:${path} has schema 2, this mailring needs 3, and user \\S+ may not write it: run \`mailring init\` once as a user who may, to upgrade it\\.$`,
+          `^Store sqlite:${path} has schema 2, this mailring needs ${latestVersion(sqliteMigrations)}, and user \\S+ may not write it: run \`mailring init\` once as a user who may, to upgrade it\\.$`,
         ),
       )
     })
