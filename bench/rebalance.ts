@@ -268,6 +268,7 @@ async function runRebalanceBench(): Promise<void> {
       ],
       rows,
       [
+        `CPU ceiling on this machine: ${os.cpus().length} cores / (Dovecot + mailring CPU per move) = ${ceiling(runs).toFixed(2)} moves/s, whatever --parallel; --parallel 1 at 0 ms already keeps about one core busy, so no parallelism can give more than about ${(ceiling(runs) / rate(runs[0]!)).toFixed(1)}x there. Latency is what parallel moves hide.`,
         right
           ? 'Right results: every move done, journal empty, every moved user verified on its new copies.'
           : `FAIL: ${problems.join('; ')}`,
