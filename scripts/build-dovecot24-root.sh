@@ -32,8 +32,14 @@ mkdir -p "$(dirname "$root")"
 exec 9>"$root.lock"
 flock 9
 
+# Small fix-ups, cheap and idempotent, applied to a root of any age: doveconf reads /etc/mtab.
+fixups() {
+  ln -sfn ../proc/self/mounts "$1/etc/mtab"
+}
+
 if [ -f "$root/.mailring-stamp" ] && [ "$(cat "$root/.mailring-stamp")" = "$stamp" ] &&
   chroot "$root" dovecot --version >/dev/null 2>&1; then
+  fixups "$root"
   echo "Dovecot 2.4 root is ready: $root ($(chroot "$root" dovecot --version))"
   exit 0
 fi
@@ -53,6 +59,7 @@ rm -f "$tmp.log"
 # The packages' own services never run here; the tests start their own instances with their own configs.
 chroot "$tmp" groupadd -r -g "$vmail_gid" vmail 2>/dev/null || true
 chroot "$tmp" useradd -r -u "$vmail_uid" -g "$vmail_gid" -M -d /nonexistent -s /usr/sbin/nologin vmail
+fixups "$tmp"
 version="$(chroot "$tmp" dovecot --version)"
 case "$version" in
   2.4*) ;;
