@@ -1,0 +1,185 @@
+/**
+ * The rendered Dovecot 2.4 SQL configuration, read by REAL Dovecot 2.4 (Debian 13's, test/support/dovecot24.ts)
+ * through its sqlite driver straight from a mailring SQLite store built with the store API, as
+ * dovecot-sql.test.ts proves the 2.3 form on 2.3:
+ * - the file is `!include`d by dovecot.conf (after dovecot_config_version, which only dovecot.conf may set);
+ * - `doveadm user` on server A finds exactly the users with a copy on A, a user without a copy there is not
+ *   found, the userdb iteration lists only A's users;
+ * - the proxy passdb sends a login to the first copy, and to the second once the first server is down.
+ */
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+
+import {afterAll, beforeAll, expect, it} from 'vitest'
+
+import {renderFor, type DovecotContext} from '../../src/engine/config-render.js'
+import {SqliteStore} from '../../src/store/sqlite.js'
+import {reserveDovecotAddress, startDovecot, type DovecotHost} from '../support/dovecot.js'
+import {describeDovecot24} from '../support/dovecot24.js'
+import {makeTempDir, removeDir, run} from '../support/proc.js'
+import {contextFor, fillStore, setState} from './helpers.js'
+
+const C_ADDRESS = '127.0.0.1' // a server with no Dovecot in this test (only named as a proxy host)
+const USERS: [string, string[]][] = [
+  ['alice@example.com', ['mx-a', 'mx-b']],
+  ['bob@example.com', ['mx-b', 'mx-a']],
+  ['carol@example.org', ['mx-a', 'mx-c']],
+  ['dave@example.org', ['mx-b', 'mx-c']],
+  ['erin@example.net', ['mx-c', 'mx-b', 'mx-a']],
+]
+
+async function userFields(
+  host: DovecotHost,
+  user: string,
+): Promise<{exitCode: number | null; fields: Record<string, string>; stderr: string}> {
+  const r = await host.doveadm(['user', user])
+  const fields: Record<string, string> = {}
+  for (const line of r.stdout.split('\n')) {
+    const m = /^(\S+)\s+(.*)$/.exec(line.trim())
+    if (m) fields[m[1]!] = m[2]!
+  }
+  return {exitCode: r.exitCode, fields, stderr: r.stderr}
+}
+
+async function listUsers(host: DovecotHost): Promise<string[]> {
+  const r = await host.doveadm(['user', '*'])
+  expect(r.exitCode, r.stderr).toBe(0)
+  return r.stdout
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '')
+    .sort()
+}
+
+describeDovecot24('the rendered 2.4 SQL configuration on Dovecot 2.4', () => {
+  let dir: string
+  let store: SqliteStore
+  let ctx: DovecotContext
+  let a: DovecotHost
+  let b: DovecotHost
+  let proxy: DovecotHost
+
+  beforeAll(async () => {
+    dir = makeTempDir('mr-dovecot-sql24')
+    const [ra, rb] = [await reserveDovecotAddress(), await reserveDovecotAddress()]
+    const dbPath = path.join(dir, 'cluster.db')
+    store = (await SqliteStore.init(dbPath)).store
+    await fillStore(
+      store,
+      [
+        {name: 'mx-a', address: ra.ip},
+        {name: 'mx-b', address: rb.ip},
+        {name: 'mx-c', address: C_ADDRESS},
+      ],
+      USERS,
+    )
+    ctx = await contextFor(store, {kind: 'sqlite', path: dbPath, source: 'test'}, {version: '2.4'})
+    const users = USERS.map(([user]) => ({user, password: 'pw'}))
+    // The rendered file is included by dovecot.conf; it brings the userdb (and a passdb for proxies).
+    const sqlFile = (server: string | undefined, home: string) => {
+      ctx.settings.home = `${home}/%d/%n`
+      const r = renderFor(ctx, server, server ? {} : {role: 'proxy'})
+      expect(r.version).toBe('2.4')
+      return r.rendered.text
+    }
+    const include = (c: {dir: string}) => `!include ${path.join(c.dir, 'mailring-sql.conf')}\n`
+    const backend = (address: typeof ra, server: string) =>
+      startDovecot({
+        version: '2.4',
+        address,
+        users,
+        files: (c) => ({'mailring-sql.conf': sqlFile(server, path.join(c.dir, 'home'))}),
+        userdb: '',
+        extraConfig: include,
+      })
+    ;[a, b] = await Promise.all([backend(ra, 'mx-a'), backend(rb, 'mx-b')])
+    proxy = await startDovecot({
+      version: '2.4',
+      files: {'mailring-sql.conf': sqlFile(undefined, '/nonexistent')},
+      passdb: '',
+      extraConfig: include,
+    })
+  })
+
+  afterAll(async () => {
+    await Promise.all([a?.stop(), b?.stop(), proxy?.stop()])
+    await store?.close()
+    if (dir) removeDir(dir)
+  })
+
+  it('doveconf reads the rendered file with its SQL settings', async () => {
+    const conf = await run('/bin/sh', ['-c', `${a.command('doveconf')} -n -c ${a.configPath}`])
+    expect(conf.exitCode, conf.stderr).toBe(0)
+    expect(conf.stdout).toMatch(/^sql_driver = sqlite$/m)
+    expect(conf.stdout).toMatch(/^userdb sql \{$/m)
+  })
+
+  it('finds exactly the users with a copy on the server, with their home', async () => {
+    for (const user of ['alice@example.com', 'bob@example.com', 'carol@example.org', 'erin@example.net']) {
+      const r = await userFields(a, user)
+      expect(r.exitCode, `${user}: ${r.stderr} ${a.readLog().slice(-1500)}`).toBe(0)
+      expect(r.fields.home).toBe(path.join(a.dir, 'home', user.split('@')[1]!, user.split('@')[0]!))
+      expect(r.fields.uid).toBe(String(fs.statSync(a.mailDir).uid)) // vmail, as rendered
+      expect(r.fields.mail_replica).toMatch(/^tcp:127\.0\.0\.\d+:12345$/) // still returned, unused by 2.4
+    }
+    expect((await userFields(b, 'dave@example.org')).exitCode).toBe(0)
+    // Case-insensitive login names reach the canonical address.
+    const mixed = await userFields(a, 'Alice@Example.COM')
+    expect(mixed.exitCode, mixed.stderr).toBe(0)
+    expect(mixed.fields.user).toBe('alice@example.com')
+  })
+
+  it('does not find a user without a copy on the server, nor an unknown one', async () => {
+    for (const user of ['dave@example.org', 'nobody@example.com', "o'brien@example.com"]) {
+      const r = await a.doveadm(['user', user])
+      expect(r.exitCode, r.stdout + r.stderr).toBe(67)
+    }
+    expect((await b.doveadm(['user', 'carol@example.org'])).exitCode).toBe(67)
+  })
+
+  it('iterates only the users the server holds', async () => {
+    expect(await listUsers(a)).toEqual([
+      'alice@example.com',
+      'bob@example.com',
+      'carol@example.org',
+      'erin@example.net',
+    ])
+    expect(await listUsers(b)).toEqual([
+      'alice@example.com',
+      'bob@example.com',
+      'dave@example.org',
+      'erin@example.net',
+    ])
+  })
+
+  it('serves the users it finds: LMTP delivery and IMAP login through the rendered userdb', async () => {
+    await a.deliver('carol@example.org', 'Subject: to carol on 2.4\r\n\r\nbody\r\n')
+    const box = await a.imapListMessages('carol@example.org', 'pw')
+    expect(box.messages.map((m) => m.subject)).toEqual(['to carol on 2.4'])
+    expect(fs.readdirSync(path.join(a.mailDir, 'example.org', 'carol', 'new'))).toHaveLength(1)
+    await expect(a.deliver('dave@example.org', 'Subject: x\r\n\r\nx\r\n')).rejects.toThrow()
+    // The userdb's mail_replica (the replicator's field, gone in 2.4) is taken without a complaint.
+    expect(a.readLog()).not.toMatch(/(Warning|Error|Fatal):/)
+  })
+
+  it('the proxy passdb sends a login to the first copy, and to the second when the first is down', async () => {
+    const host = async (user: string) => {
+      const r = await proxy.doveadm(['auth', 'lookup', user])
+      return /^\s*host\s*:?\s+(\S+)/m.exec(r.stdout)?.[1]
+    }
+    const r = await proxy.doveadm(['auth', 'lookup', 'alice@example.com'])
+    expect(r.exitCode, r.stdout + r.stderr + proxy.readLog().slice(-1500)).toBe(0)
+    expect(r.stdout).toMatch(/proxy\s*:?\s+Y/i)
+    expect(await host('alice@example.com')).toBe(a.ip)
+    expect(await host('bob@example.com')).toBe(b.ip)
+    await setState(store, 'mx-a', 'down')
+    try {
+      expect(await host('alice@example.com')).toBe(b.ip)
+      expect(await host('carol@example.org')).toBe(C_ADDRESS)
+    } finally {
+      await setState(store, 'mx-a', 'active')
+    }
+    expect(await host('alice@example.com')).toBe(a.ip)
+    expect((await proxy.doveadm(['auth', 'lookup', 'nobody@example.com'])).exitCode).not.toBe(0)
+  })
+})
