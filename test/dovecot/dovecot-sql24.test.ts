@@ -5,7 +5,8 @@
  * - the file is `!include`d by dovecot.conf (after dovecot_config_version, which only dovecot.conf may set);
  * - `doveadm user` on server A finds exactly the users with a copy on A, a user without a copy there is not
  *   found, the userdb iteration lists only A's users;
- * - the proxy passdb sends a login to the first copy, and to the second once the first server is down.
+ * - the proxy passdb sends a login to the first copy, and to the second once the first server is down:
+ *   in `doveadm auth lookup`, and for a real IMAP login through a 2.4 proxy to 2.4 backends.
  */
 import * as fs from 'node:fs'
 import * as path from 'node:path'
@@ -62,6 +63,9 @@ describeDovecot24('the rendered 2.4 SQL configuration on Dovecot 2.4', () => {
   beforeAll(async () => {
     dir = makeTempDir('mr-dovecot-sql24')
     const [ra, rb] = [await reserveDovecotAddress(), await reserveDovecotAddress()]
+    // The proxy passdb names a host, not a port: the backends take IMAP's own port on their address.
+    ra.imapPort = 143
+    rb.imapPort = 143
     const dbPath = path.join(dir, 'cluster.db')
     store = (await SqliteStore.init(dbPath)).store
     await fillStore(
@@ -87,7 +91,7 @@ describeDovecot24('the rendered 2.4 SQL configuration on Dovecot 2.4', () => {
       startDovecot({
         version: '2.4',
         address,
-        users,
+        users: users.map((u) => ({...u, password: `pw-${server}`})),
         files: (c) => ({'mailring-sql.conf': sqlFile(server, path.join(c.dir, 'home'))}),
         userdb: '',
         extraConfig: include,
@@ -154,7 +158,7 @@ describeDovecot24('the rendered 2.4 SQL configuration on Dovecot 2.4', () => {
 
   it('serves the users it finds: LMTP delivery and IMAP login through the rendered userdb', async () => {
     await a.deliver('carol@example.org', 'Subject: to carol on 2.4\r\n\r\nbody\r\n')
-    const box = await a.imapListMessages('carol@example.org', 'pw')
+    const box = await a.imapListMessages('carol@example.org', 'pw-mx-a')
     expect(box.messages.map((m) => m.subject)).toEqual(['to carol on 2.4'])
     expect(fs.readdirSync(path.join(a.mailDir, 'example.org', 'carol', 'new'))).toHaveLength(1)
     await expect(a.deliver('dave@example.org', 'Subject: x\r\n\r\nx\r\n')).rejects.toThrow()
@@ -181,5 +185,26 @@ describeDovecot24('the rendered 2.4 SQL configuration on Dovecot 2.4', () => {
     }
     expect(await host('alice@example.com')).toBe(a.ip)
     expect((await proxy.doveadm(['auth', 'lookup', 'nobody@example.com'])).exitCode).not.toBe(0)
+  })
+
+  it('an IMAP login through the 2.4 proxy lands on the first copy, and on the second when the first is down', async () => {
+    // Each backend holds its own copy of alice's mail, and its own password for her (its passwd-file passdb
+    // checks it: the proxy passdb says nopassword and passes the login on).
+    await a.deliver('alice@example.com', 'Subject: on mx-a\r\n\r\nbody\r\n')
+    await b.deliver('alice@example.com', 'Subject: on mx-b\r\n\r\nbody\r\n')
+    const subjects = async (password: string) =>
+      (await proxy.imapListMessages('alice@example.com', password)).messages.map((m) => m.subject)
+    expect(await subjects('pw-mx-a')).toEqual(['on mx-a'])
+    // The backend refuses mx-b's password (seen: after its auth failure delay, the proxy's 2 s proxy_timeout
+    // has run out, so the client is told of a failed proxy connection rather than a wrong password).
+    await expect(subjects('pw-mx-b')).rejects.toThrow()
+    await setState(store, 'mx-a', 'down')
+    try {
+      expect(await subjects('pw-mx-b')).toEqual(['on mx-b'])
+    } finally {
+      await setState(store, 'mx-a', 'active')
+    }
+    for (const backend of [a, b])
+      expect(proxy.readLog()).toContain(`proxy(alice@example.com,${backend.ip}:143): Started proxying`)
   })
 })
