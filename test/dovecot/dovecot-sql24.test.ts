@@ -195,8 +195,8 @@ describeDovecot24('the rendered 2.4 SQL configuration on Dovecot 2.4', () => {
     const subjects = async (password: string) =>
       (await proxy.imapListMessages('alice@example.com', password)).messages.map((m) => m.subject)
     expect(await subjects('pw-mx-a')).toEqual(['on mx-a'])
-    // The backend refuses mx-b's password (seen: after its auth failure delay, the proxy's 2 s proxy_timeout
-    // has run out, so the client is told of a failed proxy connection rather than a wrong password).
+    // The backend refuses mx-b's password (seen: the proxy then logs a login timed out after its 2 s
+    // proxy_timeout, most likely the backend's auth failure delay, rather than a wrong password).
     await expect(subjects('pw-mx-b')).rejects.toThrow()
     await setState(store, 'mx-a', 'down')
     try {
