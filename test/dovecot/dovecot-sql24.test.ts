@@ -18,39 +18,10 @@ import {SqliteStore} from '../../src/store/sqlite.js'
 import {reserveDovecotAddress, startDovecot, type DovecotHost} from '../support/dovecot.js'
 import {describeDovecot24} from '../support/dovecot24.js'
 import {makeTempDir, removeDir, run} from '../support/proc.js'
-import {contextFor, fillStore, setState} from './helpers.js'
+import {CLUSTER_USERS, listUsers, proxyHost, sqliteCluster, userFields, whileDown} from './helpers.js'
 
 const C_ADDRESS = '127.0.0.1' // a server with no Dovecot in this test (only named as a proxy host)
-const USERS: [string, string[]][] = [
-  ['alice@example.com', ['mx-a', 'mx-b']],
-  ['bob@example.com', ['mx-b', 'mx-a']],
-  ['carol@example.org', ['mx-a', 'mx-c']],
-  ['dave@example.org', ['mx-b', 'mx-c']],
-  ['erin@example.net', ['mx-c', 'mx-b', 'mx-a']],
-]
-
-async function userFields(
-  host: DovecotHost,
-  user: string,
-): Promise<{exitCode: number | null; fields: Record<string, string>; stderr: string}> {
-  const r = await host.doveadm(['user', user])
-  const fields: Record<string, string> = {}
-  for (const line of r.stdout.split('\n')) {
-    const m = /^(\S+)\s+(.*)$/.exec(line.trim())
-    if (m) fields[m[1]!] = m[2]!
-  }
-  return {exitCode: r.exitCode, fields, stderr: r.stderr}
-}
-
-async function listUsers(host: DovecotHost): Promise<string[]> {
-  const r = await host.doveadm(['user', '*'])
-  expect(r.exitCode, r.stderr).toBe(0)
-  return r.stdout
-    .split('\n')
-    .map((l) => l.trim())
-    .filter((l) => l !== '')
-    .sort()
-}
+const USERS = CLUSTER_USERS
 
 describeDovecot24('the rendered 2.4 SQL configuration on Dovecot 2.4', () => {
   let dir: string
@@ -66,18 +37,7 @@ describeDovecot24('the rendered 2.4 SQL configuration on Dovecot 2.4', () => {
     // The proxy passdb names a host, not a port: the backends take IMAP's own port on their address.
     ra.imapPort = 143
     rb.imapPort = 143
-    const dbPath = path.join(dir, 'cluster.db')
-    store = (await SqliteStore.init(dbPath)).store
-    await fillStore(
-      store,
-      [
-        {name: 'mx-a', address: ra.ip},
-        {name: 'mx-b', address: rb.ip},
-        {name: 'mx-c', address: C_ADDRESS},
-      ],
-      USERS,
-    )
-    ctx = await contextFor(store, {kind: 'sqlite', path: dbPath, source: 'test'}, {version: '2.4'})
+    ;({store, ctx} = await sqliteCluster(dir, {a: ra.ip, b: rb.ip, c: C_ADDRESS}, {version: '2.4'}))
     const users = USERS.map(([user]) => ({user, password: 'pw'}))
     // The rendered file is included by dovecot.conf; it brings the userdb (and a passdb for proxies).
     const sqlFile = (server: string | undefined, home: string) => {
@@ -142,18 +102,13 @@ describeDovecot24('the rendered 2.4 SQL configuration on Dovecot 2.4', () => {
   })
 
   it('iterates only the users the server holds', async () => {
-    expect(await listUsers(a)).toEqual([
-      'alice@example.com',
-      'bob@example.com',
-      'carol@example.org',
-      'erin@example.net',
-    ])
-    expect(await listUsers(b)).toEqual([
-      'alice@example.com',
-      'bob@example.com',
-      'dave@example.org',
-      'erin@example.net',
-    ])
+    const holds = (server: string) =>
+      USERS.filter(([, copies]) => copies.includes(server))
+        .map(([user]) => user)
+        .sort()
+    expect(await listUsers(a)).toEqual(holds('mx-a'))
+    expect(await listUsers(b)).toEqual(holds('mx-b'))
+    expect(holds('mx-a')).toHaveLength(4)
   })
 
   it('serves the users it finds: LMTP delivery and IMAP login through the rendered userdb', async () => {
@@ -167,22 +122,16 @@ describeDovecot24('the rendered 2.4 SQL configuration on Dovecot 2.4', () => {
   })
 
   it('the proxy passdb sends a login to the first copy, and to the second when the first is down', async () => {
-    const host = async (user: string) => {
-      const r = await proxy.doveadm(['auth', 'lookup', user])
-      return /^\s*host\s*:?\s+(\S+)/m.exec(r.stdout)?.[1]
-    }
+    const host = (user: string) => proxyHost(proxy, user)
     const r = await proxy.doveadm(['auth', 'lookup', 'alice@example.com'])
     expect(r.exitCode, r.stdout + r.stderr + proxy.readLog().slice(-1500)).toBe(0)
     expect(r.stdout).toMatch(/proxy\s*:?\s+Y/i)
     expect(await host('alice@example.com')).toBe(a.ip)
     expect(await host('bob@example.com')).toBe(b.ip)
-    await setState(store, 'mx-a', 'down')
-    try {
+    await whileDown(store, 'mx-a', async () => {
       expect(await host('alice@example.com')).toBe(b.ip)
       expect(await host('carol@example.org')).toBe(C_ADDRESS)
-    } finally {
-      await setState(store, 'mx-a', 'active')
-    }
+    })
     expect(await host('alice@example.com')).toBe(a.ip)
     expect((await proxy.doveadm(['auth', 'lookup', 'nobody@example.com'])).exitCode).not.toBe(0)
   })
@@ -198,12 +147,9 @@ describeDovecot24('the rendered 2.4 SQL configuration on Dovecot 2.4', () => {
     // The backend refuses mx-b's password (seen: the proxy then logs a login timed out after its 2 s
     // proxy_timeout, most likely the backend's auth failure delay, rather than a wrong password).
     await expect(subjects('pw-mx-b')).rejects.toThrow()
-    await setState(store, 'mx-a', 'down')
-    try {
+    await whileDown(store, 'mx-a', async () => {
       expect(await subjects('pw-mx-b')).toEqual(['on mx-b'])
-    } finally {
-      await setState(store, 'mx-a', 'active')
-    }
+    })
     for (const backend of [a, b])
       expect(proxy.readLog()).toContain(`proxy(alice@example.com,${backend.ip}:143): Started proxying`)
   })

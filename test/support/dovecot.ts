@@ -343,6 +343,48 @@ interface ConfigParts {
   extraConfig?: Template<string>
 }
 
+/**
+ * The service blocks of a host: IMAP, POP3 (2.3 only: the 2.4 root has no pop3d), LMTP, doveadm (TCP and
+ * HTTP) on the host's address, login processes not chrooted. 2.4 calls a listener's address `listen` and
+ * wants every listener named.
+ */
+function services(ctx: DovecotContext, version: DovecotVersion): string[] {
+  const listener = (name: string, port: number) => [
+    `  inet_listener ${name}${name ? ' ' : ''}{`,
+    ...(port === 0 ? [] : [`    ${version === '2.4' ? 'listen' : 'address'} = ${ctx.ip}`]),
+    `    port = ${port}`,
+    '  }',
+  ]
+  const login = (protocol: string, port: number) => [
+    `service ${protocol}-login {`,
+    '  chroot =',
+    ...listener(protocol, port),
+    ...listener(`${protocol}s`, 0),
+    '}',
+  ]
+  return [
+    ...login('imap', ctx.imapPort),
+    ...(version === '2.3' ? login('pop3', ctx.pop3Port) : []),
+    'service lmtp {',
+    ...listener('lmtp', ctx.lmtpPort),
+    '}',
+    'service doveadm {',
+    ...listener('http', ctx.httpPort),
+    ...listener(version === '2.4' ? 'doveadm' : '', ctx.doveadmPort),
+    '}',
+    'service anvil {',
+    '  chroot =',
+    '}',
+  ]
+}
+
+/**
+ * A host's dovecot.conf, in its version's syntax. 2.4 (accepted by Debian 13's 2.4.1): the version
+ * settings first, mail_driver/mail_path for mail_location, named passdb/userdb blocks with driver-prefixed
+ * settings, auth_allow_cleartext, import_environment as a block (and the listener differences of
+ * services()). `dovecot_config_version` may be set once only, and only as the first setting of dovecot.conf
+ * itself (an `!include` first does not count): included files must not set it.
+ */
 function buildConfig(
   ctx: DovecotContext,
   instanceName: string,
@@ -350,165 +392,57 @@ function buildConfig(
   parts: ConfigParts,
   options: DovecotOptions,
 ): string {
-  return options.version === '2.4'
-    ? buildConfig24(ctx, instanceName, protocols, parts, options)
-    : buildConfig23(ctx, instanceName, protocols, parts, options)
-}
-
-function buildConfig23(
-  ctx: DovecotContext,
-  instanceName: string,
-  protocols: DovecotProtocol[],
-  parts: ConfigParts,
-  options: DovecotOptions,
-): string {
   const {ip, dir} = ctx
-  const passdb =
-    resolve(parts.passdb, ctx) ??
-    `passdb {\n  driver = passwd-file\n  args = scheme=PLAIN username_format=%u ${ctx.usersFile}\n}`
-  const userdb =
-    resolve(parts.userdb, ctx) ??
-    `userdb {\n  driver = passwd-file\n  args = username_format=%u ${ctx.usersFile}\n}`
-  const lines = [
-    '# Written by test/support/dovecot.ts',
-    `base_dir = ${ctx.baseDir}`,
-    `state_dir = ${path.join(dir, 'state')}`,
-    `instance_name = ${instanceName}`,
-    `listen = ${ip}`,
-    `protocols = ${protocols.join(' ')}`,
-    `mail_location = ${options.mailLocation ?? `maildir:${ctx.mailDir}/%d/%n`}`,
-    'mail_uid = vmail',
-    'mail_gid = vmail',
-    'first_valid_uid = 100',
-    'ssl = no',
-    'disable_plaintext_auth = no',
-    `log_path = ${path.join(dir, 'dovecot.log')}`,
-    'auth_mechanisms = plain',
-    `doveadm_password = ${ctx.doveadmPassword}`,
-    `doveadm_port = ${ctx.doveadmPort}`,
-    ...(options.hostname
-      ? [`import_environment = $import_environment DOVECOT_HOSTNAME=${options.hostname}`]
-      : []),
-    ...(options.debug ? ['auth_debug = yes', 'auth_verbose = yes', 'mail_debug = yes'] : []),
-    '',
-    passdb,
-    userdb,
-    '',
-    'service imap-login {',
-    '  chroot =',
-    '  inet_listener imap {',
-    `    address = ${ip}`,
-    `    port = ${ctx.imapPort}`,
-    '  }',
-    '  inet_listener imaps {',
-    '    port = 0',
-    '  }',
-    '}',
-    'service pop3-login {',
-    '  chroot =',
-    '  inet_listener pop3 {',
-    `    address = ${ip}`,
-    `    port = ${ctx.pop3Port}`,
-    '  }',
-    '  inet_listener pop3s {',
-    '    port = 0',
-    '  }',
-    '}',
-    'service lmtp {',
-    '  inet_listener lmtp {',
-    `    address = ${ip}`,
-    `    port = ${ctx.lmtpPort}`,
-    '  }',
-    '}',
-    'service doveadm {',
-    '  inet_listener http {',
-    `    address = ${ip}`,
-    `    port = ${ctx.httpPort}`,
-    '  }',
-    '  inet_listener {',
-    `    address = ${ip}`,
-    `    port = ${ctx.doveadmPort}`,
-    '  }',
-    '}',
-    'service anvil {',
-    '  chroot =',
-    '}',
-    '',
-    resolve(parts.extraConfig, ctx) ?? '',
-    '',
-  ]
-  return lines.join('\n')
-}
-
-/**
- * The same host in Dovecot 2.4's syntax (seen accepted by Debian 13's 2.4.1): the version settings first,
- * mail_driver/mail_path for mail_location, named passdb/userdb blocks with driver-prefixed settings,
- * `listen` in place of a listener's `address`, every listener named, auth_allow_cleartext,
- * import_environment as a block. `dovecot_config_version` may be set once only, and only as the first
- * setting of dovecot.conf itself (an `!include` first does not count): included files must not set it.
- */
-function buildConfig24(
-  ctx: DovecotContext,
-  instanceName: string,
-  protocols: DovecotProtocol[],
-  parts: ConfigParts,
-  options: DovecotOptions,
-): string {
-  const {ip, dir} = ctx
-  if (options.mailLocation !== undefined)
+  const v24 = options.version === '2.4'
+  if (v24 && options.mailLocation !== undefined)
     throw new Error('mailLocation is a Dovecot 2.3 setting; give a 2.4 host mail settings in extraConfig')
   const passdb =
     resolve(parts.passdb, ctx) ??
-    `passdb passwd-file {\n  passwd_file_path = ${ctx.usersFile}\n  default_password_scheme = PLAIN\n}`
+    (v24
+      ? `passdb passwd-file {\n  passwd_file_path = ${ctx.usersFile}\n  default_password_scheme = PLAIN\n}`
+      : `passdb {\n  driver = passwd-file\n  args = scheme=PLAIN username_format=%u ${ctx.usersFile}\n}`)
   const userdb =
-    resolve(parts.userdb, ctx) ?? `userdb passwd-file {\n  passwd_file_path = ${ctx.usersFile}\n}`
-  const listener = (name: string, port: number) => [
-    `  inet_listener ${name} {`,
-    `    listen = ${ip}`,
-    `    port = ${port}`,
-    '  }',
-  ]
+    resolve(parts.userdb, ctx) ??
+    (v24
+      ? `userdb passwd-file {\n  passwd_file_path = ${ctx.usersFile}\n}`
+      : `userdb {\n  driver = passwd-file\n  args = username_format=%u ${ctx.usersFile}\n}`)
+  const hostname = options.hostname
   const lines = [
-    `dovecot_config_version = ${DOVECOT24_CONFIG_VERSION}`,
-    `dovecot_storage_version = ${DOVECOT24_CONFIG_VERSION}`,
+    ...(v24
+      ? [
+          `dovecot_config_version = ${DOVECOT24_CONFIG_VERSION}`,
+          `dovecot_storage_version = ${DOVECOT24_CONFIG_VERSION}`,
+        ]
+      : []),
     '# Written by test/support/dovecot.ts',
     `base_dir = ${ctx.baseDir}`,
     `state_dir = ${path.join(dir, 'state')}`,
     `instance_name = ${instanceName}`,
     `listen = ${ip}`,
     `protocols = ${protocols.join(' ')}`,
-    'mail_driver = maildir',
-    `mail_path = ${ctx.mailDir}/%{user|domain}/%{user|username}`,
+    ...(v24
+      ? ['mail_driver = maildir', `mail_path = ${ctx.mailDir}/%{user|domain}/%{user|username}`]
+      : [`mail_location = ${options.mailLocation ?? `maildir:${ctx.mailDir}/%d/%n`}`]),
     'mail_uid = vmail',
     'mail_gid = vmail',
     'first_valid_uid = 100',
     'ssl = no',
-    'auth_allow_cleartext = yes',
+    v24 ? 'auth_allow_cleartext = yes' : 'disable_plaintext_auth = no',
     `log_path = ${path.join(dir, 'dovecot.log')}`,
     'auth_mechanisms = plain',
     `doveadm_password = ${ctx.doveadmPassword}`,
     `doveadm_port = ${ctx.doveadmPort}`,
-    ...(options.hostname ? ['import_environment {', `  DOVECOT_HOSTNAME = ${options.hostname}`, '}'] : []),
+    ...(hostname === undefined
+      ? []
+      : v24
+        ? ['import_environment {', `  DOVECOT_HOSTNAME = ${hostname}`, '}']
+        : [`import_environment = $import_environment DOVECOT_HOSTNAME=${hostname}`]),
     ...(options.debug ? ['auth_debug = yes', 'auth_verbose = yes', 'mail_debug = yes'] : []),
     '',
     passdb,
     userdb,
     '',
-    'service imap-login {',
-    '  chroot =',
-    ...listener('imap', ctx.imapPort),
-    ...listener('imaps', 0),
-    '}',
-    'service lmtp {',
-    ...listener('lmtp', ctx.lmtpPort),
-    '}',
-    'service doveadm {',
-    ...listener('http', ctx.httpPort),
-    ...listener('doveadm', ctx.doveadmPort),
-    '}',
-    'service anvil {',
-    '  chroot =',
-    '}',
+    ...services(ctx, v24 ? '2.4' : '2.3'),
     '',
     resolve(parts.extraConfig, ctx) ?? '',
     '',
