@@ -6,7 +6,8 @@
 #
 # Idempotent: a root that is complete (its stamp matches this script's package list and vmail account)
 # is left alone. Atomic: debootstrap writes into DIR.tmp-PID, which is renamed to DIR only when complete,
-# so an interrupted build never leaves a half root where the tests look. Needs root and debootstrap.
+# so an interrupted build never leaves a half root where the tests look (the next build removes what it
+# left, seen: a build killed mid-way, then run again). Needs root and debootstrap.
 set -euo pipefail
 
 root="${1:-${MAILRING_DOVECOT24_ROOT:-/var/cache/mailring-testbed/trixie}}"
