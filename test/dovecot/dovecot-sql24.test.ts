@@ -6,7 +6,8 @@
  * - `doveadm user` on server A finds exactly the users with a copy on A, a user without a copy there is not
  *   found, the userdb iteration lists only A's users;
  * - the proxy passdb sends a login to the first copy, and to the second once the first server is down:
- *   in `doveadm auth lookup`, and for a real IMAP login through a 2.4 proxy to 2.4 backends.
+ *   in `doveadm auth lookup`, and for a real IMAP login and a real LMTP delivery (`lmtp_proxy = yes`)
+ *   through a 2.4 proxy to 2.4 backends.
  */
 import * as fs from 'node:fs'
 import * as path from 'node:path'
@@ -33,10 +34,18 @@ describeDovecot24('the rendered 2.4 SQL configuration on Dovecot 2.4', () => {
 
   beforeAll(async () => {
     dir = makeTempDir('mr-dovecot-sql24')
-    const [ra, rb] = [await reserveDovecotAddress(), await reserveDovecotAddress()]
-    // The proxy passdb names a host, not a port: the backends take IMAP's own port on their address.
-    ra.imapPort = 143
-    rb.imapPort = 143
+    const [ra, rb, rp] = [
+      await reserveDovecotAddress(),
+      await reserveDovecotAddress(),
+      await reserveDovecotAddress(),
+    ]
+    // The proxy passdb names a host, not a port. Seen on 2.4.1: an IMAP proxy then connects to port 143,
+    // an LMTP proxy to the port its own client connected to. So every host takes IMAP's and LMTP's own
+    // ports on its address.
+    for (const r of [ra, rb, rp]) {
+      r.imapPort = 143
+      r.lmtpPort = 24
+    }
     ;({store, ctx} = await sqliteCluster(dir, {a: ra.ip, b: rb.ip, c: C_ADDRESS}, {version: '2.4'}))
     const users = USERS.map(([user]) => ({user, password: 'pw'}))
     // The rendered file is included by dovecot.conf; it brings the userdb (and a passdb for proxies).
@@ -59,9 +68,10 @@ describeDovecot24('the rendered 2.4 SQL configuration on Dovecot 2.4', () => {
     ;[a, b] = await Promise.all([backend(ra, 'mx-a'), backend(rb, 'mx-b')])
     proxy = await startDovecot({
       version: '2.4',
+      address: rp,
       files: {'mailring-sql.conf': sqlFile(undefined, '/nonexistent')},
       passdb: '',
-      extraConfig: include,
+      extraConfig: (c) => `${include(c)}lmtp_proxy = yes\n`,
     })
   })
 
@@ -152,5 +162,20 @@ describeDovecot24('the rendered 2.4 SQL configuration on Dovecot 2.4', () => {
     })
     for (const backend of [a, b])
       expect(proxy.readLog()).toContain(`proxy(alice@example.com,${backend.ip}:143): Started proxying`)
+  })
+
+  it('an LMTP delivery through the 2.4 proxy goes to the first copy, and to the second when the first is down', async () => {
+    const inbox = async (host: DovecotHost, server: string) =>
+      (await host.imapListMessages('bob@example.com', `pw-${server}`)).messages.map((m) => m.subject)
+    // bob's copies: [mx-b, mx-a].
+    await proxy.deliver('bob@example.com', 'Subject: via the proxy\r\n\r\nbody\r\n')
+    expect(await inbox(b, 'mx-b')).toEqual(['via the proxy'])
+    expect(await inbox(a, 'mx-a')).toEqual([])
+    await whileDown(store, 'mx-b', async () => {
+      await proxy.deliver('bob@example.com', 'Subject: via the proxy, mx-b down\r\n\r\nbody\r\n')
+    })
+    expect(await inbox(a, 'mx-a')).toEqual(['via the proxy, mx-b down'])
+    expect(await inbox(b, 'mx-b')).toEqual(['via the proxy'])
+    await expect(proxy.deliver('nobody@example.com', 'Subject: x\r\n\r\nx\r\n')).rejects.toThrow()
   })
 })
