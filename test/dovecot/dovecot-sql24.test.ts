@@ -154,8 +154,8 @@ describeDovecot24('the rendered 2.4 SQL configuration on Dovecot 2.4', () => {
     const subjects = async (password: string) =>
       (await proxy.imapListMessages('alice@example.com', password)).messages.map((m) => m.subject)
     expect(await subjects('pw-mx-a')).toEqual(['on mx-a'])
-    // The backend refuses mx-b's password (seen: the proxy then logs a login timed out after its 2 s
-    // proxy_timeout, most likely the backend's auth failure delay, rather than a wrong password).
+    // The backend refuses mx-b's password (after about 2 s, past the 2 s proxy_timeout: the client is told
+    // the account is unavailable, not that the password is wrong; docs/dovecot-facts.md).
     await expect(subjects('pw-mx-b')).rejects.toThrow()
     await whileDown(store, 'mx-a', async () => {
       expect(await subjects('pw-mx-b')).toEqual(['on mx-b'])
