@@ -346,7 +346,7 @@ interface ConfigParts {
 /**
  * The service blocks of a host: IMAP, POP3 (2.3 only: the 2.4 root has no pop3d), LMTP, doveadm (TCP and
  * HTTP) on the host's address, login processes not chrooted. 2.4 calls a listener's address `listen` and
- * wants every listener named.
+ * gets every listener named (unnamed ones not tried on 2.4).
  */
 function services(ctx: DovecotContext, version: DovecotVersion): string[] {
   const listener = (name: string, port: number) => [
