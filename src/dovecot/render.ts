@@ -60,8 +60,6 @@ export interface RenderInput {
   replica: {scheme: 'tcp' | 'tcps'; port: number}
   /** Proxy role: seconds to wait for the backend's connection. */
   proxyTimeoutSeconds: number
-  /** 2.4: dovecot_config_version and dovecot_storage_version (default 2.4.0). */
-  configVersion?: string
 }
 
 export interface RenderedConfig {
@@ -321,13 +319,12 @@ function quote24(value: string): string {
 
 function render24(input: RenderInput, q: Queries, header: string[]): string {
   const c = input.connection
-  if (input.configVersion !== undefined && !/^2\.4\.[0-9]{1,3}$/.test(input.configVersion))
-    refuse(`config_version "${input.configVersion}" must look like 2.4.0.`)
+  // No dovecot_config_version here: 2.4 takes it only as the first setting of dovecot.conf itself (an
+  // `!include` before it does not count) and refuses to see it set again, even to the same value (seen on
+  // 2.4.1, test/dovecot/dovecot-sql24.test.ts).
   const lines = [
-    `dovecot_config_version = ${input.configVersion ?? '2.4.0'}`,
-    `dovecot_storage_version = ${input.configVersion ?? '2.4.0'}`,
     ...header,
-    '# dovecot_config_version must be the first setting Dovecot reads: include this file first in dovecot.conf.',
+    '# Include it with `!include` in dovecot.conf, anywhere after dovecot_config_version (never set here).',
     '',
     `sql_driver = ${c.dialect}`,
   ]

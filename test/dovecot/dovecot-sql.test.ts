@@ -21,7 +21,15 @@ import {
   type DovecotHost,
 } from '../support/dovecot.js'
 import {makeTempDir, removeDir} from '../support/proc.js'
-import {commonDoveadmPort, contextFor, fillStore, setState} from './helpers.js'
+import {
+  CLUSTER_USERS,
+  commonDoveadmPort,
+  listUsers,
+  proxyHost,
+  sqliteCluster,
+  userFields,
+  whileDown,
+} from './helpers.js'
 
 let dir: string
 let store: SqliteStore
@@ -32,13 +40,7 @@ let proxy: DovecotHost
 const C_ADDRESS = '127.0.0.1' // a server with no Dovecot in this test (only named in mail_replica and host)
 
 const PASSWORD = 'pw-secret'
-const USERS: [string, string[]][] = [
-  ['alice@example.com', ['mx-a', 'mx-b']],
-  ['bob@example.com', ['mx-b', 'mx-a']],
-  ['carol@example.org', ['mx-a', 'mx-c']],
-  ['dave@example.org', ['mx-b', 'mx-c']],
-  ['erin@example.net', ['mx-c', 'mx-b', 'mx-a']],
-]
+const USERS = CLUSTER_USERS
 
 function sqlFile(ctxHome: string, server: string): string {
   ctx.settings.home = `${ctxHome}/%d/%n`
@@ -54,18 +56,7 @@ beforeAll(async () => {
   ra.doveadmPort = port
   rb.doveadmPort = port
 
-  const dbPath = path.join(dir, 'cluster.db')
-  store = (await SqliteStore.init(dbPath)).store
-  await fillStore(
-    store,
-    [
-      {name: 'mx-a', address: ra.ip},
-      {name: 'mx-b', address: rb.ip},
-      {name: 'mx-c', address: C_ADDRESS},
-    ],
-    USERS,
-  )
-  ctx = await contextFor(store, {kind: 'sqlite', path: dbPath, source: 'test'}, {doveadmPort: port})
+  ;({store, ctx} = await sqliteCluster(dir, {a: ra.ip, b: rb.ip, c: C_ADDRESS}, {doveadmPort: port}))
   const users = USERS.map(([user]) => ({user, password: PASSWORD}))
   const backend = (address: DovecotAddress, server: string) =>
     startDovecot({
@@ -88,19 +79,6 @@ afterAll(async () => {
   await store?.close()
   if (dir) removeDir(dir)
 })
-
-async function userFields(
-  host: DovecotHost,
-  user: string,
-): Promise<{exitCode: number | null; fields: Record<string, string>; stderr: string}> {
-  const r = await host.doveadm(['user', user])
-  const fields: Record<string, string> = {}
-  for (const line of r.stdout.split('\n')) {
-    const m = /^(\S+)\s+(.*)$/.exec(line.trim())
-    if (m) fields[m[1]!] = m[2]!
-  }
-  return {exitCode: r.exitCode, fields, stderr: r.stderr}
-}
 
 describe('Dovecot 2.3 userdb from the SQLite store', () => {
   it('finds exactly the users with a copy on the server, each with the next copy as mail_replica', async () => {
@@ -159,19 +137,13 @@ describe('Dovecot 2.3 userdb from the SQLite store', () => {
   })
 
   it('iterates only the users the server holds', async () => {
-    const list = async (host: DovecotHost) =>
-      (await host.doveadm(['user', '*'])).stdout
-        .split('\n')
-        .map((l) => l.trim())
-        .filter((l) => l !== '')
-        .sort()
-    expect(await list(a)).toEqual([
+    expect(await listUsers(a)).toEqual([
       'alice@example.com',
       'bob@example.com',
       'carol@example.org',
       'erin@example.net',
     ])
-    expect(await list(b)).toEqual([
+    expect(await listUsers(b)).toEqual([
       'alice@example.com',
       'bob@example.com',
       'dave@example.org',
@@ -181,27 +153,18 @@ describe('Dovecot 2.3 userdb from the SQLite store', () => {
 })
 
 describe('the proxy passdb', () => {
-  async function proxyHost(user: string): Promise<string | undefined> {
-    const r = await proxy.doveadm(['auth', 'lookup', user])
-    const m = /^\s*host\s*:\s*(\S+)/m.exec(r.stdout)
-    return m?.[1]
-  }
-
   it('sends a login to the first copy, and to the second when the first server is down', async () => {
     const r = await proxy.doveadm(['auth', 'lookup', 'alice@example.com'])
     expect(r.stdout).toMatch(/proxy\s*:\s*Y/i)
     expect(r.stdout).toMatch(/proxy_timeout\s*:\s*2/)
-    expect(await proxyHost('alice@example.com')).toBe(a.ip)
-    expect(await proxyHost('bob@example.com')).toBe(b.ip)
-    await setState(store, 'mx-a', 'down')
-    try {
-      expect(await proxyHost('alice@example.com')).toBe(b.ip)
-      expect(await proxyHost('bob@example.com')).toBe(b.ip)
-      expect(await proxyHost('carol@example.org')).toBe(C_ADDRESS)
-    } finally {
-      await setState(store, 'mx-a', 'active')
-    }
-    expect(await proxyHost('alice@example.com')).toBe(a.ip)
+    expect(await proxyHost(proxy, 'alice@example.com')).toBe(a.ip)
+    expect(await proxyHost(proxy, 'bob@example.com')).toBe(b.ip)
+    await whileDown(store, 'mx-a', async () => {
+      expect(await proxyHost(proxy, 'alice@example.com')).toBe(b.ip)
+      expect(await proxyHost(proxy, 'bob@example.com')).toBe(b.ip)
+      expect(await proxyHost(proxy, 'carol@example.org')).toBe(C_ADDRESS)
+    })
+    expect(await proxyHost(proxy, 'alice@example.com')).toBe(a.ip)
     expect((await proxy.doveadm(['auth', 'lookup', 'nobody@example.com'])).exitCode).not.toBe(0)
   })
 })

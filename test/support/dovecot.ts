@@ -16,6 +16,13 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 
 import {type ImapMailbox, imapListMessages, lmtpDeliver} from './mailclients.js'
+import {
+  checkRootVmail,
+  type DovecotVersion,
+  requireDovecot24Root,
+  rootHasProtocol,
+  writeRootWrapper,
+} from './dovecot24.js'
 import {claimLoopbackIp, freePorts, waitForPort} from './ports.js'
 import {
   type CommandResult,
@@ -82,6 +89,12 @@ export interface DovecotContext extends Omit<DovecotAddress, 'release'> {
 type Template<T> = T | ((ctx: DovecotContext) => T)
 
 export interface DovecotOptions {
+  /**
+   * '2.3' (default): the host's Debian 12 Dovecot. '2.4': Debian 13's, chrooted in the root that
+   * scripts/build-dovecot24-root.sh builds (test/support/dovecot24.ts); passdb, userdb and extraConfig
+   * must then be in 2.4's syntax, and pop3 is not available.
+   */
+  version?: DovecotVersion
   /** A reservation from reserveDovecotAddress(); otherwise one is made (with `n`, if given). */
   address?: DovecotAddress
   /** Host number N of 127.0.0.N (2..250). Default: the lowest one no test process holds. */
@@ -118,6 +131,12 @@ export interface DoveadmOptions {
 }
 
 export interface DovecotHost extends DovecotContext {
+  version: DovecotVersion
+  /**
+   * The command line that runs one of this host's Dovecot programs, e.g. command('doveadm') is `doveadm`
+   * for 2.3 and `<dir>/dovecot-2.4 doveadm` (the chroot wrapper) for 2.4. Append `-c configPath ...`.
+   */
+  command(program: 'doveadm' | 'doveconf' | 'dovecot'): string
   instanceName: string
   configPath: string
   /** Dovecot's log_path. */
@@ -158,6 +177,14 @@ export interface DovecotHost extends DovecotContext {
 interface Binaries {
   dovecot: string
   doveadm: string
+}
+
+function check24(protocols: DovecotProtocol[]): void {
+  requireDovecot24Root()
+  for (const p of protocols) {
+    if (!rootHasProtocol(p))
+      throw new Error(`Dovecot 2.4's ${p} server is not in the test bed's root (it has imap and lmtp only)`)
+  }
 }
 
 function binaries(protocols: DovecotProtocol[]): Binaries {
@@ -316,6 +343,48 @@ interface ConfigParts {
   extraConfig?: Template<string>
 }
 
+/**
+ * The service blocks of a host: IMAP, POP3 (2.3 only: the 2.4 root has no pop3d), LMTP, doveadm (TCP and
+ * HTTP) on the host's address, login processes not chrooted. 2.4 calls a listener's address `listen` and
+ * gets every listener named (unnamed ones not tried on 2.4).
+ */
+function services(ctx: DovecotContext, version: DovecotVersion): string[] {
+  const listener = (name: string, port: number) => [
+    `  inet_listener ${name}${name ? ' ' : ''}{`,
+    ...(port === 0 ? [] : [`    ${version === '2.4' ? 'listen' : 'address'} = ${ctx.ip}`]),
+    `    port = ${port}`,
+    '  }',
+  ]
+  const login = (protocol: string, port: number) => [
+    `service ${protocol}-login {`,
+    '  chroot =',
+    ...listener(protocol, port),
+    ...listener(`${protocol}s`, 0),
+    '}',
+  ]
+  return [
+    ...login('imap', ctx.imapPort),
+    ...(version === '2.3' ? login('pop3', ctx.pop3Port) : []),
+    'service lmtp {',
+    ...listener('lmtp', ctx.lmtpPort),
+    '}',
+    'service doveadm {',
+    ...listener('http', ctx.httpPort),
+    ...listener(version === '2.4' ? 'doveadm' : '', ctx.doveadmPort),
+    '}',
+    'service anvil {',
+    '  chroot =',
+    '}',
+  ]
+}
+
+/**
+ * A host's dovecot.conf, in its version's syntax. 2.4 (accepted by Debian 13's 2.4.1): the version
+ * settings first, mail_driver/mail_path for mail_location, named passdb/userdb blocks with driver-prefixed
+ * settings, auth_allow_cleartext, import_environment as a block (and the listener differences of
+ * services()). `dovecot_config_version` may be set once only, and only as the first setting of dovecot.conf
+ * itself (an `!include` first does not count): included files must not set it.
+ */
 function buildConfig(
   ctx: DovecotContext,
   instanceName: string,
@@ -324,82 +393,65 @@ function buildConfig(
   options: DovecotOptions,
 ): string {
   const {ip, dir} = ctx
+  const v24 = options.version === '2.4'
+  if (v24 && options.mailLocation !== undefined)
+    throw new Error('mailLocation is a Dovecot 2.3 setting; give a 2.4 host mail settings in extraConfig')
   const passdb =
     resolve(parts.passdb, ctx) ??
-    `passdb {\n  driver = passwd-file\n  args = scheme=PLAIN username_format=%u ${ctx.usersFile}\n}`
+    (v24
+      ? `passdb passwd-file {\n  passwd_file_path = ${ctx.usersFile}\n  default_password_scheme = PLAIN\n}`
+      : `passdb {\n  driver = passwd-file\n  args = scheme=PLAIN username_format=%u ${ctx.usersFile}\n}`)
   const userdb =
     resolve(parts.userdb, ctx) ??
-    `userdb {\n  driver = passwd-file\n  args = username_format=%u ${ctx.usersFile}\n}`
+    (v24
+      ? `userdb passwd-file {\n  passwd_file_path = ${ctx.usersFile}\n}`
+      : `userdb {\n  driver = passwd-file\n  args = username_format=%u ${ctx.usersFile}\n}`)
+  const hostname = options.hostname
   const lines = [
+    ...(v24
+      ? [
+          `dovecot_config_version = ${DOVECOT24_CONFIG_VERSION}`,
+          `dovecot_storage_version = ${DOVECOT24_CONFIG_VERSION}`,
+        ]
+      : []),
     '# Written by test/support/dovecot.ts',
     `base_dir = ${ctx.baseDir}`,
     `state_dir = ${path.join(dir, 'state')}`,
     `instance_name = ${instanceName}`,
     `listen = ${ip}`,
     `protocols = ${protocols.join(' ')}`,
-    `mail_location = ${options.mailLocation ?? `maildir:${ctx.mailDir}/%d/%n`}`,
+    ...(v24
+      ? ['mail_driver = maildir', `mail_path = ${ctx.mailDir}/%{user|domain}/%{user|username}`]
+      : [`mail_location = ${options.mailLocation ?? `maildir:${ctx.mailDir}/%d/%n`}`]),
     'mail_uid = vmail',
     'mail_gid = vmail',
     'first_valid_uid = 100',
     'ssl = no',
-    'disable_plaintext_auth = no',
+    v24 ? 'auth_allow_cleartext = yes' : 'disable_plaintext_auth = no',
     `log_path = ${path.join(dir, 'dovecot.log')}`,
     'auth_mechanisms = plain',
     `doveadm_password = ${ctx.doveadmPassword}`,
     `doveadm_port = ${ctx.doveadmPort}`,
-    ...(options.hostname
-      ? [`import_environment = $import_environment DOVECOT_HOSTNAME=${options.hostname}`]
-      : []),
+    ...(hostname === undefined
+      ? []
+      : v24
+        ? ['import_environment {', `  DOVECOT_HOSTNAME = ${hostname}`, '}']
+        : [`import_environment = $import_environment DOVECOT_HOSTNAME=${hostname}`]),
     ...(options.debug ? ['auth_debug = yes', 'auth_verbose = yes', 'mail_debug = yes'] : []),
     '',
     passdb,
     userdb,
     '',
-    'service imap-login {',
-    '  chroot =',
-    '  inet_listener imap {',
-    `    address = ${ip}`,
-    `    port = ${ctx.imapPort}`,
-    '  }',
-    '  inet_listener imaps {',
-    '    port = 0',
-    '  }',
-    '}',
-    'service pop3-login {',
-    '  chroot =',
-    '  inet_listener pop3 {',
-    `    address = ${ip}`,
-    `    port = ${ctx.pop3Port}`,
-    '  }',
-    '  inet_listener pop3s {',
-    '    port = 0',
-    '  }',
-    '}',
-    'service lmtp {',
-    '  inet_listener lmtp {',
-    `    address = ${ip}`,
-    `    port = ${ctx.lmtpPort}`,
-    '  }',
-    '}',
-    'service doveadm {',
-    '  inet_listener http {',
-    `    address = ${ip}`,
-    `    port = ${ctx.httpPort}`,
-    '  }',
-    '  inet_listener {',
-    `    address = ${ip}`,
-    `    port = ${ctx.doveadmPort}`,
-    '  }',
-    '}',
-    'service anvil {',
-    '  chroot =',
-    '}',
+    ...services(ctx, v24 ? '2.4' : '2.3'),
     '',
     resolve(parts.extraConfig, ctx) ?? '',
     '',
   ]
   return lines.join('\n')
 }
+
+/** What test 2.4 hosts set dovecot_config_version and dovecot_storage_version to. */
+export const DOVECOT24_CONFIG_VERSION = '2.4.1'
 
 /**
  * extraConfig that turns on the stock Dovecot 2.3 replicator; each user then needs a `mail_replica` userdb
@@ -437,10 +489,13 @@ replication_max_conns = 10
 /** Starts one Dovecot host (see DovecotOptions). Fails, naming the packages to install, if Dovecot is missing. */
 export async function startDovecot(options: DovecotOptions = {}): Promise<DovecotHost> {
   const protocols = options.protocols ?? ['imap', 'lmtp']
-  const bin = binaries(protocols)
+  const version = options.version ?? '2.3'
+  const bin = version === '2.3' ? binaries(protocols) : undefined
+  if (version === '2.4') check24(protocols)
   await ensureAccounts()
   sweepOrphans()
   const vmail = await vmailIds()
+  if (version === '2.4') checkRootVmail(vmail.uid, vmail.gid)
   let address = options.address ?? (await reserveDovecotAddress({n: options.n}))
   const timeoutMs = options.startTimeoutMs ?? 30_000
 
@@ -461,6 +516,21 @@ export async function startDovecot(options: DovecotOptions = {}): Promise<Doveco
     const logPath = path.join(dir, 'dovecot.log')
     const stderrPath = path.join(dir, 'dovecot.stderr')
     const env = options.hostname ? {DOVECOT_HOSTNAME: options.hostname} : undefined
+    // A program of this host: the host's binary (2.3), or the root's through the chroot wrapper (2.4).
+    const wrapper = path.join(dir, 'dovecot-2.4')
+    if (version === '2.4') writeRootWrapper(wrapper)
+    const program = (name: 'doveadm' | 'doveconf' | 'dovecot'): [string, string[]] =>
+      version === '2.4'
+        ? [wrapper, [name]]
+        : [name === 'doveadm' ? bin!.doveadm : name === 'dovecot' ? bin!.dovecot : name, []]
+    const startMaster = () => {
+      const [command, prefix] = program('dovecot')
+      return startDaemon(command, [...prefix, '-F', '-c', configPath], {
+        logPath: stderrPath,
+        env,
+        cwd: path.dirname(configPath),
+      })
+    }
     const parts: ConfigParts = {
       passdb: options.passdb,
       userdb: options.userdb,
@@ -504,7 +574,7 @@ export async function startDovecot(options: DovecotOptions = {}): Promise<Doveco
 
     for (let attempt = 1; ; attempt++) {
       fs.writeFileSync(configPath, buildConfig(ctx, instanceName, protocols, parts, options))
-      daemon = startDaemon(bin.dovecot, ['-F', '-c', configPath], {logPath: stderrPath, env, cwd: dir})
+      daemon = startMaster()
       unregister = registerDaemon(daemon.pid, dir)
       const d = daemon
       try {
@@ -542,7 +612,7 @@ export async function startDovecot(options: DovecotOptions = {}): Promise<Doveco
     }
 
     const doveadm = (args: string[], o: DoveadmOptions = {}) =>
-      run(bin.doveadm, ['-c', configPath, ...args], {
+      run(program('doveadm')[0], [...program('doveadm')[1], '-c', configPath, ...args], {
         input: o.input,
         env: {...env, ...o.env},
         timeoutMs: o.timeoutMs ?? 60_000,
@@ -583,6 +653,8 @@ export async function startDovecot(options: DovecotOptions = {}): Promise<Doveco
     let stopping: Promise<void> | undefined
     const host: DovecotHost = {
       ...finalCtx,
+      version,
+      command: (name) => [program(name)[0], ...program(name)[1]].join(' '),
       instanceName,
       configPath,
       logPath,
@@ -635,11 +707,7 @@ export async function startDovecot(options: DovecotOptions = {}): Promise<Doveco
       },
       halt: haltRunning,
       resume: async () => {
-        running = startDaemon(bin.dovecot, ['-F', '-c', configPath], {
-          logPath: stderrPath,
-          env,
-          cwd: finalCtx.dir,
-        })
+        running = startMaster()
         unregisterRunning = registerDaemon(running.pid, finalCtx.dir)
         for (const port of listeners()) await waitForPort(port, finalCtx.ip, {timeoutMs, describe})
       },

@@ -120,7 +120,7 @@ export function randomSecret(bytes = 12): string {
   return randomBytes(bytes).toString('hex')
 }
 
-const TMP_BASE = os.tmpdir().length > 40 ? '/tmp' : os.tmpdir()
+export const TMP_BASE = os.tmpdir().length > 40 ? '/tmp' : os.tmpdir()
 
 /** Folder shared by all test processes on this machine for caches and the daemon registry. */
 export const TESTBED_STATE_DIR = path.join(TMP_BASE, 'mailring-testbed')
