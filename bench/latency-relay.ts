@@ -51,6 +51,9 @@ export async function startLatencyRelay(options: RelayOptions): Promise<LatencyR
     counters.connections++
     const upstream = new net.Socket()
     for (const s of [client, upstream]) {
+      // No Nagle: a small write waiting for the ACK of the one before (delayed by up to 40 ms) is not a
+      // network's latency but the relay's own.
+      s.setNoDelay(true)
       sockets.add(s)
       s.on('close', () => sockets.delete(s))
     }
