@@ -249,20 +249,36 @@ async function pushOne(
 
   const backup = path + BACKUP_SUFFIX
   const previous = installed?.stat
-  if (currentBuffer && previous) {
-    await conn.writeFileAtomic(backup, currentBuffer, {
-      mode: previous.mode,
-      uid: previous.uid,
-      gid: previous.gid,
-    })
-  }
 
   // The new file goes to a temporary file (SFTP: content, mode, fsync); then ONE remote command gives it
   // its owner (by name, as configured), renames it over the old one, validates with doveconf, reloads
   // Dovecot and (after the settle time) makes the first lookup through the new file. Each step runs only
   // when the one before succeeded, and the command says which one failed (see installScript).
+  // The backup and the temporary file are written at the same time over the one SFTP session (their
+  // requests interleave: over a network, the round trips of one write instead of two); both are complete
+  // before the command runs. When the backup fails, the temporary file is removed.
   const lookup = s.verifyLookup && options.role !== 'proxy' ? sample : undefined
-  const temp = await conn.writeTempFile(path, wanted, {mode: s.mode})
+  const [kept, uploaded] = await Promise.allSettled([
+    currentBuffer && previous
+      ? conn.writeFileAtomic(backup, currentBuffer, {
+          mode: previous.mode,
+          uid: previous.uid,
+          gid: previous.gid,
+        })
+      : Promise.resolve(),
+    // The installed file's owner from the read (no stat of it again); installScript sets the configured one.
+    conn.writeTempFile(
+      path,
+      wanted,
+      previous ? {mode: s.mode, uid: previous.uid, gid: previous.gid} : {mode: s.mode},
+    ),
+  ])
+  if (kept.status === 'rejected') {
+    if (uploaded.status === 'fulfilled') await conn.unlink(uploaded.value).catch(() => undefined)
+    throw kept.reason
+  }
+  if (uploaded.status === 'rejected') throw uploaded.reason
+  const temp = uploaded.value
   let install: ExecResult
   try {
     install = await conn.exec(

@@ -495,6 +495,9 @@ export class SshConnection {
       client.once('close', onCloseBeforeReady)
       try {
         client.connect(config)
+        // No Nagle: ssh2 often sends a request as two small writes, and with Nagle the second waits for the
+        // server's delayed ACK (up to 40 ms on Linux) on every round trip, on loopback as over a network.
+        client.setNoDelay(true)
       } catch (error) {
         fail(error)
       }
