@@ -8,7 +8,8 @@
  *
  * Runs, each on moves of its own (--max-moves): --parallel 1 and --parallel 8 with no latency, then the
  * same with 5 ms and 25 ms one way between mailring and every server's doveadm (a TCP relay in front of
- * each HTTP API port: servers in another room, in another data centre). Per run: moves/s, doveadm requests per move, mailring's own time per
+ * each HTTP API port, in a child process, modelling the TCP handshake of each request's new connection:
+ * servers in another room, in another data centre). Per run: moves/s, doveadm requests per move, mailring's own time per
  * move beyond the doveadm and SSH calls (--parallel 1: the run less the time waiting for them), mailring's
  * CPU per move, and the Dovecot servers' CPU per move. The run must end with no failed move, no open move
  * in the journal, and every moved user's new copies in agreement (verify), or the suite reports FAIL.
@@ -30,7 +31,7 @@ import type {SshConnection} from '../src/remote/ssh.js'
 import {SqliteStore} from '../src/store/sqlite.js'
 import {startRingCluster, type RingCluster} from '../test/e2e/ring-cluster.js'
 import {lmtpDeliver} from '../test/support/mailclients.js'
-import {startLatencyRelay, type LatencyRelay} from './latency-relay.js'
+import {startRelayProcess, type RelayProcess} from './latency-relay.js'
 import {collectGarbage, dovecotCpuMs, ownCpuMs} from './measure.js'
 import {checkTarget, count, printTable, seconds, times} from './report.js'
 
@@ -142,7 +143,7 @@ async function runRebalanceBench(): Promise<void> {
     copies: COPIES,
     ssh: true,
   })
-  const relays: LatencyRelay[] = []
+  const relays: RelayProcess[] = []
   let store: SqliteStore | undefined
   try {
     // One message on each user's first copy (50 recipients per LMTP transaction), then synced to the second.
@@ -169,15 +170,21 @@ async function runRebalanceBench(): Promise<void> {
     if (synced.summary.failed + synced.summary.partial > 0) throw new Error('the setup sync failed')
     const setupMs = performance.now() - setupStarted
 
+    // The relays run in a child process (their CPU and timers are not mailring's), and model the TCP
+    // handshake: every doveadm HTTP request is a new connection (Dovecot answers Connection: close).
     const withLatency = async (latencyMs: number): Promise<DovecotContext> => {
       if (latencyMs === 0) return base
-      const httpPorts: Record<string, number> = {}
-      for (const server of SERVERS) {
-        const host = ring.host(server)
-        const relay = await startLatencyRelay({host: host.ip, targetPort: host.httpPort, oneWayMs: latencyMs})
-        relays.push(relay)
-        httpPorts[server] = relay.port
-      }
+      const hosts = SERVERS.map((server) => ring.host(server))
+      const relay = await startRelayProcess(
+        hosts.map((host) => ({
+          host: host.ip,
+          targetPort: host.httpPort,
+          oneWayMs: latencyMs,
+          tcpHandshake: true,
+        })),
+      )
+      relays.push(relay)
+      const httpPorts = Object.fromEntries(SERVERS.map((server, i) => [server, relay.ports[i]!]))
       return {...base, doveadm: {...base.doveadm, httpPorts}}
     }
     await measure(ring, store, base, 'warm-up', 0, PARALLEL, WARM_MOVES)
