@@ -95,10 +95,11 @@ export async function runRebalance(
       throw new MailringError(
         `The rebalance planned more than ${MAX_WAVES} waves of moves: stopped; see mailring rebalance status.`,
       )
-    let open = (await store.openMoves()).filter((m) => !tried.has(m.id))
+    const journal = await store.openMoves()
+    let open = journal.filter((m) => !tried.has(m.id))
     plan ??= await computePlan(store)
     const budget = options.maxMoves === undefined ? Infinity : options.maxMoves - journaled - resumed
-    const next = nextMoves(plan, new Set((await store.openMoves()).map((m) => m.user)), options.only)
+    const next = nextMoves(plan, new Set(journal.map((m) => m.user)), options.only)
     copyCountChanges = next.copyCountChanges
     const take = aborted() ? [] : next.moves.slice(0, Math.max(0, budget))
     left = next.pending - take.length

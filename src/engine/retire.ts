@@ -89,19 +89,27 @@ export interface CleanupOutcome {
   error?: string
 }
 
+/** Retired copies waiting in a trash folder, retired before `before`, on `servers` (all when absent). */
+export async function retiredCopies(
+  store: Store,
+  before: Date,
+  servers?: ReadonlySet<string>,
+): Promise<MoveRecord[]> {
+  return (await store.retiredMoves(before.toISOString())).filter(
+    (m) => servers === undefined || servers.has(m.from),
+  )
+}
+
 /**
- * Deletes the retired copies that went to the trash before `before`, server by server over SSH, and
- * records each as cleaned. A server that cannot be reached keeps its trash for the next run.
+ * Deletes retired copies (from retiredCopies) server by server over SSH, and records each as cleaned. A
+ * server that cannot be reached keeps its trash for the next run.
  */
 export async function cleanupRetired(
   fleet: DoveadmFleet,
   store: Store,
-  before: Date,
-  options: {dryRun?: boolean; servers?: ReadonlySet<string>; onOutcome?: (o: CleanupOutcome) => void} = {},
+  moves: readonly MoveRecord[],
+  options: {dryRun?: boolean; onOutcome?: (o: CleanupOutcome) => void} = {},
 ): Promise<CleanupOutcome[]> {
-  const moves = (await store.retiredMoves(before.toISOString())).filter(
-    (m) => options.servers === undefined || options.servers.has(m.from),
-  )
   const outcomes: CleanupOutcome[] = []
   for (const move of moves) {
     const trash = move.trash!
@@ -115,10 +123,10 @@ export async function cleanupRetired(
         const result = await (
           await fleet.ssh(move.from)
         ).exec(
-          `rm -rf -- ${shellQuote(trash)} && { rmdir -- ${shellQuote(trash.slice(0, trash.lastIndexOf('/')))} 2>/dev/null; true; }`,
+          `rm -rf -- ${shellQuote(trash)} && { rmdir -- ${shellQuote(trash.slice(0, trash.lastIndexOf('/')))} 2>/dev/null; echo deleted; }`,
           {label: 'cleanup', timeoutMs: 600_000},
         )
-        if (result.exitCode !== 0)
+        if (!succeeded(result) || result.stdout.trim() !== 'deleted')
           throw new Error(firstLine(result.stderr || result.stdout) || `exit ${String(result.exitCode)}`)
         await store.setMoveState(move.id, 'retired', 'cleaned')
       }

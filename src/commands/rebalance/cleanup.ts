@@ -7,7 +7,7 @@ import {parseDuration} from '../../core/duration.js'
 import {ExitCode} from '../../core/errors.js'
 import {loadDovecotContext} from '../../engine/config-render.js'
 import {DoveadmFleet} from '../../engine/doveadm-fleet.js'
-import {cleanupRetired, type CleanupOutcome} from '../../engine/retire.js'
+import {cleanupRetired, retiredCopies, type CleanupOutcome} from '../../engine/retire.js'
 
 export interface RebalanceCleanupResult {
   dryRun: boolean
@@ -50,9 +50,7 @@ Exit codes: 0 deleted (or nothing to delete), 1 bad input, not confirmed, or som
     const before = new Date(Date.now() - parseDuration(flags['older-than'], '--older-than'))
     return this.locked(flags, 'rebalance cleanup', async (store) => {
       const servers = flags.server === undefined ? undefined : new Set(flags.server)
-      const waiting = (await store.retiredMoves(before.toISOString())).filter(
-        (m) => servers === undefined || servers.has(m.from),
-      )
+      const waiting = await retiredCopies(store, before, servers)
       const dryRun = flags['dry-run']
       if (waiting.length === 0) {
         this.log(`No retired copies older than ${flags['older-than']}.`)
@@ -67,9 +65,8 @@ Exit codes: 0 deleted (or nothing to delete), 1 bad input, not confirmed, or som
       const fleet = new DoveadmFleet(ctx, {acceptNew: flags['accept-new']})
       let copies: CleanupOutcome[]
       try {
-        copies = await cleanupRetired(fleet, store, before, {
+        copies = await cleanupRetired(fleet, store, waiting, {
           dryRun,
-          ...(servers ? {servers} : {}),
           onOutcome: (o) => {
             if (o.error !== undefined)
               process.stderr.write(`${o.server}: ${o.trash}: not deleted: ${o.error}\n`)
