@@ -9,8 +9,8 @@
  * copies are small integers indexing a server list, so that a million users never become a million objects.
  *
  * The move journal (schema 3, docs/decisions/0002-rebalance-execution.md) records every move before it
- * starts. Later issues add, through new schema migrations and new methods here: server health and a
- * replication queue.
+ * starts. Schema 5 adds the replication queue, server health and proxy hosts
+ * (docs/decisions/0004-replicator.md).
  */
 import type {Topology} from '../core/topology.js'
 
@@ -191,6 +191,113 @@ export interface MoveRecord extends NewMove {
   trash: string | null
 }
 
+/**
+ * Why a user waits in the replication queue (docs/decisions/0004-replicator.md). Lower sorts first: new mail
+ * before other changes, a returning server's catch-up before the periodic full sync.
+ */
+export type ReplicationPriority = 'mail' | 'change' | 'catch-up' | 'full'
+export const REPLICATION_PRIORITIES: readonly ReplicationPriority[] = ['mail', 'change', 'catch-up', 'full']
+
+/** A change to replicate: something changed in `user`'s copy on `source` (undefined: unknown or any copy). */
+export interface ReplicationRequest {
+  user: string
+  priority: ReplicationPriority
+  source?: string
+}
+
+export interface EnqueueOptions {
+  /** Milliseconds since the epoch, the caller's clock (tests drive it). */
+  nowMs: number
+  /** Debounce: a user becomes due this long after its LAST change ... */
+  debounceMs: number
+  /** ... but never later than this long after its FIRST change still waiting. */
+  maxDelayMs: number
+}
+
+export interface EnqueueResult {
+  /** Users now waiting (new or merged into an entry already waiting). */
+  queued: number
+  /** Requests naming a user the store does not know (counted, not queued). */
+  unknownUsers: number
+}
+
+/** One user taken from the queue by one replicator, for one lease. */
+export interface ReplicationTask {
+  user: string
+  /** The most urgent priority merged into the entry. */
+  priority: ReplicationPriority
+  /** The copy that changed, when all merged requests named the same one; null otherwise. */
+  source: string | null
+  /** Bumped by every request merged in: finishing a task removes the entry only when it is unchanged. */
+  generation: number
+  /**
+   * When the oldest change still waiting arrived (ms since the epoch): replication lag starts here. An
+   * entry that a request reached during a sync keeps the first change of its round (the store does not
+   * know when the later one came), so its next task measures from there.
+   */
+  firstQueuedMs: number
+  /** Failed attempts so far. */
+  attempts: number
+}
+
+export interface ClaimOptions {
+  /** Who takes them (host:pid:random): only this owner may finish or release them. */
+  owner: string
+  nowMs: number
+  limit: number
+  /** Lease length: a task not finished or renewed by then can be taken by another replicator. */
+  leaseMs: number
+  /** Servers at their concurrency limit: users with a copy on one of them are left for a later claim. */
+  avoidServers?: readonly string[]
+}
+
+export type ReplicationOutcome =
+  | {ok: true}
+  /** Failed: back in the queue, due at `retryAtMs`; `server` is the copy that failed, when one did. */
+  | {ok: false; error: string; retryAtMs: number; server?: string}
+
+export interface ReplicationQueueStats {
+  /**
+   * Every priority, most urgent first: waiting users (in flight included), how many are due now and not
+   * in flight, and the age in ms at `nowMs` of the oldest change waiting (null when none waits).
+   */
+  byPriority: {priority: ReplicationPriority; waiting: number; due: number; oldestQueuedMs: number | null}[]
+  /** Taken by a replicator right now (lease not expired). */
+  inFlight: number
+  /** Entries that failed at least once and wait for their retry (not in flight). */
+  retrying: number
+}
+
+/**
+ * What the replicator's probes decided about a server (docs/decisions/0004-replicator.md): `down` takes
+ * it out of routing; `returning` (it answers again) keeps it out until its copies are caught up, then `up`.
+ * A server without a record is `up`. Independent of the operator's `state` (active, draining, down).
+ */
+export type ServerHealthState = 'up' | 'down' | 'returning'
+
+export interface ServerHealth {
+  server: string
+  health: ServerHealthState
+  /** ISO time the health last changed. */
+  since: string
+  /** What the last probe found, one line ('' when all is well). */
+  detail: string
+  /** Replication syncs that failed on this server since it was last up, and the last error. */
+  syncFailures: number
+  lastSyncError: string | null
+}
+
+/** Hosts that are not mail servers: proxies and directors get the proxy passdb from `config push`. */
+export type HostRole = 'proxy' | 'director'
+
+export interface Host {
+  name: string
+  address: string
+  role: HostRole
+  /** Dovecot version of this host when it differs from the cluster's (null: the configured default). */
+  dovecotVersion: string | null
+}
+
 export interface Store {
   /** Where the store is, safe to print (no password). */
   readonly location: string
@@ -202,7 +309,8 @@ export interface Store {
   readTopology(): Promise<Topology>
   /**
    * Replaces servers (matched by name), the default copy count and domain policies with `topology`, which
-   * the caller has validated. Refuses (MailringError) to delete a server that still holds copies.
+   * the caller has validated. Refuses (MailringError) to delete a server that still holds copies, and to
+   * add one named as a proxy or director host.
    */
   writeTopology(topology: Topology): Promise<void>
 
@@ -259,6 +367,66 @@ export interface Store {
   retiredMoves(before: string): Promise<MoveRecord[]>
   /** Cancels the open moves that have not switched yet; returns how many. */
   cancelUnswitchedMoves(): Promise<number>
+
+  // The replication queue (schema 5): one entry per user, requests merged into it.
+  /**
+   * Queues users for replication in one transaction. A user already waiting keeps one entry: the most
+   * urgent priority, source null when the sources differ, due `debounceMs` after this request but no later
+   * than `maxDelayMs` after its first queued change, generation bumped (also while a replicator holds it,
+   * so that the change arriving during a sync is synced again).
+   */
+  enqueueReplication(requests: readonly ReplicationRequest[], options: EnqueueOptions): Promise<EnqueueResult>
+  /**
+   * Takes up to `limit` due entries that no live lease holds, most urgent first, then oldest due, leaving
+   * out users with an open move (the rebalance owns them) and users with a copy on one of `avoidServers`;
+   * leases them to `owner` until nowMs + leaseMs. On MySQL/MariaDB the rows are taken with FOR UPDATE
+   * SKIP LOCKED, so that replicators share the queue: two claims never return the same user.
+   */
+  claimReplication(options: ClaimOptions): Promise<ReplicationTask[]>
+  /**
+   * Extends the lease of these users' tasks held by `owner`; returns the users still held (a lease that
+   * expired is still held as long as no other replicator took the entry).
+   */
+  renewReplication(owner: string, users: readonly string[], leaseUntilMs: number): Promise<string[]>
+  /**
+   * Ends one task of `owner`: ok removes the entry unless a request arrived since it was taken (then it
+   * stays, due at once, for another sync, its attempts cleared); a failure counts an attempt, keeps the
+   * error and makes it due at retryAtMs, and counts the failure against `server` in its health record
+   * (sync failures and last error; an unknown server is left out). False when the lease was lost (another
+   * replicator took the entry, or it is gone with its user): then nothing changes.
+   */
+  finishReplication(owner: string, task: ReplicationTask, outcome: ReplicationOutcome): Promise<boolean>
+  /** Gives back every task `owner` holds (graceful stop): they are due again at once. */
+  releaseReplication(owner: string): Promise<number>
+  replicationStats(nowMs: number): Promise<ReplicationQueueStats>
+  /** A small named value the replicator keeps (e.g. the full sync's cursor); undefined when never set. */
+  replicationMarker(key: string): Promise<string | undefined>
+  setReplicationMarker(key: string, value: string): Promise<void>
+
+  // Server health (schema 5), written by the replicator's probes, read by the proxy passdb.
+  /** Every server's health, sorted by name; servers never probed are `up` with since = the store's creation. */
+  serverHealth(): Promise<ServerHealth[]>
+  /**
+   * Sets a server's health and probe detail only if its health is still `expected` (compare-and-set, so
+   * that two replicators do not flap it; a server without a record is `up`). `since` changes only when the
+   * health does; the sync failures are reset when it becomes up. True when `expected` matched and the
+   * record was written (also when next equals expected: the detail changes); false otherwise, and for an
+   * unknown server.
+   */
+  setServerHealth(
+    server: string,
+    expected: ServerHealthState,
+    next: ServerHealthState,
+    detail: string,
+  ): Promise<boolean>
+
+  // Proxy and director hosts (schema 5).
+  /** Every host, sorted by name. */
+  listHosts(): Promise<Host[]>
+  /** Adds or updates (by name) a host; refuses (MailringError) a name that a server already has. */
+  putHost(host: Host): Promise<void>
+  /** Removes a host; false when there was none. */
+  removeHost(name: string): Promise<boolean>
 
   // Cluster lock: held by whoever changes placements.
   /** Takes the lock or throws a MailringError (exit code 3) naming the holder. */
