@@ -5,11 +5,14 @@
  * - an LMTP delivery gives a `mail` request for that user from that server (found by the hostname
  *   Dovecot puts in each event: DOVECOT_HOSTNAME, the server's name in mailring);
  * - an IMAP flag change (STORE) gives a `change` request, and reading mail without changing it none;
+ * - a POP3 deletion (2.3; the 2.4 root has no pop3d) gives a `change` request, a change made by doveadm
+ *   (the way `doveadm sync` writes) none;
  * - a server posting with a wrong secret is refused (401) and counted, and nothing is queued; garbage JSON
  *   (400) and a huge body (413) are refused and counted; a good post that follows is taken as before.
  * Nothing is mocked: the requests go to a callback that records them where the service would enqueue them.
  */
 import * as http from 'node:http'
+import * as net from 'node:net'
 
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
@@ -61,6 +64,33 @@ async function waitFor<T>(
   }
 }
 
+/** A POP3 session: each command's answer must start with +OK. */
+async function pop3(host: DovecotHost, commands: string[]): Promise<void> {
+  const socket = net.connect(host.pop3Port, host.ip)
+  let buffer = ''
+  socket.setEncoding('latin1')
+  socket.on('data', (chunk: string) => (buffer += chunk))
+  const answer = async (what: string) => {
+    const line = await waitFor(`the POP3 answer to ${what}`, () => {
+      const end = buffer.indexOf('\r\n')
+      if (end < 0) return undefined
+      const l = buffer.slice(0, end)
+      buffer = buffer.slice(end + 2)
+      return l
+    })
+    if (!line.startsWith('+OK')) throw new Error(`POP3 ${what} answered ${line}`)
+  }
+  try {
+    await answer('greeting')
+    for (const command of commands) {
+      socket.write(`${command}\r\n`)
+      await answer(command.split(' ')[0]!)
+    }
+  } finally {
+    socket.destroy()
+  }
+}
+
 /**
  * Delivers through LMTP; retried on "421 ... Shutting down": seen on 2.3.19, a connection made right after
  * a reload may still reach the old lmtp process.
@@ -90,7 +120,7 @@ function scenario(version: DovecotVersion): void {
       'mailring_replicator_notifications_rejected_total',
       `reason="${reason}"`,
     )
-  /** The requests that arrive while `action` runs and for `settleMs` after. */
+  /** The requests that arrive while `action` runs, until `until` holds, and 300 ms after. */
   const during = async (action: () => Promise<unknown>, until: (r: NotifyRequest[]) => boolean) => {
     const start = received.length
     await action()
@@ -111,6 +141,8 @@ function scenario(version: DovecotVersion): void {
     host = await startDovecot({
       version,
       hostname: SERVER,
+      // The 2.4 root has no pop3d.
+      protocols: version === '2.3' ? ['imap', 'lmtp', 'pop3'] : ['imap', 'lmtp'],
       users: [{user: USER, password: PASSWORD}],
       extraConfig: snippet(secret),
     })
@@ -148,6 +180,24 @@ function scenario(version: DovecotVersion): void {
     }
   })
 
+  it('a change made by doveadm (as doveadm sync makes them) gives no request', async () => {
+    const start = received.length
+    const r = await host.doveadm(['flags', 'add', '-u', USER, '\\Answered', 'mailbox', 'INBOX', 'all'])
+    expect(r.exitCode).toBe(0)
+    const flags = await host.doveadm(['fetch', '-u', USER, 'flags', 'mailbox', 'INBOX', 'all'])
+    expect(flags.stdout).toContain('\\Answered')
+    await sleep(700)
+    expect(received.slice(start)).toEqual([])
+  })
+
+  it.runIf(version === '2.3')('a POP3 deletion gives a change request', async () => {
+    const got = await during(
+      () => pop3(host, [`USER ${USER}`, `PASS ${PASSWORD}`, 'DELE 1', 'QUIT']),
+      (r) => r.length > 0,
+    )
+    expect(got).toEqual([{user: USER, priority: 'change', source: SERVER}])
+  })
+
   it('refuses a wrong secret, garbage and a huge body, counts them, and takes a good post after them', async () => {
     // A server with the wrong secret: Dovecot's post is refused and nothing is queued.
     await host.reconfigure({extraConfig: snippet(randomSecret(24))})
@@ -179,7 +229,9 @@ function scenario(version: DovecotVersion): void {
     expect(got).toEqual([{user: USER, priority: 'mail', source: SERVER}])
     const text = await replicator.metrics.text()
     expect(metricValue(text, 'mailring_replicator_notifications_accepted_total', 'priority="mail"')).toBe(2)
-    expect(metricValue(text, 'mailring_replicator_notifications_accepted_total', 'priority="change"')).toBe(1)
+    expect(metricValue(text, 'mailring_replicator_notifications_accepted_total', 'priority="change"')).toBe(
+      version === '2.3' ? 2 : 1,
+    )
   })
 }
 
