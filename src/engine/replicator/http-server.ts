@@ -11,6 +11,9 @@
  *   GET /metrics    Prometheus text format (./metrics.ts).
  *   GET /healthz    200 "ok", or 503 with the reason the health callback gives.
  *
+ * Answer fast: Dovecot 2.3 gives up on a post after the snippet's `transport_timeout` (1 s) and never
+ * retries it (docs/dovecot-facts.md), so `onRequests` should only enqueue.
+ *
  * Refused requests are counted by reason and logged without their body or credentials (at most one line
  * per reason per 10 s). The server listens only on the address it is given.
  */
