@@ -21,11 +21,13 @@ import {
   versionOf,
   type DovecotSettings,
 } from '../dovecot/settings.js'
+import {DEFAULT_NOTIFY_PATH, renderNotifyConfig} from '../dovecot/notify.js'
 import {parseDoveadmSettings, type DoveadmSettings} from '../remote/doveadm-settings.js'
 import {parseSshSettings, type SshSettings} from '../remote/settings.js'
 import type {StoreLocation} from '../store/open.js'
 import {usersTableFromConfig} from '../store/users-table-config.js'
 import type {Store} from '../store/store.js'
+import {parseReplicatorSettings, replicatorSecret, replicatorUrl} from './replicator/settings.js'
 
 export interface DovecotContext {
   store: Store
@@ -182,6 +184,34 @@ export function renderFor(
     path: configPathOf(s, version)
       .split('{server}')
       .join(server?.name ?? 'proxy'),
+    rendered,
+  }
+}
+
+/**
+ * The snippet that sends a server's change notifications to `mailring replicator` (the same text for every
+ * server but its header; the version is the server's, else dovecot.version, unless given). Reads the
+ * replicator section of the config file and the secret (MAILRING_REPLICATOR_SECRET or secret_file).
+ */
+export function renderNotifyFor(
+  ctx: DovecotContext,
+  name: string | undefined,
+  options: {version?: DovecotVersion} = {},
+): ServerRendering {
+  const server = name === undefined ? undefined : findServer(ctx, name)
+  const version = options.version ?? (server ? versionOf(ctx.settings, server.name) : ctx.settings.version)
+  const settings = parseReplicatorSettings(ctx.config)
+  const rendered = renderNotifyConfig({
+    ...(server ? {server: server.name} : {}),
+    version,
+    url: replicatorUrl(settings),
+    secret: replicatorSecret(settings, ctx.env),
+  })
+  return {
+    server: server?.name ?? 'every server',
+    address: server?.address ?? '',
+    version,
+    path: DEFAULT_NOTIFY_PATH,
     rendered,
   }
 }
