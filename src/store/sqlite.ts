@@ -71,12 +71,13 @@ import {
   claimTimes,
   COUNT_SYNC_FAILURE_SQL,
   defaultHealthRow,
-  DELETE_ENTRY_SQL,
   DELETE_HOST_SQL,
   enqueueTimes,
+  finishStatement,
   HEALTH_COLUMNS,
   healthUpdate,
   HELD_ENTRY_SQL,
+  HOST_NAMED_SQL,
   hostNameTaken,
   hostOf,
   hostValues,
@@ -89,10 +90,9 @@ import {
   queueRows,
   queueStatsOf,
   RELEASE_SQL,
-  REQUEUE_ENTRY_SQL,
-  RETRY_ENTRY_SQL,
   SERVER_HEALTH_SQL,
   SERVER_ID_SQL,
+  serverNameTaken,
   serverHealthOf,
   SET_HEALTH_SQL,
   STATS_BY_PRIORITY_SQL,
@@ -275,7 +275,11 @@ export class SqliteStore implements Store {
           const insert = this.db.prepare(
             'INSERT INTO mailring_servers (address, zone, weight, state, name) VALUES (?, ?, ?, ?, ?)',
           )
-          for (const values of changes.inserted) insert.run(...values)
+          const hostNamed = this.db.prepare(HOST_NAMED_SQL)
+          for (const values of changes.inserted) {
+            if (hostNamed.get(values[4]) !== undefined) throw serverNameTaken(values[4])
+            insert.run(...values)
+          }
           const {domains, pins} = domainRows(topology, serverIdsByName(this.serverRows()))
           const insertDomain = this.db.prepare('INSERT INTO mailring_domains (domain, copies) VALUES (?, ?)')
           for (const row of domains) insertDomain.run(...row)
@@ -583,19 +587,15 @@ export class SqliteStore implements Store {
     task: ReplicationTask,
     outcome: ReplicationOutcome,
   ): Promise<boolean> {
-    const retryAtMs = outcome.ok ? 0 : wholeMs(outcome.retryAtMs, 'retryAtMs')
     return this.guard(() =>
       this.writes
         .transaction(() => {
           const held = this.db.prepare(HELD_ENTRY_SQL).get(task.user, owner) as
             {user_id: number; generation: number} | undefined
           if (!held) return false
-          if (outcome.ok) {
-            const unchanged = Number(held.generation) === task.generation
-            this.db.prepare(unchanged ? DELETE_ENTRY_SQL : REQUEUE_ENTRY_SQL).run(held.user_id)
-            return true
-          }
-          this.db.prepare(RETRY_ENTRY_SQL).run(retryAtMs, outcome.error, held.user_id)
+          const [sql, params] = finishStatement(held as Record<string, unknown>, task, outcome)
+          this.db.prepare(sql).run(...params)
+          if (outcome.ok) return true
           const serverId =
             outcome.server === undefined
               ? undefined

@@ -78,6 +78,11 @@ export function storeContract(name: string, makeStore: () => Promise<ContractTar
       target = await makeStore()
       store = await target.open()
     })
+    /** The topology above with these users (address, copies). */
+    const withUsers = async (users: [string, string[]][]): Promise<void> => {
+      await store.writeTopology(topology)
+      await store.insertUsers([userBatch(users)], {skipExisting: false})
+    }
     afterEach(async () => {
       for (const other of others.splice(0)) await other.close()
       await store.close()
@@ -343,18 +348,12 @@ export function storeContract(name: string, makeStore: () => Promise<ContractTar
     })
 
     describe('the move journal', () => {
-      beforeEach(async () => {
-        await store.writeTopology(topology)
-        await store.insertUsers(
-          [
-            userBatch([
-              ['a@example.com', ['mx01', 'mx02']],
-              ['b@example.com', ['mx02', 'mx01']],
-            ]),
-          ],
-          {skipExisting: false},
-        )
-      })
+      beforeEach(() =>
+        withUsers([
+          ['a@example.com', ['mx01', 'mx02']],
+          ['b@example.com', ['mx02', 'mx01']],
+        ]),
+      )
 
       it('journals a plan, advances a move only from the state it is in, and switches the copy in one step', async () => {
         expect(
@@ -511,20 +510,14 @@ export function storeContract(name: string, makeStore: () => Promise<ContractTar
         store.claimReplication({owner, nowMs, limit: 10, leaseMs: 60_000, ...more})
       const usersOf = (tasks: ReplicationTask[]) => tasks.map((task) => task.user)
 
-      beforeEach(async () => {
-        await store.writeTopology(topology)
-        await store.insertUsers(
-          [
-            userBatch([
-              ['a@example.com', ['mx01', 'mx02']],
-              ['b@example.com', ['mx02', 'mx03']],
-              ['c@example.com', ['mx03', 'mx02']],
-              ['d@example.com', ['mx02', 'mx03']],
-            ]),
-          ],
-          {skipExisting: false},
-        )
-      })
+      beforeEach(() =>
+        withUsers([
+          ['a@example.com', ['mx01', 'mx02']],
+          ['b@example.com', ['mx02', 'mx03']],
+          ['c@example.com', ['mx03', 'mx02']],
+          ['d@example.com', ['mx02', 'mx03']],
+        ]),
+      )
 
       it('merges requests per user: most urgent priority, one source or none, due after the debounce but within the max delay', async () => {
         expect(
@@ -854,6 +847,19 @@ export function storeContract(name: string, makeStore: () => Promise<ContractTar
           ExitCode.error,
           /Cannot add host mx02: a mail server has that name already/,
         )
+        // Nor may a new server take a host's name.
+        await expectMailringError(
+          store.writeTopology({
+            ...topology,
+            servers: [
+              ...topology.servers,
+              {name: 'proxy2', address: '192.0.2.23', weight: 1, state: 'active'},
+            ],
+          }),
+          ExitCode.error,
+          /Cannot add server proxy2: a proxy or director host has that name already/,
+        )
+        expect((await store.readTopology()).servers.map((s) => s.name)).toEqual(['mx01', 'mx02', 'mx03'])
         expect(await store.removeHost('proxy2')).toBe(true)
         expect(await store.removeHost('proxy2')).toBe(false)
         expect((await store.listHosts()).map((h) => h.name)).toEqual(['director1'])

@@ -59,6 +59,17 @@ function usersBatch(users: string[]): UserBatch {
   return placedBatch(placement, users)
 }
 
+/** Adds `count` users and queues them all, due at 1000 ms. */
+async function queueUsers(store: Store, count: number): Promise<string[]> {
+  const users = Array.from({length: count}, (_, i) => `user${i}@example.com`)
+  await store.insertUsers([usersBatch(users)], {skipExisting: false})
+  await store.enqueueReplication(
+    users.map((user) => ({user, priority: 'mail' as const})),
+    {nowMs: 1_000, debounceMs: 0, maxDelayMs: 0},
+  )
+  return users
+}
+
 describe('mysql store on MariaDB', () => {
   let database: string
   let settings: MysqlSettings
@@ -283,12 +294,7 @@ describe('mysql store on MariaDB', () => {
   })
 
   it('shares the replication queue: replicators claiming at once never get the same user, and together get all', async () => {
-    const users = Array.from({length: 150}, (_, i) => `user${i}@example.com`)
-    await store.insertUsers([usersBatch(users)], {skipExisting: false})
-    await store.enqueueReplication(
-      users.map((user) => ({user, priority: 'mail' as const})),
-      {nowMs: 1_000, debounceMs: 0, maxDelayMs: 0},
-    )
+    const users = await queueUsers(store, 150)
     const other = await MysqlStore.open(settings)
     try {
       const drain = async (from: Store, owner: string): Promise<string[]> => {
@@ -319,12 +325,7 @@ describe('mysql store on MariaDB', () => {
   })
 
   it('claims past entries another transaction holds locked instead of waiting for them (SKIP LOCKED)', async () => {
-    const users = Array.from({length: 6}, (_, i) => `user${i}@example.com`)
-    await store.insertUsers([usersBatch(users)], {skipExisting: false})
-    await store.enqueueReplication(
-      users.map((user) => ({user, priority: 'mail' as const})),
-      {nowMs: 1_000, debounceMs: 0, maxDelayMs: 0},
-    )
+    const users = await queueUsers(store, 6)
     const raw = await mysql.createConnection(connectionOptions(settings))
     try {
       await raw.query('START TRANSACTION')
