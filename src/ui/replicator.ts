@@ -19,7 +19,7 @@ export function replicatorStatusText(status: ReplicatorStatus): string {
           p.priority,
           p.waiting,
           p.due,
-          p.oldestQueuedMs === null ? '-' : new Date(p.oldestQueuedMs).toISOString(),
+          p.oldestQueuedMs === null ? '-' : formatDuration(p.oldestQueuedMs),
         ]),
       ),
     )

@@ -37,15 +37,13 @@ export async function replicatorStatus(store: Store, nowMs = Date.now()): Promis
     store.replicationMarker(FULL_SYNC_MARKERS.queued),
     store.replicationMarker(FULL_SYNC_MARKERS.finished),
   ])
-  const oldest = stats.byPriority
-    .map((p) => p.oldestQueuedMs)
-    .filter((ms): ms is number => ms !== null)
-    .reduce<number | null>((min, ms) => (min === null || ms < min ? ms : min), null)
+  // oldestQueuedMs is an age at nowMs: the largest is the lag.
+  const ages = stats.byPriority.map((p) => p.oldestQueuedMs).filter((ms): ms is number => ms !== null)
   return {
     queue: {
       ...stats,
       waiting: stats.byPriority.reduce((sum, p) => sum + p.waiting, 0),
-      lagMs: oldest === null ? null : Math.max(0, nowMs - oldest),
+      lagMs: ages.length === 0 ? null : Math.max(...ages),
     },
     servers,
     fullSync: {passStarted: iso(started), queued: Number(queued ?? 0) || 0, lastFinished: iso(finished)},
