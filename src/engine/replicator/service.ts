@@ -65,6 +65,11 @@ export interface ReplicatorOptions {
   now?: () => number
   /** Trust and record unknown SSH host keys (ssh transport). */
   acceptNew?: boolean
+  /**
+   * Marks a caught-up server up (the prober, whose hysteresis must know); true when it is up now. Default:
+   * returning -> up in the store, compare-and-set.
+   */
+  markCaughtUp?: (server: string) => Promise<boolean>
 }
 
 /** How often the servers and settings are read again, and the health of every server. */
@@ -331,7 +336,10 @@ export class Replicator {
   private async finishCatchUp(server: string): Promise<void> {
     const users = this.catchingUp.get(server)
     this.catchingUp.delete(server)
-    if (await this.store.setServerHealth(server, 'returning', 'up', 'caught up')) {
+    const up = this.options.markCaughtUp
+      ? await this.options.markCaughtUp(server)
+      : await this.store.setServerHealth(server, 'returning', 'up', 'caught up')
+    if (up) {
       this.health.set(server, 'up')
       this.log(`replicator: ${server} is caught up and takes logins again`)
       this.events.caughtUp?.(server, users?.size ?? 0)
