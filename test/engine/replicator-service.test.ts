@@ -17,7 +17,7 @@ import {PASSWORD, RING_OF_THREE, startRingCluster, type RingCluster} from '../e2
 
 let ring: RingCluster
 let store: SqliteStore
-let replicator: Replicator
+let replicator: Replicator | undefined
 const log: string[] = []
 const synced: string[] = []
 
@@ -39,10 +39,8 @@ async function queueEmpty(): Promise<boolean> {
   return stats.byPriority.every((p) => p.waiting === 0) && stats.inFlight === 0
 }
 
-beforeAll(async () => {
-  ring = await startRingCluster(RING_OF_THREE)
-  store = await SqliteStore.open(ring.dbPath)
-  replicator = new Replicator({
+function newReplicator(): Replicator {
+  return new Replicator({
     store,
     loadContext: () =>
       loadDovecotContext({
@@ -54,6 +52,12 @@ beforeAll(async () => {
     tuning: {debounceMs: 100, maxDelayMs: 1_000, fullSyncIntervalMs: 0, pollMs: 100, backoffMs: 200},
     events: {log: (line) => log.push(line), synced: (task) => synced.push(task.user)},
   })
+}
+
+beforeAll(async () => {
+  ring = await startRingCluster(RING_OF_THREE)
+  store = await SqliteStore.open(ring.dbPath)
+  replicator = newReplicator()
   await replicator.start()
 })
 
@@ -66,7 +70,7 @@ afterAll(async () => {
 describe('the replicator service', () => {
   it('brings a delivery to the primary onto the other two copies', async () => {
     await ring.host('mx-a').deliver('alice@example.com', message('hello alice'))
-    await replicator.enqueue([{user: 'alice@example.com', priority: 'mail', source: 'mx-a'}])
+    await replicator!.enqueue([{user: 'alice@example.com', priority: 'mail', source: 'mx-a'}])
     for (const server of ['mx-b', 'mx-c'])
       await until(`alice's mail is on ${server}`, async () =>
         (await subjects(server, 'alice@example.com')).includes('hello alice'),
@@ -76,7 +80,7 @@ describe('the replicator service', () => {
 
   it('brings a flag set on a secondary to the other copies', async () => {
     await ring.host('mx-a').deliver('bob@example.com', message('flag me'))
-    await replicator.enqueue([{user: 'bob@example.com', priority: 'mail', source: 'mx-a'}])
+    await replicator!.enqueue([{user: 'bob@example.com', priority: 'mail', source: 'mx-a'}])
     await until('bob has the mail on mx-c', async () =>
       (await subjects('mx-c', 'bob@example.com')).includes('flag me'),
     )
@@ -85,7 +89,7 @@ describe('the replicator service', () => {
     await imap.select('INBOX')
     await imap.command('STORE 1:* +FLAGS (\\Flagged)')
     await imap.logout()
-    await replicator.enqueue([{user: 'bob@example.com', priority: 'change', source: 'mx-c'}])
+    await replicator!.enqueue([{user: 'bob@example.com', priority: 'change', source: 'mx-c'}])
     for (const server of ['mx-a', 'mx-b'])
       await until(`the flag is on ${server}`, async () =>
         (await ring.mailbox(server, 'bob@example.com')).some((m) => m.flags.includes('\\Flagged')),
@@ -95,9 +99,9 @@ describe('the replicator service', () => {
   it('skips a copy whose server is down, and catches the server up when it returns', async () => {
     await ring.host('mx-c').halt()
     expect(await store.setServerHealth('mx-c', 'up', 'down', 'stopped by the test')).toBe(true)
-    await replicator.healthChanged('mx-c', 'down')
+    await replicator!.healthChanged('mx-c', 'down')
     await ring.host('mx-a').deliver('carol@example.org', message('while c was down'))
-    await replicator.enqueue([{user: 'carol@example.org', priority: 'mail', source: 'mx-a'}])
+    await replicator!.enqueue([{user: 'carol@example.org', priority: 'mail', source: 'mx-a'}])
     await until('carol has it on mx-b', async () =>
       (await subjects('mx-b', 'carol@example.org')).includes('while c was down'),
     )
@@ -107,7 +111,7 @@ describe('the replicator service', () => {
 
     await ring.host('mx-c').resume()
     expect(await store.setServerHealth('mx-c', 'down', 'returning', 'answers again')).toBe(true)
-    await replicator.healthChanged('mx-c', 'returning')
+    await replicator!.healthChanged('mx-c', 'returning')
     await until('mx-c is up again', async () =>
       (await store.serverHealth()).some((h) => h.server === 'mx-c' && h.health === 'up'),
     )
@@ -119,7 +123,7 @@ describe('the replicator service', () => {
   it('retries a copy that fails while its server is not known to be down', async () => {
     await ring.host('mx-b').halt()
     await ring.host('mx-a').deliver('alice@example.com', message('b is gone quietly'))
-    await replicator.enqueue([{user: 'alice@example.com', priority: 'mail', source: 'mx-a'}])
+    await replicator!.enqueue([{user: 'alice@example.com', priority: 'mail', source: 'mx-a'}])
     await until('the failure is counted against mx-b', async () =>
       (await store.serverHealth()).some((h) => h.server === 'mx-b' && h.syncFailures > 0),
     )
@@ -129,5 +133,20 @@ describe('the replicator service', () => {
     )
     await until('the queue is empty', queueEmpty)
     expect(await subjects('mx-c', 'alice@example.com')).toContain('b is gone quietly')
+  })
+
+  it('after a time without a replicator, checks every user: changes of that time are not lost', async () => {
+    await replicator!.stop()
+    replicator = undefined
+    // Nobody listens: no notification, nothing queued by hand.
+    await ring.host('mx-b').deliver('carol@example.org', message('while nobody listened'))
+    log.length = 0
+    replicator = newReplicator()
+    await replicator.start()
+    for (const server of ['mx-a', 'mx-c'])
+      await until(`carol's mail is on ${server}`, async () =>
+        (await subjects(server, 'carol@example.org')).includes('while nobody listened'),
+      )
+    expect(log.join('\n')).toMatch(/no replicator was listening .*all 3 users are queued/)
   })
 })

@@ -79,6 +79,15 @@ const HEALTH_REFRESH_MS = 1_000
 const UNUSABLE_FORGET_MS = 2_000
 /** Users queued per store call by a catch-up. */
 const CATCH_UP_BATCH = 1_000
+/** A running replicator writes its heartbeat this often; one older than HEARTBEAT_FRESH_MS is gone. */
+const HEARTBEAT_MS = 2_000
+const HEARTBEAT_FRESH_MS = 6_000
+export const HEARTBEAT_MARKER = 'replicator.heartbeat'
+
+function parseHeartbeat(value: string | undefined): {ms: number; owner: string} | undefined {
+  const m = /^(\d+) (\S+)$/.exec(value ?? '')
+  return m ? {ms: Number(m[1]), owner: m[2]!} : undefined
+}
 
 export function backoffFor(
   attempts: number,
@@ -101,6 +110,7 @@ export class Replicator {
   private readonly unusableSince = new Map<string, number>()
   private health = new Map<string, ServerHealthState>()
   private healthAt = 0
+  private beatAt = 0
   private readonly inFlight = new Map<string, Promise<void>>()
   private readonly perServer = new Map<string, number>()
   /** Servers returning after being down: the users still to catch up there. */
@@ -126,6 +136,7 @@ export class Replicator {
   async start(): Promise<void> {
     await this.refreshContext(true)
     await this.refreshHealth(true)
+    await this.catchUpAfterGap()
     // A server left returning by an earlier run (or another replicator) is caught up again: idempotent.
     for (const [server, health] of this.health) if (health === 'returning') await this.startCatchUp(server)
     this.running = true
@@ -141,6 +152,8 @@ export class Replicator {
     await this.loop
     await Promise.allSettled(this.inFlight.values())
     await this.store.releaseReplication(this.owner)
+    // Not listening any more: the next replicator to start must not count on this one.
+    await this.store.setReplicationMarker(HEARTBEAT_MARKER, `0 ${this.owner}`)
     await this.fleet.close()
   }
 
@@ -184,6 +197,7 @@ export class Replicator {
   private async work(): Promise<void> {
     while (this.running) {
       try {
+        await this.heartbeat()
         await this.refreshContext()
         await this.refreshHealth()
         await this.fullSync.tick(this.now())
@@ -296,6 +310,42 @@ export class Replicator {
     if (since !== undefined && this.now() - since < olderThanMs) return
     this.unusableSince.delete(server)
     this.fleet.forget(server)
+  }
+
+  /**
+   * Dovecot does not keep a notification it could not post (2.3 drops it after its 1 s time-out), so every
+   * change made while no replicator listened is unknown: unless another replicator is alive (its heartbeat
+   * is fresh), every user is queued for a quick catch-up sync. Users in sync cost a status read per copy.
+   */
+  private async catchUpAfterGap(): Promise<void> {
+    const read = async () => parseHeartbeat(await this.store.replicationMarker(HEARTBEAT_MARKER))
+    const beat = await read()
+    if (beat && this.now() - beat.ms < HEARTBEAT_FRESH_MS) {
+      // Fresh: another replicator, or one just killed. Only a live one beats again meanwhile.
+      await new Promise((resolve) => setTimeout(resolve, HEARTBEAT_MS * 2 + 500))
+      const again = await read()
+      if (again && again.ms > beat.ms) {
+        await this.heartbeat(true)
+        return
+      }
+    }
+    await this.heartbeat(true)
+    let users = 0
+    for await (const chunk of this.store.scanUsers(CATCH_UP_BATCH)) {
+      await this.enqueue(chunk.map((user) => ({user, priority: 'catch-up' as const})))
+      users += chunk.length
+    }
+    const since = beat ? `since ${new Date(beat.ms).toISOString()}` : 'before'
+    this.log(
+      `no replicator was listening ${since}: notifications of that time are lost, so all ${users} users are queued for a catch-up sync`,
+    )
+  }
+
+  /** Tells other replicators (and the next start of this one) that notifications are being taken. */
+  private async heartbeat(force = false): Promise<void> {
+    if (!force && this.now() - this.beatAt < HEARTBEAT_MS) return
+    this.beatAt = this.now()
+    await this.store.setReplicationMarker(HEARTBEAT_MARKER, `${this.now()} ${this.owner}`)
   }
 
   private async startCatchUp(server: string): Promise<void> {
