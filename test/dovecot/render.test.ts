@@ -97,10 +97,10 @@ describe('Dovecot 2.3 dovecot-sql.conf.ext', () => {
     expect(text).toContain("CONCAT('tcps:', s2.address, ':4000')")
   })
 
-  it('proxy passdb: the first copy not down, proxy_timeout, nopassword (the backend checks it)', () => {
+  it('proxy passdb: the first copy not down and healthy, proxy_timeout, nopassword (the backend checks it)', () => {
     const {text} = renderDovecotSql({...MYSQL, role: 'proxy', server: undefined, proxyTimeoutSeconds: 5})
     expect(text).toMatch(
-      /^password_query = SELECT u.address AS user, NULL AS password, 'Y' AS nopassword, 'Y' AS proxy, s.address AS host, '5' AS proxy_timeout .*WHERE u.address = '%Lu' ORDER BY \(s.state = 'down'\), c.position LIMIT 1$/m,
+      /^password_query = SELECT u.address AS user, NULL AS password, 'Y' AS nopassword, 'Y' AS proxy, s.address AS host, '5' AS proxy_timeout .*LEFT JOIN mailring_server_health h ON h.server_id = s.id WHERE u.address = '%Lu' ORDER BY \(s.state = 'down' OR COALESCE\(h.health, 'up'\) <> 'up'\), c.position LIMIT 1$/m,
     )
     expect(text).not.toContain('user_query')
     expect(text).toMatch(/LMTP/)
