@@ -27,8 +27,10 @@ import {reloadCommand, userFieldsOf, userLookupCommand} from '../dovecot/doveadm
 import {type DoveadmReply, doveadmCommandLine, replyOfProcess, SshDoveadm} from '../remote/doveadm.js'
 import {type ExecResult, shellQuote, SshConnection, type SshConnectOptions} from '../remote/ssh.js'
 import {
+  findHost,
   findServer,
   renderFor,
+  renderForHost,
   sampleUsers,
   type DovecotContext,
   type SampleUser,
@@ -52,9 +54,10 @@ export interface ServerPushResult {
 }
 
 export interface RemoteOptions {
-  /** Server names; default every server in the store. */
+  /** Server names (role proxy: proxy host names); default every server (proxy host) in the store. */
   servers?: string[]
   version?: DovecotVersion
+  /** backend (default): the mail servers, each its own file; proxy: the proxy hosts, the proxy passdb. */
   role?: DovecotRole
   parallel?: number
   continueOnError?: boolean
@@ -84,9 +87,26 @@ interface Target {
   problem?: string
 }
 
-function targets(ctx: DovecotContext, options: RemoteOptions): Target[] {
-  const names =
-    options.servers && options.servers.length > 0 ? options.servers : ctx.servers.map((s) => s.name)
+/**
+ * What to work on: with role backend, the named servers (default every server in the store), each with its
+ * own file; with role proxy, the named proxy and director hosts (default every one in the store), each with
+ * the proxy passdb in its Dovecot version.
+ */
+async function targets(ctx: DovecotContext, options: RemoteOptions): Promise<Target[]> {
+  const named = options.servers && options.servers.length > 0 ? options.servers : undefined
+  const version = options.version ? {version: options.version} : {}
+  if (options.role === 'proxy') {
+    const hosts = await ctx.store.listHosts()
+    const names = named ?? hosts.map((h) => h.name).sort()
+    return [...new Set(names)].map((name) => {
+      try {
+        return {name, rendering: renderForHost(ctx, findHost(hosts, name), version)}
+      } catch (error) {
+        return {name, problem: errorText(error)}
+      }
+    })
+  }
+  const names = named ?? ctx.servers.map((s) => s.name)
   return [...new Set(names)].map((name) => {
     try {
       const server = findServer(ctx, name)
@@ -97,10 +117,7 @@ function targets(ctx: DovecotContext, options: RemoteOptions): Target[] {
         }
       return {
         name,
-        rendering: renderFor(ctx, name, {
-          ...(options.version ? {version: options.version} : {}),
-          ...(options.role ? {role: options.role} : {}),
-        }),
+        rendering: renderFor(ctx, name, {...version, ...(options.role ? {role: options.role} : {})}),
       }
     } catch (error) {
       return {name, problem: errorText(error)}
@@ -140,7 +157,7 @@ async function runOnTargets(
   options: RemoteOptions,
   work: (target: Target & {rendering: ServerRendering}, started: number) => Promise<ServerPushResult>,
 ): Promise<ServerPushResult[]> {
-  const list = targets(ctx, options)
+  const list = await targets(ctx, options)
   const results = await runPerServer(
     list,
     async (target) => {
