@@ -19,7 +19,11 @@ import {latestVersion, pendingMigrations} from './migrations/index.js'
 import {mysqlMigrations} from './migrations/mysql.js'
 import {mysqlSslOptions, PASSWORD_ENV, type MysqlSettings} from './mysql-settings.js'
 import type {
+  ClaimOptions,
   ClusterLock,
+  EnqueueOptions,
+  EnqueueResult,
+  Host,
   InsertUsersResult,
   LockHolder,
   MoveRecord,
@@ -28,6 +32,12 @@ import type {
   PlacementChunk,
   PlacementScan,
   ReplaceUsersResult,
+  ReplicationOutcome,
+  ReplicationQueueStats,
+  ReplicationRequest,
+  ReplicationTask,
+  ServerHealth,
+  ServerHealthState,
   ServerUsage,
   Store,
   StoreMeta,
@@ -62,6 +72,49 @@ import {
   type MoveRow,
 } from './move-rows.js'
 import {
+  avoidIds,
+  checkHealth,
+  CLAIM_ORDER,
+  claimableSql,
+  claimTimes,
+  COUNT_SYNC_FAILURE_SQL,
+  defaultHealthRow,
+  DELETE_ENTRY_SQL,
+  DELETE_HOST_SQL,
+  enqueueTimes,
+  HEALTH_COLUMNS,
+  healthUpdate,
+  HELD_ENTRY_SQL,
+  hostNameTaken,
+  hostOf,
+  hostValues,
+  INSERT_HOST_SQL,
+  LIST_HOSTS_SQL,
+  MARKER_SQL,
+  mergeAssignments,
+  mergeRequests,
+  QUEUE_CHUNK,
+  queueRows,
+  queueStatsOf,
+  RELEASE_SQL,
+  REQUEUE_ENTRY_SQL,
+  RETRY_ENTRY_SQL,
+  SERVER_HEALTH_SQL,
+  SERVER_ID_SQL,
+  serverHealthOf,
+  SET_HEALTH_SQL,
+  STATS_BY_PRIORITY_SQL,
+  STATS_LEASES_SQL,
+  TASK_SELECT,
+  taskOf,
+  UPDATE_HOST_SQL,
+  wholeMs,
+  type HealthRow,
+  type HostRow,
+  type StatsRow,
+  type TaskRow,
+} from './replication-rows.js'
+import {
   batchServerIds,
   forEachCopy,
   PACKED_COPY,
@@ -77,7 +130,16 @@ export const CLUSTER_LOCK_NAME = 'mailring_cluster'
 const MIGRATION_LOCK_NAME = 'mailring_migrate'
 /** Rows per bulk INSERT: well below max_allowed_packet, large enough to be fast. */
 const INSERT_CHUNK = 10_000
+/** How many times `limit` entries a claim reads before it locks them (others may be taking some). */
+const CLAIM_WINDOW = 4
+const MAX_CLAIM_WINDOW = 10_000
+/** mailring's tables, those that refer to others first (dropped in this order). */
 const MAILRING_TABLES = [
+  'mailring_replication_queue',
+  'mailring_server_health',
+  'mailring_replication_markers',
+  'mailring_hosts',
+  'mailring_moves',
   'mailring_copies',
   'mailring_domain_servers',
   'mailring_cluster_lock',
@@ -451,6 +513,231 @@ export class MysqlStore implements Store {
     })
   }
 
+  async enqueueReplication(
+    requests: readonly ReplicationRequest[],
+    options: EnqueueOptions,
+  ): Promise<EnqueueResult> {
+    const times = enqueueTimes(options)
+    const merged = mergeRequests(requests)
+    if (merged.length === 0) return {queued: 0, unknownUsers: 0}
+    return this.transaction(async (conn) => {
+      const serverIds = await this.serverIdMap(conn)
+      const result: EnqueueResult = {queued: 0, unknownUsers: 0}
+      for (let from = 0; from < merged.length; from += QUEUE_CHUNK) {
+        const chunk = merged.slice(from, from + QUEUE_CHUNK)
+        // One lookup and one multi-row upsert per chunk, rows in user id order (no lock order cycles).
+        const userIds = await this.idsOf(
+          conn,
+          chunk.map((request) => request.user),
+        )
+        const {rows, unknown} = queueRows(chunk, userIds, serverIds, times)
+        if (rows.length > 0)
+          await conn.query(
+            'INSERT INTO mailring_replication_queue (user_id, priority, source_server_id, due_ms, first_queued_ms, generation) ' +
+              `VALUES ? ON DUPLICATE KEY UPDATE ${mergeAssignments((column) => `VALUES(${column})`)}`,
+            [rows, times.maxDelayMs, times.maxDelayMs],
+          )
+        result.queued += rows.length
+        result.unknownUsers += unknown
+      }
+      return result
+    })
+  }
+
+  /**
+   * Two steps in one READ COMMITTED transaction: a plain read of the claimable entries in claim order
+   * (a window a few times `limit` wide), then, slice by slice in that order, FOR UPDATE SKIP LOCKED on
+   * those entries by primary key, checking again that they are due and free: an entry another replicator
+   * is taking right now is skipped, not waited for, and no row is locked that is not taken.
+   */
+  async claimReplication(options: ClaimOptions): Promise<ReplicationTask[]> {
+    const {nowMs, limit, leaseUntilMs} = claimTimes(options)
+    if (limit === 0) return []
+    return this.transaction(
+      async (conn) => {
+        const avoid = avoidIds(options.avoidServers, await this.serverIdMap(conn))
+        const candidates = await arrayRows(
+          conn,
+          `SELECT q.user_id FROM mailring_replication_queue q WHERE ${claimableSql(nowMs, avoid)} ` +
+            `ORDER BY ${CLAIM_ORDER} LIMIT ${Math.min(limit * CLAIM_WINDOW, MAX_CLAIM_WINDOW)}`,
+          [],
+        )
+        const taken: number[] = []
+        for (let next = 0; taken.length < limit && next < candidates.length;) {
+          const slice = candidates.slice(next, next + limit - taken.length).map((row) => Number(row[0]))
+          next += slice.length
+          const locked = await arrayRows(
+            conn,
+            `SELECT user_id FROM mailring_replication_queue WHERE user_id IN (?) AND due_ms <= ${nowMs} ` +
+              `AND (lease_until_ms IS NULL OR lease_until_ms <= ${nowMs}) FOR UPDATE SKIP LOCKED`,
+            [slice],
+          )
+          taken.push(...locked.map((row) => Number(row[0])))
+        }
+        if (taken.length === 0) return []
+        await conn.query(
+          'UPDATE mailring_replication_queue SET lease_owner = ?, lease_until_ms = ? WHERE user_id IN (?)',
+          [options.owner, leaseUntilMs, taken],
+        )
+        const [rows] = await conn.query<Row[]>(
+          `${TASK_SELECT} WHERE q.user_id IN (?) ORDER BY ${CLAIM_ORDER}`,
+          [taken],
+        )
+        return rows.map((row) => taskOf(row as unknown as TaskRow))
+      },
+      {isolation: 'READ COMMITTED'},
+    )
+  }
+
+  async renewReplication(owner: string, users: readonly string[], leaseUntilMs: number): Promise<string[]> {
+    const until = wholeMs(leaseUntilMs, 'leaseUntilMs')
+    if (users.length === 0) return []
+    return this.transaction(async (conn) => {
+      const held = new Set<string>()
+      for (let from = 0; from < users.length; from += QUEUE_CHUNK) {
+        const ids = await this.idsOf(conn, users.slice(from, from + QUEUE_CHUNK))
+        if (ids.size === 0) continue
+        await conn.query(
+          'UPDATE mailring_replication_queue SET lease_until_ms = ? WHERE lease_owner = ? AND user_id IN (?)',
+          [until, owner, [...ids.values()]],
+        )
+        const rows = await arrayRows(
+          conn,
+          'SELECT user_id FROM mailring_replication_queue WHERE lease_owner = ? AND user_id IN (?)',
+          [owner, [...ids.values()]],
+        )
+        const stillHeld = new Set(rows.map((row) => Number(row[0])))
+        for (const [user, id] of ids) if (stillHeld.has(id)) held.add(user)
+      }
+      return users.filter((user) => held.has(user))
+    })
+  }
+
+  async finishReplication(
+    owner: string,
+    task: ReplicationTask,
+    outcome: ReplicationOutcome,
+  ): Promise<boolean> {
+    const retryAtMs = outcome.ok ? 0 : wholeMs(outcome.retryAtMs, 'retryAtMs')
+    return this.transaction(async (conn) => {
+      const [[held]] = await conn.query<Row[]>(`${HELD_ENTRY_SQL} FOR UPDATE`, [task.user, owner])
+      if (!held) return false
+      if (outcome.ok) {
+        const unchanged = Number(held.generation) === task.generation
+        await conn.query(unchanged ? DELETE_ENTRY_SQL : REQUEUE_ENTRY_SQL, [held.user_id])
+        return true
+      }
+      await conn.query(RETRY_ENTRY_SQL, [retryAtMs, outcome.error, held.user_id])
+      if (outcome.server !== undefined) {
+        const [[server]] = await conn.query<Row[]>(SERVER_ID_SQL, [outcome.server])
+        if (server) {
+          await this.ensureHealthRow(conn, Number(server.id))
+          await conn.query(COUNT_SYNC_FAILURE_SQL, [outcome.error, server.id])
+        }
+      }
+      return true
+    })
+  }
+
+  async releaseReplication(owner: string): Promise<number> {
+    return this.transaction(async (conn) => {
+      const [result] = await conn.query<ResultSetHeader>(RELEASE_SQL, [owner])
+      return result.affectedRows
+    })
+  }
+
+  async replicationStats(nowMs: number): Promise<ReplicationQueueStats> {
+    const now = wholeMs(nowMs, 'nowMs')
+    return this.transaction(
+      async (conn) => {
+        const [byPriority] = await conn.query<Row[]>(STATS_BY_PRIORITY_SQL, [now, now])
+        const [[leases]] = await conn.query<Row[]>(STATS_LEASES_SQL, [now, now])
+        return queueStatsOf(now, byPriority as unknown as StatsRow[], leases)
+      },
+      {write: false},
+    )
+  }
+
+  async replicationMarker(key: string): Promise<string | undefined> {
+    return this.guard(async () => {
+      const [[row]] = await this.pool.query<Row[]>(MARKER_SQL, [key])
+      return row === undefined ? undefined : String(row.value)
+    })
+  }
+
+  async setReplicationMarker(key: string, value: string): Promise<void> {
+    await this.transaction(async (conn) => {
+      await conn.query(
+        'INSERT INTO mailring_replication_markers (`key`, value) VALUES (?, ?) ON DUPLICATE KEY UPDATE value = VALUES(value)',
+        [key, value],
+      )
+    })
+  }
+
+  async serverHealth(): Promise<ServerHealth[]> {
+    return this.transaction(
+      async (conn) => {
+        const {createdAt} = storeMetaOf(await this.metaMap(conn))
+        const [rows] = await conn.query<Row[]>(SERVER_HEALTH_SQL)
+        return rows.map((row) => serverHealthOf(row as unknown as HealthRow, createdAt))
+      },
+      {write: false},
+    )
+  }
+
+  async setServerHealth(
+    server: string,
+    expected: ServerHealthState,
+    next: ServerHealthState,
+    detail: string,
+  ): Promise<boolean> {
+    checkHealth(expected)
+    checkHealth(next)
+    return this.transaction(async (conn) => {
+      const [[row]] = await conn.query<Row[]>(SERVER_ID_SQL, [server])
+      if (!row) return false
+      await this.ensureHealthRow(conn, Number(row.id))
+      const [result] = await conn.query<ResultSetHeader>(
+        SET_HEALTH_SQL,
+        healthUpdate(Number(row.id), expected, next, detail, new Date().toISOString()),
+      )
+      return result.affectedRows === 1
+    })
+  }
+
+  async listHosts(): Promise<Host[]> {
+    return this.guard(async () => {
+      const [rows] = await this.pool.query<Row[]>(LIST_HOSTS_SQL)
+      return rows.map((row) => hostOf(row as unknown as HostRow))
+    })
+  }
+
+  async putHost(host: Host): Promise<void> {
+    const values = hostValues(host)
+    await this.transaction(async (conn) => {
+      const [servers] = await conn.query<Row[]>(`${SERVER_ID_SQL} LOCK IN SHARE MODE`, [host.name])
+      if (servers.length > 0) throw hostNameTaken(host.name)
+      const [updated] = await conn.query<ResultSetHeader>(UPDATE_HOST_SQL, values)
+      if (updated.affectedRows === 0) await conn.query(INSERT_HOST_SQL, values)
+    })
+  }
+
+  async removeHost(name: string): Promise<boolean> {
+    return this.transaction(async (conn) => {
+      const [result] = await conn.query<ResultSetHeader>(DELETE_HOST_SQL, [name])
+      return result.affectedRows > 0
+    })
+  }
+
+  /** Gives a server without a health row the row it reads as (up since the store's creation). */
+  private async ensureHealthRow(conn: Queryable, serverId: number): Promise<void> {
+    const {createdAt} = storeMetaOf(await this.metaMap(conn))
+    await conn.query(
+      `INSERT INTO mailring_server_health ${HEALTH_COLUMNS} VALUES (?) ON DUPLICATE KEY UPDATE server_id = server_id`,
+      [defaultHealthRow(serverId, createdAt)],
+    )
+  }
+
   async countUsers(): Promise<number> {
     return this.guard(async () => {
       const [[row]] = await this.pool.query<Row[]>('SELECT COUNT(*) AS n FROM mailring_users')
@@ -760,11 +1047,14 @@ export class MysqlStore implements Store {
 
   private async transaction<T>(
     work: (conn: PoolConnection) => Promise<T>,
-    options: {write?: boolean} = {},
+    options: {write?: boolean; isolation?: 'READ COMMITTED'} = {},
   ): Promise<T> {
     const write = options.write ?? true
     const conn = await this.guard(() => this.pool.getConnection())
     try {
+      // For the next transaction only: the pool's connections stay REPEATABLE READ.
+      if (options.isolation)
+        await this.guard(() => conn.query(`SET TRANSACTION ISOLATION LEVEL ${options.isolation}`))
       await this.guard(() => conn.query(write ? 'START TRANSACTION' : 'START TRANSACTION READ ONLY'))
       let result: T
       try {

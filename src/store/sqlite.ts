@@ -12,7 +12,11 @@ import {sqliteMigrations} from './migrations/sqlite.js'
 import {holderNow, lockBrokenError, lockedError, processAlive} from './lock.js'
 import {initialMetaRows, storeMetaOf} from './meta-rows.js'
 import type {
+  ClaimOptions,
   ClusterLock,
+  EnqueueOptions,
+  EnqueueResult,
+  Host,
   InsertUsersResult,
   LockHolder,
   MoveRecord,
@@ -21,6 +25,12 @@ import type {
   PlacementChunk,
   PlacementScan,
   ReplaceUsersResult,
+  ReplicationOutcome,
+  ReplicationQueueStats,
+  ReplicationRequest,
+  ReplicationTask,
+  ServerHealth,
+  ServerHealthState,
   ServerUsage,
   Store,
   StoreMeta,
@@ -53,6 +63,49 @@ import {
   UNSWITCHED_STATES_SQL,
   type MoveRow,
 } from './move-rows.js'
+import {
+  avoidIds,
+  checkHealth,
+  CLAIM_ORDER,
+  claimableSql,
+  claimTimes,
+  COUNT_SYNC_FAILURE_SQL,
+  defaultHealthRow,
+  DELETE_ENTRY_SQL,
+  DELETE_HOST_SQL,
+  enqueueTimes,
+  HEALTH_COLUMNS,
+  healthUpdate,
+  HELD_ENTRY_SQL,
+  hostNameTaken,
+  hostOf,
+  hostValues,
+  INSERT_HOST_SQL,
+  LIST_HOSTS_SQL,
+  MARKER_SQL,
+  mergeAssignments,
+  mergeRequests,
+  QUEUE_CHUNK,
+  queueRows,
+  queueStatsOf,
+  RELEASE_SQL,
+  REQUEUE_ENTRY_SQL,
+  RETRY_ENTRY_SQL,
+  SERVER_HEALTH_SQL,
+  SERVER_ID_SQL,
+  serverHealthOf,
+  SET_HEALTH_SQL,
+  STATS_BY_PRIORITY_SQL,
+  STATS_LEASES_SQL,
+  TASK_SELECT,
+  taskOf,
+  UPDATE_HOST_SQL,
+  wholeMs,
+  type HealthRow,
+  type HostRow,
+  type StatsRow,
+  type TaskRow,
+} from './replication-rows.js'
 import {
   batchServerIds,
   forEachCopy,
@@ -451,6 +504,203 @@ export class SqliteStore implements Store {
           )
           .run(new Date().toISOString()).changes,
     )
+  }
+
+  async enqueueReplication(
+    requests: readonly ReplicationRequest[],
+    options: EnqueueOptions,
+  ): Promise<EnqueueResult> {
+    const times = enqueueTimes(options)
+    const merged = mergeRequests(requests)
+    return this.guard(() =>
+      this.writes
+        .transaction(() => {
+          const serverIds = serverIdsByName(this.serverRows())
+          // One lookup per chunk of users, not one per user.
+          const lookup = this.db
+            .prepare('SELECT j.value, u.id FROM json_each(?) j JOIN mailring_users u ON u.address = j.value')
+            .raw()
+          const upsert = this.db.prepare(
+            'INSERT INTO mailring_replication_queue (user_id, priority, source_server_id, due_ms, first_queued_ms, generation) ' +
+              `VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (user_id) DO UPDATE SET ${mergeAssignments((column) => `excluded.${column}`)}`,
+          )
+          const result: EnqueueResult = {queued: 0, unknownUsers: 0}
+          for (let from = 0; from < merged.length; from += QUEUE_CHUNK) {
+            const chunk = merged.slice(from, from + QUEUE_CHUNK)
+            const userIds = new Map(
+              lookup.all(JSON.stringify(chunk.map((request) => request.user))) as [string, number][],
+            )
+            const {rows, unknown} = queueRows(chunk, userIds, serverIds, times)
+            for (const row of rows) upsert.run(...row, times.maxDelayMs, times.maxDelayMs)
+            result.queued += rows.length
+            result.unknownUsers += unknown
+          }
+          return result
+        })
+        .immediate(),
+    )
+  }
+
+  async claimReplication(options: ClaimOptions): Promise<ReplicationTask[]> {
+    const {nowMs, limit, leaseUntilMs} = claimTimes(options)
+    if (limit === 0) return []
+    return this.guard(() =>
+      this.writes
+        .transaction(() => {
+          const avoid = avoidIds(options.avoidServers, serverIdsByName(this.serverRows()))
+          const rows = this.db
+            .prepare(
+              `${TASK_SELECT} WHERE ${claimableSql(nowMs, avoid)} ORDER BY ${CLAIM_ORDER} LIMIT ${limit}`,
+            )
+            .all() as TaskRow[]
+          const lease = this.db.prepare(
+            'UPDATE mailring_replication_queue SET lease_owner = ?, lease_until_ms = ? WHERE user_id = ?',
+          )
+          for (const row of rows) lease.run(options.owner, leaseUntilMs, row.user_id)
+          return rows.map(taskOf)
+        })
+        .immediate(),
+    )
+  }
+
+  async renewReplication(owner: string, users: readonly string[], leaseUntilMs: number): Promise<string[]> {
+    const until = wholeMs(leaseUntilMs, 'leaseUntilMs')
+    return this.guard(() =>
+      this.writes
+        .transaction(() => {
+          const renew = this.db.prepare(
+            'UPDATE mailring_replication_queue SET lease_until_ms = ? WHERE lease_owner = ? ' +
+              'AND user_id = (SELECT id FROM mailring_users WHERE address = ?)',
+          )
+          return users.filter((user) => renew.run(until, owner, user).changes > 0)
+        })
+        .immediate(),
+    )
+  }
+
+  async finishReplication(
+    owner: string,
+    task: ReplicationTask,
+    outcome: ReplicationOutcome,
+  ): Promise<boolean> {
+    const retryAtMs = outcome.ok ? 0 : wholeMs(outcome.retryAtMs, 'retryAtMs')
+    return this.guard(() =>
+      this.writes
+        .transaction(() => {
+          const held = this.db.prepare(HELD_ENTRY_SQL).get(task.user, owner) as
+            {user_id: number; generation: number} | undefined
+          if (!held) return false
+          if (outcome.ok) {
+            const unchanged = Number(held.generation) === task.generation
+            this.db.prepare(unchanged ? DELETE_ENTRY_SQL : REQUEUE_ENTRY_SQL).run(held.user_id)
+            return true
+          }
+          this.db.prepare(RETRY_ENTRY_SQL).run(retryAtMs, outcome.error, held.user_id)
+          const serverId =
+            outcome.server === undefined
+              ? undefined
+              : (this.db.prepare(SERVER_ID_SQL).pluck().get(outcome.server) as number | undefined)
+          if (serverId !== undefined) {
+            this.ensureHealthRow(serverId)
+            this.db.prepare(COUNT_SYNC_FAILURE_SQL).run(outcome.error, serverId)
+          }
+          return true
+        })
+        .immediate(),
+    )
+  }
+
+  async releaseReplication(owner: string): Promise<number> {
+    return this.guard(() => this.db.prepare(RELEASE_SQL).run(owner).changes)
+  }
+
+  async replicationStats(nowMs: number): Promise<ReplicationQueueStats> {
+    const now = wholeMs(nowMs, 'nowMs')
+    return this.guard(() =>
+      this.db.transaction(() =>
+        queueStatsOf(
+          now,
+          this.db.prepare(STATS_BY_PRIORITY_SQL).all(now, now) as StatsRow[],
+          this.db.prepare(STATS_LEASES_SQL).get(now, now) as Record<string, unknown>,
+        ),
+      )(),
+    )
+  }
+
+  async replicationMarker(key: string): Promise<string | undefined> {
+    return this.guard(() => this.db.prepare(MARKER_SQL).pluck().get(key) as string | undefined)
+  }
+
+  async setReplicationMarker(key: string, value: string): Promise<void> {
+    this.guard(() =>
+      this.db
+        .prepare(
+          'INSERT INTO mailring_replication_markers (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value',
+        )
+        .run(key, value),
+    )
+  }
+
+  async serverHealth(): Promise<ServerHealth[]> {
+    return this.guard(() =>
+      this.db.transaction(() => {
+        const createdAt = storeMetaOf(this.metaMap()).createdAt
+        return (this.db.prepare(SERVER_HEALTH_SQL).all() as HealthRow[]).map((row) =>
+          serverHealthOf(row, createdAt),
+        )
+      })(),
+    )
+  }
+
+  async setServerHealth(
+    server: string,
+    expected: ServerHealthState,
+    next: ServerHealthState,
+    detail: string,
+  ): Promise<boolean> {
+    checkHealth(expected)
+    checkHealth(next)
+    return this.guard(() =>
+      this.writes
+        .transaction(() => {
+          const serverId = this.db.prepare(SERVER_ID_SQL).pluck().get(server) as number | undefined
+          if (serverId === undefined) return false
+          this.ensureHealthRow(serverId)
+          const update = healthUpdate(serverId, expected, next, detail, new Date().toISOString())
+          return this.db.prepare(SET_HEALTH_SQL).run(...update).changes === 1
+        })
+        .immediate(),
+    )
+  }
+
+  async listHosts(): Promise<Host[]> {
+    return this.guard(() => (this.db.prepare(LIST_HOSTS_SQL).all() as HostRow[]).map(hostOf))
+  }
+
+  async putHost(host: Host): Promise<void> {
+    const values = hostValues(host)
+    this.guard(() =>
+      this.writes
+        .transaction(() => {
+          if (this.db.prepare(SERVER_ID_SQL).get(host.name) !== undefined) throw hostNameTaken(host.name)
+          if (this.db.prepare(UPDATE_HOST_SQL).run(...values).changes === 0)
+            this.db.prepare(INSERT_HOST_SQL).run(...values)
+        })
+        .immediate(),
+    )
+  }
+
+  async removeHost(name: string): Promise<boolean> {
+    return this.guard(() => this.db.prepare(DELETE_HOST_SQL).run(name).changes > 0)
+  }
+
+  /** Gives a server without a health row the row it reads as (up since the store's creation). */
+  private ensureHealthRow(serverId: number): void {
+    this.db
+      .prepare(
+        `INSERT INTO mailring_server_health ${HEALTH_COLUMNS} VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+      )
+      .run(...defaultHealthRow(serverId, storeMetaOf(this.metaMap()).createdAt))
   }
 
   async countUsers(): Promise<number> {

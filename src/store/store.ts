@@ -230,7 +230,11 @@ export interface ReplicationTask {
   source: string | null
   /** Bumped by every request merged in: finishing a task removes the entry only when it is unchanged. */
   generation: number
-  /** When the oldest change still waiting arrived (ms since the epoch): replication lag starts here. */
+  /**
+   * When the oldest change still waiting arrived (ms since the epoch): replication lag starts here. An
+   * entry that a request reached during a sync keeps the first change of its round (the store does not
+   * know when the later one came), so its next task measures from there.
+   */
   firstQueuedMs: number
   /** Failed attempts so far. */
   attempts: number
@@ -253,11 +257,14 @@ export type ReplicationOutcome =
   | {ok: false; error: string; retryAtMs: number; server?: string}
 
 export interface ReplicationQueueStats {
-  /** Per priority: waiting users, how many are due now, and the oldest change's age. */
+  /**
+   * Every priority, most urgent first: waiting users (in flight included), how many are due now and not
+   * in flight, and the age in ms at `nowMs` of the oldest change waiting (null when none waits).
+   */
   byPriority: {priority: ReplicationPriority; waiting: number; due: number; oldestQueuedMs: number | null}[]
   /** Taken by a replicator right now (lease not expired). */
   inFlight: number
-  /** Entries that failed at least once and wait for their retry. */
+  /** Entries that failed at least once and wait for their retry (not in flight). */
   retrying: number
 }
 
@@ -370,16 +377,22 @@ export interface Store {
   enqueueReplication(requests: readonly ReplicationRequest[], options: EnqueueOptions): Promise<EnqueueResult>
   /**
    * Takes up to `limit` due entries that no live lease holds, most urgent first, then oldest due, leaving
-   * out users with an open move (the rebalance owns them); leases them to `owner` until nowMs + leaseMs.
-   * On MySQL/MariaDB the rows are taken with FOR UPDATE SKIP LOCKED, so that replicators share the queue.
+   * out users with an open move (the rebalance owns them) and users with a copy on one of `avoidServers`;
+   * leases them to `owner` until nowMs + leaseMs. On MySQL/MariaDB the rows are taken with FOR UPDATE
+   * SKIP LOCKED, so that replicators share the queue: two claims never return the same user.
    */
   claimReplication(options: ClaimOptions): Promise<ReplicationTask[]>
-  /** Extends the lease of these users' tasks held by `owner`; returns the users still held. */
+  /**
+   * Extends the lease of these users' tasks held by `owner`; returns the users still held (a lease that
+   * expired is still held as long as no other replicator took the entry).
+   */
   renewReplication(owner: string, users: readonly string[], leaseUntilMs: number): Promise<string[]>
   /**
    * Ends one task of `owner`: ok removes the entry unless a request arrived since it was taken (then it
-   * stays, due at once, for another sync); a failure counts an attempt, keeps the error and makes it due at
-   * retryAtMs, and counts the failure against `server` in its health record. False when the lease was lost.
+   * stays, due at once, for another sync, its attempts cleared); a failure counts an attempt, keeps the
+   * error and makes it due at retryAtMs, and counts the failure against `server` in its health record
+   * (sync failures and last error; an unknown server is left out). False when the lease was lost (another
+   * replicator took the entry, or it is gone with its user): then nothing changes.
    */
   finishReplication(owner: string, task: ReplicationTask, outcome: ReplicationOutcome): Promise<boolean>
   /** Gives back every task `owner` holds (graceful stop): they are due again at once. */
@@ -390,11 +403,14 @@ export interface Store {
   setReplicationMarker(key: string, value: string): Promise<void>
 
   // Server health (schema 5), written by the replicator's probes, read by the proxy passdb.
-  /** Every server's health; servers never probed are `up` with since = the store's creation. */
+  /** Every server's health, sorted by name; servers never probed are `up` with since = the store's creation. */
   serverHealth(): Promise<ServerHealth[]>
   /**
-   * Sets a server's health only if it is still `expected` (compare-and-set, so that two replicators do
-   * not flap it); resets its sync failures when it becomes up. True when it changed.
+   * Sets a server's health and probe detail only if its health is still `expected` (compare-and-set, so
+   * that two replicators do not flap it; a server without a record is `up`). `since` changes only when the
+   * health does; the sync failures are reset when it becomes up. True when `expected` matched and the
+   * record was written (also when next equals expected: the detail changes); false otherwise, and for an
+   * unknown server.
    */
   setServerHealth(
     server: string,
@@ -404,6 +420,7 @@ export interface Store {
   ): Promise<boolean>
 
   // Proxy and director hosts (schema 5).
+  /** Every host, sorted by name. */
   listHosts(): Promise<Host[]>
   /** Adds or updates (by name) a host; refuses (MailringError) a name that a server already has. */
   putHost(host: Host): Promise<void>

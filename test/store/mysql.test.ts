@@ -82,8 +82,12 @@ describe('mysql store on MariaDB', () => {
       'mailring_copies\tInnoDB',
       'mailring_domain_servers\tInnoDB',
       'mailring_domains\tInnoDB',
+      'mailring_hosts\tInnoDB',
       'mailring_meta\tInnoDB',
       'mailring_moves\tInnoDB',
+      'mailring_replication_markers\tInnoDB',
+      'mailring_replication_queue\tInnoDB',
+      'mailring_server_health\tInnoDB',
       'mailring_servers\tInnoDB',
       'mailring_users\tInnoDB',
     ])

@@ -81,8 +81,8 @@ describe('sqlite store', () => {
     raw.close()
     const error = await failure(SqliteStore.open(path))
     expect(error.exitCode).toBe(ExitCode.store)
-    expect(error.message).toMatch(
-      /schema version 99, written by a newer mailring; this one knows up to version 4: upgrade mailring/,
+    expect(error.message).toBe(
+      `The store sqlite:${path} has schema version 99, written by a newer mailring; this one knows up to version ${latestVersion(sqliteMigrations)}: upgrade mailring.`,
     )
   })
 

@@ -104,4 +104,49 @@ export const mysqlMigrations: readonly Migration[] = [
     description: 'where a retired copy was moved to (rebalance cleanup deletes it later)',
     statements: [`ALTER TABLE mailring_moves ADD COLUMN trash TEXT NULL`],
   },
+  {
+    version: 5,
+    description: 'the replication queue, server health, replication markers, proxy and director hosts',
+    statements: [
+      // As in the SQLite schema: priority is the rank of REPLICATION_PRIORITIES (lower is more urgent),
+      // times are ms since the epoch. (priority, due_ms) serves the claim, lease_owner renew and release.
+      `CREATE TABLE mailring_replication_queue (
+        user_id INT UNSIGNED NOT NULL PRIMARY KEY,
+        priority TINYINT NOT NULL CHECK (priority BETWEEN 0 AND 3),
+        source_server_id INT NULL,
+        due_ms BIGINT NOT NULL,
+        first_queued_ms BIGINT NOT NULL,
+        generation BIGINT NOT NULL DEFAULT 1,
+        lease_owner VARCHAR(255) NULL,
+        lease_until_ms BIGINT NULL,
+        attempts INT NOT NULL DEFAULT 0,
+        last_error TEXT NULL,
+        KEY mailring_replication_queue_due (due_ms),
+        KEY mailring_replication_queue_claim (priority, due_ms),
+        KEY mailring_replication_queue_owner (lease_owner),
+        KEY mailring_replication_queue_source (source_server_id),
+        CONSTRAINT mailring_replication_queue_user FOREIGN KEY (user_id) REFERENCES mailring_users (id) ON DELETE CASCADE,
+        CONSTRAINT mailring_replication_queue_source FOREIGN KEY (source_server_id) REFERENCES mailring_servers (id) ON DELETE SET NULL
+      ) ${TABLE}`,
+      `CREATE TABLE mailring_server_health (
+        server_id INT NOT NULL PRIMARY KEY,
+        health VARCHAR(16) NOT NULL CHECK (health IN ('up', 'down', 'returning')),
+        since VARCHAR(40) NOT NULL,
+        detail TEXT NOT NULL,
+        sync_failures INT NOT NULL DEFAULT 0,
+        last_sync_error TEXT NULL,
+        CONSTRAINT mailring_server_health_server FOREIGN KEY (server_id) REFERENCES mailring_servers (id) ON DELETE CASCADE
+      ) ${TABLE}`,
+      `CREATE TABLE mailring_replication_markers (
+        \`key\` VARCHAR(255) NOT NULL PRIMARY KEY,
+        value TEXT NOT NULL
+      ) ${TABLE}`,
+      `CREATE TABLE mailring_hosts (
+        name VARCHAR(255) NOT NULL PRIMARY KEY,
+        address VARCHAR(255) NOT NULL,
+        role VARCHAR(16) NOT NULL CHECK (role IN ('proxy', 'director')),
+        dovecot_version VARCHAR(64) NULL
+      ) ${TABLE}`,
+    ],
+  },
 ]

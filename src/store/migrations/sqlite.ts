@@ -73,4 +73,45 @@ export const sqliteMigrations: readonly Migration[] = [
     description: 'where a retired copy was moved to (rebalance cleanup deletes it later)',
     statements: [`ALTER TABLE mailring_moves ADD COLUMN trash TEXT`],
   },
+  {
+    version: 5,
+    description: 'the replication queue, server health, replication markers, proxy and director hosts',
+    statements: [
+      // One entry per user waiting for replication (docs/decisions/0004-replicator.md). priority is the
+      // rank of REPLICATION_PRIORITIES (0 mail, 1 change, 2 catch-up, 3 full: lower is more urgent), so
+      // that (priority, due_ms) is the claim's order; times are ms since the epoch, the replicator's clock.
+      `CREATE TABLE mailring_replication_queue (
+        user_id INTEGER PRIMARY KEY REFERENCES mailring_users (id) ON DELETE CASCADE,
+        priority INTEGER NOT NULL CHECK (priority BETWEEN 0 AND 3),
+        source_server_id INTEGER REFERENCES mailring_servers (id) ON DELETE SET NULL,
+        due_ms INTEGER NOT NULL,
+        first_queued_ms INTEGER NOT NULL,
+        generation INTEGER NOT NULL DEFAULT 1,
+        lease_owner TEXT,
+        lease_until_ms INTEGER,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT
+      )`,
+      `CREATE INDEX mailring_replication_queue_due ON mailring_replication_queue (due_ms)`,
+      `CREATE INDEX mailring_replication_queue_claim ON mailring_replication_queue (priority, due_ms)`,
+      `CREATE INDEX mailring_replication_queue_owner ON mailring_replication_queue (lease_owner)`,
+      `CREATE INDEX mailring_replication_queue_source ON mailring_replication_queue (source_server_id)`,
+      // A server without a row is up (since the store's creation).
+      `CREATE TABLE mailring_server_health (
+        server_id INTEGER PRIMARY KEY REFERENCES mailring_servers (id) ON DELETE CASCADE,
+        health TEXT NOT NULL CHECK (health IN ('up', 'down', 'returning')),
+        since TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT '',
+        sync_failures INTEGER NOT NULL DEFAULT 0,
+        last_sync_error TEXT
+      )`,
+      `CREATE TABLE mailring_replication_markers (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID`,
+      `CREATE TABLE mailring_hosts (
+        name TEXT PRIMARY KEY,
+        address TEXT NOT NULL,
+        role TEXT NOT NULL CHECK (role IN ('proxy', 'director')),
+        dovecot_version TEXT
+      ) WITHOUT ROWID`,
+    ],
+  },
 ]
