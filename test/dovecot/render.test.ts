@@ -272,4 +272,31 @@ describe('the queries use the store indexes (SQLite, EXPLAIN QUERY PLAN)', () =>
     const users = db.prepare(q.iterateQuery!).pluck().all()
     expect(users).toHaveLength(200)
   })
+
+  it('the proxy query skips a copy whose server is down or not up by health (no record: up)', async () => {
+    const query = renderQueries({...SQLITE, role: 'proxy'}).passwordQuery!
+    const host = (user: string) =>
+      (db.prepare(query.replace('%Lu', user)).get() as {host: string} | undefined)?.host
+    // u1: [mx01, mx02]; u2: [mx02, mx01].
+    expect([host('u1@example.com'), host('u2@example.com')]).toEqual(['192.0.2.1', '192.0.2.2'])
+    const store = await SqliteStore.open(path.join(dir, 'cluster.db'))
+    try {
+      for (const [expected, next, hosts] of [
+        ['up', 'down', ['192.0.2.2', '192.0.2.2']],
+        ['down', 'returning', ['192.0.2.2', '192.0.2.2']],
+        ['returning', 'up', ['192.0.2.1', '192.0.2.2']],
+      ] as const) {
+        expect(await store.setServerHealth('mx01', expected, next, '')).toBe(true)
+        expect([host('u1@example.com'), host('u2@example.com')], next).toEqual(hosts)
+      }
+      // Every copy unhealthy: still the first copy.
+      await store.setServerHealth('mx01', 'up', 'down', '')
+      await store.setServerHealth('mx02', 'up', 'down', '')
+      expect([host('u1@example.com'), host('u2@example.com')]).toEqual(['192.0.2.1', '192.0.2.2'])
+    } finally {
+      await store.setServerHealth('mx01', 'down', 'up', '')
+      await store.setServerHealth('mx02', 'down', 'up', '')
+      await store.close()
+    }
+  })
 })
