@@ -79,6 +79,11 @@ export class Prober {
   private stopped = true
   /** Serialises store writes of one server (a probe transition and markCaughtUp never race). */
   private readonly writing = new Map<string, Promise<unknown>>()
+  /**
+   * Per server, bumped whenever a write (or a lost compare-and-set's read back) changes what this prober
+   * holds: a store read that started before it is older and is not adopted.
+   */
+  private readonly written = new Map<string, number>()
 
   constructor(private readonly options: ProberOptions) {
     const problem = thresholdsProblem(options.settings)
@@ -175,8 +180,13 @@ export class Prober {
 
   /** Adopts the store's health of every server (another replicator may have changed it). */
   private async syncFromStore(): Promise<void> {
+    const before = new Map(this.written)
     const records = await this.options.store.serverHealth()
-    for (const record of records) this.adopt(record.server, record.health, record.detail)
+    for (const record of records) {
+      // markCaughtUp may have written this server while the read was under way: the read is older.
+      if ((this.written.get(record.server) ?? 0) !== (before.get(record.server) ?? 0)) continue
+      this.adopt(record.server, record.health, record.detail)
+    }
   }
 
   private adopt(server: string, health: ServerHealthState, detail: string): void {
@@ -209,12 +219,14 @@ export class Prober {
         return
       }
       if (won) {
+        this.written.set(server, (this.written.get(server) ?? 0) + 1)
         this.tracks.set(server, step.track)
         this.emit({server, type: to, from, detail, adopted: false, at: Date.now()})
         return
       }
       // Lost: the store holds something else now; read it back and follow it.
       const record = (await this.options.store.serverHealth()).find((r) => r.server === server)
+      this.written.set(server, (this.written.get(server) ?? 0) + 1)
       this.adopt(server, record?.health ?? 'up', record?.detail ?? '')
     })
     const settled = next.catch((error: unknown) =>
