@@ -68,6 +68,8 @@ export interface ProberOptions {
   /** The servers to probe; default every server of the store's topology with an address, ports from settings. */
   targets?: () => Promise<ProbeTarget[]>
   onEvent?: (event: HealthEvent) => void
+  /** Every probe's result and how long it took (for metrics, and for measuring detection). */
+  onProbe?: (server: string, result: ProbeResult, ms: number) => void
   /** Probe failures and store errors the service may log (one line). */
   onError?: (message: string) => void
 }
@@ -131,7 +133,9 @@ export class Prober {
     const targets = await this.targets()
     await Promise.all(
       targets.map(async (target) => {
+        const started = Date.now()
         const result = await probeServer(target, this.options.settings.timeoutMs, this.https())
+        this.options.onProbe?.(target.server, result, Date.now() - started)
         await this.apply(target.server, {kind: 'probe', result})
       }),
     )
