@@ -16,12 +16,12 @@ import * as path from 'node:path'
 
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
-import {renderFor, renderForHost} from '../../src/engine/config-render.js'
+import {renderForHost} from '../../src/engine/config-render.js'
 import {Prober, type HealthEvent} from '../../src/engine/replicator/prober.js'
 import {SqliteStore} from '../../src/store/sqlite.js'
 import {reserveDovecotAddress, startDovecot, type DovecotHost} from '../support/dovecot.js'
 import {makeTempDir, removeDir, sleep} from '../support/proc.js'
-import {contextFor, fillStore, proxyHost} from './helpers.js'
+import {contextFor, fillStore, proxyHost, renderedUserdb} from './helpers.js'
 
 const PASSWORD = 'pw-secret'
 const USER = 'alice@example.com'
@@ -83,13 +83,7 @@ beforeAll(async () => {
       startDovecot({
         address: addresses[i]!,
         users: [{user: USER, password: PASSWORD}],
-        files: (c) => ({
-          'dovecot-sql.conf.ext': renderFor(
-            {...ctx, settings: {...ctx.settings, home: `${path.join(c.dir, 'home')}/%d/%n`}},
-            name,
-          ).rendered.text,
-        }),
-        userdb: (c) => `userdb {\n  driver = sql\n  args = ${path.join(c.dir, 'dovecot-sql.conf.ext')}\n}`,
+        ...renderedUserdb(ctx, name),
       }),
     ),
   )
