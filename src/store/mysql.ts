@@ -79,9 +79,9 @@ import {
   claimTimes,
   COUNT_SYNC_FAILURE_SQL,
   defaultHealthRow,
-  DELETE_ENTRY_SQL,
   DELETE_HOST_SQL,
   enqueueTimes,
+  finishStatement,
   HEALTH_COLUMNS,
   healthUpdate,
   HELD_ENTRY_SQL,
@@ -97,8 +97,6 @@ import {
   queueRows,
   queueStatsOf,
   RELEASE_SQL,
-  REQUEUE_ENTRY_SQL,
-  RETRY_ENTRY_SQL,
   SERVER_HEALTH_SQL,
   SERVER_ID_SQL,
   serverHealthOf,
@@ -548,7 +546,9 @@ export class MysqlStore implements Store {
    * Two steps in one READ COMMITTED transaction: a plain read of the claimable entries in claim order
    * (a window a few times `limit` wide), then, slice by slice in that order, FOR UPDATE SKIP LOCKED on
    * those entries by primary key, checking again that they are due and free: an entry another replicator
-   * is taking right now is skipped, not waited for, and no row is locked that is not taken.
+   * is taking right now is skipped, not waited for, and no row is locked that is not taken. Open moves and
+   * avoided servers are checked by the plain read (a move journaled at that very moment may still see its
+   * user synced once more: harmless, a sync is idempotent).
    */
   async claimReplication(options: ClaimOptions): Promise<ReplicationTask[]> {
     const {nowMs, limit, leaseUntilMs} = claimTimes(options)
@@ -618,16 +618,12 @@ export class MysqlStore implements Store {
     task: ReplicationTask,
     outcome: ReplicationOutcome,
   ): Promise<boolean> {
-    const retryAtMs = outcome.ok ? 0 : wholeMs(outcome.retryAtMs, 'retryAtMs')
     return this.transaction(async (conn) => {
       const [[held]] = await conn.query<Row[]>(`${HELD_ENTRY_SQL} FOR UPDATE`, [task.user, owner])
       if (!held) return false
-      if (outcome.ok) {
-        const unchanged = Number(held.generation) === task.generation
-        await conn.query(unchanged ? DELETE_ENTRY_SQL : REQUEUE_ENTRY_SQL, [held.user_id])
-        return true
-      }
-      await conn.query(RETRY_ENTRY_SQL, [retryAtMs, outcome.error, held.user_id])
+      const [sql, params] = finishStatement(held, task, outcome)
+      await conn.query(sql, params)
+      if (outcome.ok) return true
       if (outcome.server !== undefined) {
         const [[server]] = await conn.query<Row[]>(SERVER_ID_SQL, [outcome.server])
         if (server) {

@@ -14,6 +14,7 @@ import {
   type HostRole,
   type ReplicationPriority,
   type ReplicationQueueStats,
+  type ReplicationOutcome,
   type ReplicationRequest,
   type ReplicationTask,
   type ServerHealth,
@@ -196,15 +197,29 @@ export const HELD_ENTRY_SQL =
   'SELECT q.user_id, q.generation FROM mailring_replication_queue q JOIN mailring_users u ON u.id = q.user_id ' +
   'WHERE u.address = ? AND q.lease_owner = ?'
 /** Done and unchanged since it was taken. */
-export const DELETE_ENTRY_SQL = 'DELETE FROM mailring_replication_queue WHERE user_id = ?'
+const DELETE_ENTRY_SQL = 'DELETE FROM mailring_replication_queue WHERE user_id = ?'
 /** Done, but a request came in meanwhile: due at once (since its first change), for another sync. */
-export const REQUEUE_ENTRY_SQL =
+const REQUEUE_ENTRY_SQL =
   'UPDATE mailring_replication_queue SET lease_owner = NULL, lease_until_ms = NULL, due_ms = first_queued_ms, ' +
   'attempts = 0, last_error = NULL WHERE user_id = ?'
 /** Failed: an attempt more, its error, due again at the retry time. */
-export const RETRY_ENTRY_SQL =
+const RETRY_ENTRY_SQL =
   'UPDATE mailring_replication_queue SET lease_owner = NULL, lease_until_ms = NULL, due_ms = ?, ' +
   'attempts = attempts + 1, last_error = ? WHERE user_id = ?'
+/**
+ * What finishing a task does to its entry, held by the finisher with this generation, as [sql, params]:
+ * done and unchanged, it goes; done with requests since, it stays due at once; failed, it waits its retry.
+ */
+export function finishStatement(
+  entry: Readonly<Record<string, unknown>>,
+  task: ReplicationTask,
+  outcome: ReplicationOutcome,
+): [string, unknown[]] {
+  const userId = Number(entry.user_id)
+  if (!outcome.ok) return [RETRY_ENTRY_SQL, [wholeMs(outcome.retryAtMs, 'retryAtMs'), outcome.error, userId]]
+  return [Number(entry.generation) === task.generation ? DELETE_ENTRY_SQL : REQUEUE_ENTRY_SQL, [userId]]
+}
+
 /** Graceful stop: every task of an owner back, due at once. */
 export const RELEASE_SQL =
   'UPDATE mailring_replication_queue SET lease_owner = NULL, lease_until_ms = NULL, due_ms = first_queued_ms ' +

@@ -71,9 +71,9 @@ import {
   claimTimes,
   COUNT_SYNC_FAILURE_SQL,
   defaultHealthRow,
-  DELETE_ENTRY_SQL,
   DELETE_HOST_SQL,
   enqueueTimes,
+  finishStatement,
   HEALTH_COLUMNS,
   healthUpdate,
   HELD_ENTRY_SQL,
@@ -89,8 +89,6 @@ import {
   queueRows,
   queueStatsOf,
   RELEASE_SQL,
-  REQUEUE_ENTRY_SQL,
-  RETRY_ENTRY_SQL,
   SERVER_HEALTH_SQL,
   SERVER_ID_SQL,
   serverHealthOf,
@@ -583,19 +581,15 @@ export class SqliteStore implements Store {
     task: ReplicationTask,
     outcome: ReplicationOutcome,
   ): Promise<boolean> {
-    const retryAtMs = outcome.ok ? 0 : wholeMs(outcome.retryAtMs, 'retryAtMs')
     return this.guard(() =>
       this.writes
         .transaction(() => {
           const held = this.db.prepare(HELD_ENTRY_SQL).get(task.user, owner) as
             {user_id: number; generation: number} | undefined
           if (!held) return false
-          if (outcome.ok) {
-            const unchanged = Number(held.generation) === task.generation
-            this.db.prepare(unchanged ? DELETE_ENTRY_SQL : REQUEUE_ENTRY_SQL).run(held.user_id)
-            return true
-          }
-          this.db.prepare(RETRY_ENTRY_SQL).run(retryAtMs, outcome.error, held.user_id)
+          const [sql, params] = finishStatement(held as Record<string, unknown>, task, outcome)
+          this.db.prepare(sql).run(...params)
+          if (outcome.ok) return true
           const serverId =
             outcome.server === undefined
               ? undefined

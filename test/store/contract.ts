@@ -8,7 +8,10 @@ import {afterEach, beforeEach, describe, expect, it} from 'vitest'
 
 import {ExitCode, MailringError} from '../../src/core/errors.js'
 import {PLACEMENT_ALGORITHM_VERSION, type Topology} from '../../src/core/topology.js'
-import type {PlacementChunk, Store} from '../../src/store/store.js'
+import {latestVersion} from '../../src/store/migrations/index.js'
+import {mysqlMigrations} from '../../src/store/migrations/mysql.js'
+import {sqliteMigrations} from '../../src/store/migrations/sqlite.js'
+import type {ClaimOptions, PlacementChunk, ReplicationTask, Store} from '../../src/store/store.js'
 import {userBatch} from '../support/user-batch.js'
 
 export interface ContractTarget {
@@ -75,6 +78,11 @@ export function storeContract(name: string, makeStore: () => Promise<ContractTar
       target = await makeStore()
       store = await target.open()
     })
+    /** The topology above with these users (address, copies). */
+    const withUsers = async (users: [string, string[]][]): Promise<void> => {
+      await store.writeTopology(topology)
+      await store.insertUsers([userBatch(users)], {skipExisting: false})
+    }
     afterEach(async () => {
       for (const other of others.splice(0)) await other.close()
       await store.close()
@@ -83,7 +91,8 @@ export function storeContract(name: string, makeStore: () => Promise<ContractTar
 
     it('records the schema version, the placement algorithm and a cluster id', async () => {
       const meta = await store.meta()
-      expect(meta.schemaVersion).toBeGreaterThanOrEqual(1)
+      expect(meta.schemaVersion).toBe(latestVersion(sqliteMigrations))
+      expect(latestVersion(mysqlMigrations)).toBe(latestVersion(sqliteMigrations))
       expect(meta.algorithm).toBe(PLACEMENT_ALGORITHM_VERSION)
       expect(meta.clusterId).toMatch(/^[0-9a-f-]{36}$/)
     })
@@ -339,18 +348,12 @@ export function storeContract(name: string, makeStore: () => Promise<ContractTar
     })
 
     describe('the move journal', () => {
-      beforeEach(async () => {
-        await store.writeTopology(topology)
-        await store.insertUsers(
-          [
-            userBatch([
-              ['a@example.com', ['mx01', 'mx02']],
-              ['b@example.com', ['mx02', 'mx01']],
-            ]),
-          ],
-          {skipExisting: false},
-        )
-      })
+      beforeEach(() =>
+        withUsers([
+          ['a@example.com', ['mx01', 'mx02']],
+          ['b@example.com', ['mx02', 'mx01']],
+        ]),
+      )
 
       it('journals a plan, advances a move only from the state it is in, and switches the copy in one step', async () => {
         expect(
@@ -497,6 +500,390 @@ export function storeContract(name: string, makeStore: () => Promise<ContractTar
         ])
         expect(await store.setMoveState(a!.id, 'retired', 'cleaned')).toBe(true)
         expect(await store.retiredMoves(later)).toEqual([])
+      })
+    })
+
+    describe('the replication queue, server health and hosts (schema 5)', () => {
+      const T = 1_000_000
+      const timing = (nowMs: number) => ({nowMs, debounceMs: 500, maxDelayMs: 2_000})
+      const claim = (owner: string, nowMs: number, more: Partial<ClaimOptions> = {}) =>
+        store.claimReplication({owner, nowMs, limit: 10, leaseMs: 60_000, ...more})
+      const usersOf = (tasks: ReplicationTask[]) => tasks.map((task) => task.user)
+
+      beforeEach(() =>
+        withUsers([
+          ['a@example.com', ['mx01', 'mx02']],
+          ['b@example.com', ['mx02', 'mx03']],
+          ['c@example.com', ['mx03', 'mx02']],
+          ['d@example.com', ['mx02', 'mx03']],
+        ]),
+      )
+
+      it('merges requests per user: most urgent priority, one source or none, due after the debounce but within the max delay', async () => {
+        expect(
+          await store.enqueueReplication(
+            [{user: 'a@example.com', priority: 'mail', source: 'mx01'}],
+            timing(T),
+          ),
+        ).toEqual({queued: 1, unknownUsers: 0})
+        expect(await claim('r1', T + 499)).toEqual([])
+        // Another change 400 ms later: due 500 ms after it.
+        await store.enqueueReplication(
+          [{user: 'a@example.com', priority: 'change', source: 'mx01'}],
+          timing(T + 400),
+        )
+        expect(await claim('r1', T + 899)).toEqual([])
+        // Changes keep coming: never later than 2 s after the first.
+        await store.enqueueReplication(
+          [{user: 'a@example.com', priority: 'change', source: 'mx02'}],
+          timing(T + 1_800),
+        )
+        expect(await claim('r1', T + 1_999)).toEqual([])
+        expect(await claim('r1', T + 2_000)).toEqual([
+          {
+            user: 'a@example.com',
+            priority: 'mail',
+            source: null,
+            generation: 3,
+            firstQueuedMs: T,
+            attempts: 0,
+          },
+        ])
+
+        // In one call: a user twice (one source kept), unknown users counted and left out.
+        expect(
+          await store.enqueueReplication(
+            [
+              {user: 'b@example.com', priority: 'full', source: 'mx03'},
+              {user: 'nobody@example.com', priority: 'mail'},
+              {user: 'b@example.com', priority: 'change', source: 'mx03'},
+              {user: 'nobody@example.com', priority: 'mail'},
+              {user: 'c@example.com', priority: 'catch-up', source: 'mx99'},
+              {user: 'd@example.com', priority: 'full', source: 'mx02'},
+              {user: 'd@example.com', priority: 'full', source: 'mx03'},
+            ],
+            timing(T),
+          ),
+        ).toEqual({queued: 3, unknownUsers: 2})
+        expect(await claim('r1', T + 500)).toEqual([
+          {
+            user: 'b@example.com',
+            priority: 'change',
+            source: 'mx03',
+            generation: 2,
+            firstQueuedMs: T,
+            attempts: 0,
+          },
+          {
+            user: 'c@example.com',
+            priority: 'catch-up',
+            source: null,
+            generation: 1,
+            firstQueuedMs: T,
+            attempts: 0,
+          },
+          {
+            user: 'd@example.com',
+            priority: 'full',
+            source: null,
+            generation: 2,
+            firstQueuedMs: T,
+            attempts: 0,
+          },
+        ])
+      })
+
+      it('hands out the most urgent first, then the oldest due, up to the limit', async () => {
+        await store.enqueueReplication(
+          [
+            {user: 'a@example.com', priority: 'full'},
+            {user: 'b@example.com', priority: 'change'},
+          ],
+          timing(T),
+        )
+        await store.enqueueReplication(
+          [
+            {user: 'c@example.com', priority: 'catch-up'},
+            {user: 'd@example.com', priority: 'change'},
+          ],
+          timing(T - 100),
+        )
+        await store.enqueueReplication([{user: 'a@example.com', priority: 'mail'}], timing(T + 1))
+        expect(usersOf(await claim('r1', T + 600, {limit: 3}))).toEqual([
+          'a@example.com',
+          'd@example.com',
+          'b@example.com',
+        ])
+        expect(usersOf(await claim('r2', T + 600))).toEqual(['c@example.com'])
+        expect(await claim('r2', T + 600)).toEqual([])
+      })
+
+      it('syncs again a user whose request came during the sync (generation)', async () => {
+        await store.enqueueReplication([{user: 'a@example.com', priority: 'mail'}], timing(T))
+        const [task] = await claim('r1', T + 500)
+        expect(task).toMatchObject({user: 'a@example.com', generation: 1})
+        await store.enqueueReplication([{user: 'a@example.com', priority: 'change'}], timing(T + 600))
+        // Held: nobody else takes it meanwhile.
+        expect(await claim('r2', T + 5_000)).toEqual([])
+        expect(await store.finishReplication('r1', task!, {ok: true})).toBe(true)
+        const [again] = await claim('r2', T + 700)
+        expect(again).toMatchObject({user: 'a@example.com', generation: 2, priority: 'mail', attempts: 0})
+        expect(await store.finishReplication('r2', again!, {ok: true})).toBe(true)
+        expect(await claim('r2', T + 10_000)).toEqual([])
+        expect((await store.replicationStats(T + 10_000)).byPriority.every((p) => p.waiting === 0)).toBe(true)
+      })
+
+      it('lets another replicator take an entry whose lease expired; the first may then neither finish nor renew it', async () => {
+        await store.enqueueReplication([{user: 'a@example.com', priority: 'mail'}], timing(T))
+        const [task] = await claim('r1', T + 500, {leaseMs: 1_000})
+        expect(await store.renewReplication('r1', ['a@example.com', 'b@example.com'], T + 2_000)).toEqual([
+          'a@example.com',
+        ])
+        expect(await claim('r2', T + 1_999)).toEqual([])
+        const [taken] = await claim('r2', T + 2_000, {leaseMs: 1_000})
+        expect(taken).toMatchObject({user: 'a@example.com', generation: 1})
+        expect(await store.renewReplication('r1', ['a@example.com'], T + 9_000)).toEqual([])
+        expect(await store.finishReplication('r1', task!, {ok: true})).toBe(false)
+        expect(
+          await store.finishReplication('r1', task!, {ok: false, error: 'x', retryAtMs: T, server: 'mx01'}),
+        ).toBe(false)
+        expect((await store.serverHealth()).find((h) => h.server === 'mx01')?.syncFailures).toBe(0)
+        expect(await store.finishReplication('r2', taken!, {ok: true})).toBe(true)
+        expect(await store.finishReplication('r2', taken!, {ok: true})).toBe(false)
+      })
+
+      it('leaves out users with an open move, and users with a copy on a server to avoid', async () => {
+        await store.enqueueReplication(
+          ['a', 'b', 'c', 'd'].map((u) => ({user: `${u}@example.com`, priority: 'mail' as const})),
+          timing(T),
+        )
+        await store.journalMoves('p', [{user: 'b@example.com', position: 1, from: 'mx03', to: 'mx01'}])
+        expect(usersOf(await claim('r1', T + 500, {avoidServers: ['mx01', 'mx99']}))).toEqual([
+          'c@example.com',
+          'd@example.com',
+        ])
+        // a's copy on mx01 is avoided no more; b's move is still open.
+        expect(usersOf(await claim('r1', T + 500))).toEqual(['a@example.com'])
+        expect(await store.cancelUnswitchedMoves()).toBe(1)
+        expect(usersOf(await claim('r1', T + 500))).toEqual(['b@example.com'])
+      })
+
+      it('backs a failed task off until its retry time and counts the failure against the server', async () => {
+        const {createdAt} = await store.meta()
+        await store.enqueueReplication([{user: 'a@example.com', priority: 'mail'}], timing(T))
+        const [task] = await claim('r1', T + 500)
+        expect(
+          await store.finishReplication('r1', task!, {
+            ok: false,
+            error: 'doveadm sync: connection refused',
+            retryAtMs: T + 5_000,
+            server: 'mx02',
+          }),
+        ).toBe(true)
+        expect(await claim('r1', T + 4_999)).toEqual([])
+        expect((await store.replicationStats(T + 4_999)).retrying).toBe(1)
+        const [retry] = await claim('r1', T + 5_000)
+        expect(retry).toMatchObject({user: 'a@example.com', attempts: 1, generation: 1})
+        await store.finishReplication('r1', retry!, {
+          ok: false,
+          error: 'timed out',
+          retryAtMs: T + 6_000,
+          server: 'mx02',
+        })
+        expect((await store.serverHealth()).find((h) => h.server === 'mx02')).toEqual({
+          server: 'mx02',
+          health: 'up',
+          since: createdAt,
+          detail: '',
+          syncFailures: 2,
+          lastSyncError: 'timed out',
+        })
+        // A failure that names no server counts against none.
+        const [third] = await claim('r1', T + 6_000)
+        expect(third?.attempts).toBe(2)
+        await store.finishReplication('r1', third!, {ok: false, error: 'odd', retryAtMs: T + 7_000})
+        expect((await store.serverHealth()).map((h) => h.syncFailures)).toEqual([0, 2, 0])
+        // Back up again after being down: failures cleared.
+        expect(await store.setServerHealth('mx02', 'up', 'down', 'doveadm: connection refused')).toBe(true)
+        expect(await store.setServerHealth('mx02', 'down', 'returning', '')).toBe(true)
+        expect((await store.serverHealth())[1]?.syncFailures).toBe(2)
+        expect(await store.setServerHealth('mx02', 'returning', 'up', '')).toBe(true)
+        expect((await store.serverHealth())[1]).toMatchObject({
+          health: 'up',
+          syncFailures: 0,
+          lastSyncError: null,
+        })
+        // Success clears the attempts.
+        const [fourth] = await claim('r1', T + 7_000)
+        await store.enqueueReplication([{user: 'a@example.com', priority: 'change'}], timing(T + 7_001))
+        await store.finishReplication('r1', fourth!, {ok: true})
+        expect((await claim('r1', T + 7_002))[0]).toMatchObject({attempts: 0, generation: 2})
+      })
+
+      it('gives back every task of a replicator that stops, due at once', async () => {
+        await store.enqueueReplication(
+          [
+            {user: 'a@example.com', priority: 'mail'},
+            {user: 'b@example.com', priority: 'full'},
+          ],
+          timing(T),
+        )
+        expect(usersOf(await claim('r1', T + 500))).toEqual(['a@example.com', 'b@example.com'])
+        // A change during the sync would make it due later; released, it is due at once.
+        await store.enqueueReplication([{user: 'a@example.com', priority: 'mail'}], timing(T + 600))
+        expect(await store.releaseReplication('r2')).toBe(0)
+        expect(await store.releaseReplication('r1')).toBe(2)
+        expect(usersOf(await claim('r2', T + 601))).toEqual(['a@example.com', 'b@example.com'])
+        expect(
+          await store.finishReplication(
+            'r1',
+            {
+              user: 'a@example.com',
+              priority: 'mail',
+              source: null,
+              generation: 2,
+              firstQueuedMs: T,
+              attempts: 0,
+            },
+            {ok: true},
+          ),
+        ).toBe(false)
+      })
+
+      it('counts waiting, due, in-flight and retrying entries and the age of the oldest change', async () => {
+        expect(await store.replicationStats(T)).toEqual({
+          byPriority: [
+            {priority: 'mail', waiting: 0, due: 0, oldestQueuedMs: null},
+            {priority: 'change', waiting: 0, due: 0, oldestQueuedMs: null},
+            {priority: 'catch-up', waiting: 0, due: 0, oldestQueuedMs: null},
+            {priority: 'full', waiting: 0, due: 0, oldestQueuedMs: null},
+          ],
+          inFlight: 0,
+          retrying: 0,
+        })
+        await store.enqueueReplication(
+          [
+            {user: 'a@example.com', priority: 'mail'},
+            {user: 'b@example.com', priority: 'mail'},
+            {user: 'c@example.com', priority: 'full'},
+          ],
+          timing(T),
+        )
+        await store.enqueueReplication([{user: 'd@example.com', priority: 'mail'}], timing(T + 1_000))
+        const [a] = await claim('r1', T + 500, {limit: 1})
+        await store.finishReplication('r1', a!, {ok: false, error: 'x', retryAtMs: T + 9_000})
+        await claim('r1', T + 500, {limit: 1}) // b, in flight
+        expect(await store.replicationStats(T + 1_200)).toEqual({
+          byPriority: [
+            {priority: 'mail', waiting: 3, due: 0, oldestQueuedMs: 1_200},
+            {priority: 'change', waiting: 0, due: 0, oldestQueuedMs: null},
+            {priority: 'catch-up', waiting: 0, due: 0, oldestQueuedMs: null},
+            {priority: 'full', waiting: 1, due: 1, oldestQueuedMs: 1_200},
+          ],
+          inFlight: 1,
+          retrying: 1,
+        })
+        expect((await store.replicationStats(T + 1_500)).byPriority[0]).toMatchObject({waiting: 3, due: 1})
+      })
+
+      it('keeps named markers', async () => {
+        expect(await store.replicationMarker('full-sync-cursor')).toBeUndefined()
+        await store.setReplicationMarker('full-sync-cursor', 'b@example.com')
+        await store.setReplicationMarker('full-sync-cursor', 'c@example.com')
+        await store.setReplicationMarker('other', '')
+        expect(await store.replicationMarker('full-sync-cursor')).toBe('c@example.com')
+        expect(await store.replicationMarker('other')).toBe('')
+      })
+
+      it('reads every server as up until probed, and sets health only from the health it expects', async () => {
+        const {createdAt} = await store.meta()
+        expect(await store.serverHealth()).toEqual(
+          ['mx01', 'mx02', 'mx03'].map((server) => ({
+            server,
+            health: 'up',
+            since: createdAt,
+            detail: '',
+            syncFailures: 0,
+            lastSyncError: null,
+          })),
+        )
+        expect(await store.setServerHealth('mx01', 'down', 'up', '')).toBe(false)
+        const before = new Date().toISOString()
+        expect(
+          await store.setServerHealth('mx01', 'up', 'down', 'imap: connection refused\nlmtp: timeout'),
+        ).toBe(true)
+        // A second replicator that saw it up too: refused.
+        expect(await store.setServerHealth('mx01', 'up', 'down', 'late')).toBe(false)
+        const [mx01] = await store.serverHealth()
+        expect(mx01).toMatchObject({health: 'down', detail: 'imap: connection refused lmtp: timeout'})
+        expect(mx01!.since >= before).toBe(true)
+        // Same health, new detail: since stays.
+        expect(await store.setServerHealth('mx01', 'down', 'down', 'imap: timeout')).toBe(true)
+        expect((await store.serverHealth())[0]).toMatchObject({
+          health: 'down',
+          since: mx01!.since,
+          detail: 'imap: timeout',
+        })
+        expect(await store.setServerHealth('mx99', 'up', 'down', '')).toBe(false)
+        expect((await store.serverHealth()).map((h) => h.health)).toEqual(['down', 'up', 'up'])
+      })
+
+      it('keeps proxy and director hosts, and refuses a host named as a server', async () => {
+        expect(await store.listHosts()).toEqual([])
+        await store.putHost({name: 'proxy2', address: '192.0.2.22', role: 'proxy', dovecotVersion: null})
+        await store.putHost({
+          name: 'director1',
+          address: '192.0.2.30',
+          role: 'director',
+          dovecotVersion: '2.3.21',
+        })
+        await store.putHost({name: 'proxy2', address: '192.0.2.23', role: 'proxy', dovecotVersion: '2.4.1'})
+        expect(await store.listHosts()).toEqual([
+          {name: 'director1', address: '192.0.2.30', role: 'director', dovecotVersion: '2.3.21'},
+          {name: 'proxy2', address: '192.0.2.23', role: 'proxy', dovecotVersion: '2.4.1'},
+        ])
+        await expectMailringError(
+          store.putHost({name: 'mx02', address: '192.0.2.9', role: 'proxy', dovecotVersion: null}),
+          ExitCode.error,
+          /Cannot add host mx02: a mail server has that name already/,
+        )
+        expect(await store.removeHost('proxy2')).toBe(true)
+        expect(await store.removeHost('proxy2')).toBe(false)
+        expect((await store.listHosts()).map((h) => h.name)).toEqual(['director1'])
+      })
+
+      it('drops the entry of a removed user, and the health of a removed server', async () => {
+        await store.enqueueReplication(
+          [
+            {user: 'a@example.com', priority: 'mail'},
+            {user: 'd@example.com', priority: 'mail', source: 'mx01'},
+          ],
+          timing(T),
+        )
+        await store.removeUsers(['a@example.com'])
+        expect((await store.replicationStats(T)).byPriority[0]?.waiting).toBe(1)
+        await store.setServerHealth('mx01', 'up', 'down', '')
+        await store.removeUsers(['b@example.com', 'c@example.com'])
+        await store.replaceUsers([userBatch([['d@example.com', ['mx02', 'mx03']]])], [])
+        await store.writeTopology({
+          ...topology,
+          servers: topology.servers.filter((s) => s.name !== 'mx01'),
+          domains: [],
+        })
+        expect((await store.serverHealth()).map((h) => [h.server, h.health])).toEqual([
+          ['mx02', 'up'],
+          ['mx03', 'up'],
+        ])
+        expect(await claim('r1', T + 500)).toEqual([
+          {
+            user: 'd@example.com',
+            priority: 'mail',
+            source: null,
+            generation: 1,
+            firstQueuedMs: T,
+            attempts: 0,
+          },
+        ])
       })
     })
   })

@@ -1,3 +1,4 @@
+import mysql, {type RowDataPacket} from 'mysql2/promise'
 import {afterAll, afterEach, beforeAll, beforeEach, describe, expect, it} from 'vitest'
 
 import {ExitCode, MailringError} from '../../src/core/errors.js'
@@ -5,9 +6,9 @@ import {Placement} from '../../src/core/placement.js'
 import {PLACEMENT_ALGORITHM_VERSION, type Topology} from '../../src/core/topology.js'
 import {placedBatch} from '../../src/engine/cluster.js'
 import {syncUsers} from '../../src/engine/users-sync.js'
-import {MysqlStore} from '../../src/store/mysql.js'
+import {connectionOptions, MysqlStore} from '../../src/store/mysql.js'
 import type {MysqlSettings} from '../../src/store/mysql-settings.js'
-import type {UserBatch} from '../../src/store/store.js'
+import type {ReplicationTask, Store, UserBatch} from '../../src/store/store.js'
 import {startMariaDb, type MariaDb} from '../support/mariadb.js'
 import {freePort} from '../support/ports.js'
 import {storeContract} from './contract.js'
@@ -56,6 +57,17 @@ const topology: Topology = {
 function usersBatch(users: string[]): UserBatch {
   const placement = new Placement(topology)
   return placedBatch(placement, users)
+}
+
+/** Adds `count` users and queues them all, due at 1000 ms. */
+async function queueUsers(store: Store, count: number): Promise<string[]> {
+  const users = Array.from({length: count}, (_, i) => `user${i}@example.com`)
+  await store.insertUsers([usersBatch(users)], {skipExisting: false})
+  await store.enqueueReplication(
+    users.map((user) => ({user, priority: 'mail' as const})),
+    {nowMs: 1_000, debounceMs: 0, maxDelayMs: 0},
+  )
+  return users
 }
 
 describe('mysql store on MariaDB', () => {
@@ -279,6 +291,62 @@ describe('mysql store on MariaDB', () => {
     await expect(table.checkColumns(['hostA', 'hostB'], '--from-columns')).rejects.toThrow(
       '--from-columns: the users table `users` has no column `hostB`',
     )
+  })
+
+  it('shares the replication queue: replicators claiming at once never get the same user, and together get all', async () => {
+    const users = await queueUsers(store, 150)
+    const other = await MysqlStore.open(settings)
+    try {
+      const drain = async (from: Store, owner: string): Promise<string[]> => {
+        const got: string[] = []
+        for (;;) {
+          const tasks = await from.claimReplication({owner, nowMs: 2_000, limit: 4, leaseMs: 60_000})
+          got.push(...tasks.map((task) => task.user))
+          if (tasks.length > 0) continue
+          // Nothing free: done once nothing is due any more (others may be committing their claims).
+          if ((await from.replicationStats(2_000)).byPriority[0]!.due === 0) return got
+          await new Promise((resolve) => setTimeout(resolve, 5))
+        }
+      }
+      const claimed = await Promise.all([
+        drain(store, 'r1'),
+        drain(store, 'r2'),
+        drain(other, 'r3'),
+        drain(other, 'r4'),
+      ])
+      const all = claimed.flat()
+      expect(new Set(all).size).toBe(all.length)
+      expect(all.sort()).toEqual([...users].sort())
+      expect(claimed.filter((got) => got.length > 0).length).toBeGreaterThan(1)
+      expect((await store.replicationStats(2_000)).inFlight).toBe(users.length)
+    } finally {
+      await other.close()
+    }
+  })
+
+  it('claims past entries another transaction holds locked instead of waiting for them (SKIP LOCKED)', async () => {
+    const users = await queueUsers(store, 6)
+    const raw = await mysql.createConnection(connectionOptions(settings))
+    try {
+      await raw.query('START TRANSACTION')
+      const [locked] = await raw.query<RowDataPacket[]>(
+        'SELECT u.address FROM mailring_replication_queue q JOIN mailring_users u ON u.id = q.user_id ORDER BY q.user_id LIMIT 3 FOR UPDATE',
+      )
+      const held = locked.map((row) => String(row.address))
+      const claim = store.claimReplication({owner: 'r1', nowMs: 2_000, limit: 10, leaseMs: 60_000})
+      const tasks = await Promise.race([
+        claim,
+        new Promise<'waited'>((resolve) => setTimeout(() => resolve('waited'), 5_000)),
+      ])
+      expect(tasks).not.toBe('waited')
+      const got = (tasks as ReplicationTask[]).map((task) => task.user)
+      expect(got.sort()).toEqual(users.filter((user) => !held.includes(user)).sort())
+      await raw.query('COMMIT')
+      const rest = await store.claimReplication({owner: 'r2', nowMs: 2_000, limit: 10, leaseMs: 60_000})
+      expect(rest.map((task) => task.user).sort()).toEqual([...held].sort())
+    } finally {
+      await raw.end()
+    }
   })
 
   it('refuses a schema written by a newer mailring (exit 4)', async () => {
