@@ -58,7 +58,8 @@ export async function putHost(
     name: input.name,
     address: input.address,
     role: input.role ?? previous?.role ?? 'proxy',
-    dovecotVersion: input.dovecotVersion ?? null,
+    // Changing the address of a host keeps its Dovecot version unless a new one is given.
+    dovecotVersion: input.dovecotVersion ?? previous?.dovecotVersion ?? null,
   }
   await store.putHost(host)
   return previous ? {host, previous} : {host}

@@ -123,9 +123,9 @@ describe('proxy hosts', () => {
       created: true,
       host: {name: 'proxy01', address: proxy.ip, role: 'proxy', dovecotVersion: null},
     })
-    const text = await cli(['proxy', 'add', 'proxy02', '--address', '192.0.2.10', '--dovecot-version', '2.4'])
+    const text = await cli(['proxy', 'add', 'proxy02', '--address', '192.0.2.11', '--dovecot-version', '2.4'])
     expect(text.exitCode, text.stderr).toBe(0)
-    expect(text.stdout).toMatch(/^proxy02\s+192\.0\.2\.10\s+proxy\s+2\.4\s*$/m)
+    expect(text.stdout).toMatch(/^proxy02\s+192\.0\.2\.11\s+proxy\s+2\.4\s*$/m)
     expect(text.stdout).toContain('config push --role proxy --server proxy02')
 
     const server = await cli(['proxy', 'add', 'mx-a', '--address', '192.0.2.99'])
@@ -140,6 +140,21 @@ describe('proxy hosts', () => {
     expect(version.exitCode).toBe(1)
     expect(version.stderr.split('\n').filter(Boolean)).toHaveLength(1)
     expect((await cli(['proxy', 'add', 'p3'])).exitCode).toBe(1) // --address is required
+
+    // Adding it again changes the address and keeps the version.
+    const moved = await cli<{host: HostRow; created: boolean; previous: HostRow}>([
+      'proxy',
+      'add',
+      'proxy02',
+      '--address',
+      '192.0.2.10',
+      '--json',
+    ])
+    expect(moved.json!.result).toMatchObject({
+      created: false,
+      host: {address: '192.0.2.10', dovecotVersion: '2.4'},
+      previous: {address: '192.0.2.11'},
+    })
 
     const list = await cli<{hosts: HostRow[]}>(['proxy', 'list', '--json'])
     expect(list.json!.result!.hosts.map((h) => [h.name, h.dovecotVersion])).toEqual([

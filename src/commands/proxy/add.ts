@@ -16,7 +16,7 @@ export interface ProxyAddResult {
 export default class ProxyAdd extends StoreCommand {
   static override summary =
     'Add a proxy host (or change one): `config push --role proxy` installs the proxy passdb there.'
-  static override description = `A proxy (or director) host is not a mail server: it holds no copies and is never a placement target. Its Dovecot sends each login and delivery to the first healthy copy of the user, through the proxy passdb that \`mailring config push --role proxy\` installs on every proxy host. Adding a name that exists changes its address and Dovecot version.
+  static override description = `A proxy (or director) host is not a mail server: it holds no copies and is never a placement target. Its Dovecot sends each login and delivery to the first healthy copy of the user, through the proxy passdb that \`mailring config push --role proxy\` installs on every proxy host. Adding a name that exists changes its address (and its Dovecot version, when given).
 
 Exit codes: 0 added or changed, 1 bad input (invalid name or address, a mail server has the name), 4 store error.`
 
