@@ -43,15 +43,33 @@ const USERS: [string, string[]][] = [
   ['bob@example.com', ['mx-b', 'mx-a']],
 ]
 
-function cli<T = {servers: Row[]}>(args: string[]) {
+function cli<T = {servers: Row[]}>(args: string[], config = 'mailring.yaml') {
   return runCli<JsonEnvelope<T>>(args, {
     cwd: dir,
     env: {
       HOME: dir,
       XDG_CONFIG_HOME: path.join(dir, 'xdg'),
-      MAILRING_CONFIG: path.join(dir, 'mailring.yaml'),
+      MAILRING_CONFIG: path.join(dir, config),
     },
   })
+}
+
+function writeConfig(name: string, dovecot: string[] = []): void {
+  fs.writeFileSync(
+    path.join(dir, name),
+    [
+      `db: sqlite:${dbPath}`,
+      'dovecot:',
+      `  config_path: ${sqlPath}`,
+      `  doveadm: doveadm -c ${proxy.configPath}`,
+      `  doveconf: doveconf -c ${proxy.configPath}`,
+      ...dovecot,
+      'ssh:',
+      `  config_file: ${path.join(dir, 'ssh_config')}`,
+      `  known_hosts: ${path.join(dir, 'known_hosts')}`,
+      '',
+    ].join('\n'),
+  )
 }
 
 beforeAll(async () => {
@@ -87,20 +105,7 @@ beforeAll(async () => {
     path.join(dir, 'ssh_config'),
     `Host ${proxy.ip}\n  Port ${sshd.port}\n  User root\n  IdentityFile ${sshd.clientKeyPath}\n  IdentitiesOnly yes\n`,
   )
-  fs.writeFileSync(
-    path.join(dir, 'mailring.yaml'),
-    [
-      `db: sqlite:${dbPath}`,
-      'dovecot:',
-      `  config_path: ${sqlPath}`,
-      `  doveadm: doveadm -c ${proxy.configPath}`,
-      `  doveconf: doveconf -c ${proxy.configPath}`,
-      'ssh:',
-      `  config_file: ${path.join(dir, 'ssh_config')}`,
-      `  known_hosts: ${knownHosts}`,
-      '',
-    ].join('\n'),
-  )
+  writeConfig('mailring.yaml')
 }, 120_000)
 
 afterAll(async () => {
@@ -185,7 +190,13 @@ describe('proxy hosts', () => {
     const push = await cli(['config', 'push', '--role', 'proxy', '--server', 'proxy01', '--json'])
     expect(push.exitCode, push.stdout + push.stderr).toBe(0)
     expect(push.json!.result!.servers).toEqual([
-      expect.objectContaining({server: 'proxy01', address: proxy.ip, status: 'updated', path: sqlPath}),
+      expect.objectContaining({
+        server: 'proxy01',
+        address: proxy.ip,
+        status: 'updated',
+        path: sqlPath,
+        checkedUser: 'alice@example.com',
+      }),
     ])
     expect(fs.readFileSync(sqlPath, 'utf8')).toBe(rendered.stdout)
     expect(await proxyHost(proxy, 'alice@example.com')).toBe('192.0.2.1')
@@ -213,6 +224,20 @@ describe('proxy hosts', () => {
     // The backends are still the default role.
     const backends = await cli(['config', 'push', '--dry-run', '--json'])
     expect(backends.json!.result!.servers.map((s) => s.server)).toEqual(['mx-a', 'mx-b'])
+  }, 120_000)
+
+  it('a passdb that breaks the proxy is rolled back; the proxy keeps answering', async () => {
+    const good = fs.readFileSync(sqlPath, 'utf8')
+    // The new file points Dovecot at a database file that does not exist: every lookup fails.
+    writeConfig('broken.yaml', ['  sqlite_path: /nonexistent/mailring/cluster.db'])
+    const r = await cli(['config', 'push', '--role', 'proxy', '--server', 'proxy01', '--json'], 'broken.yaml')
+    expect(r.exitCode, r.stdout + r.stderr).toBe(1)
+    const row = r.json!.result!.servers[0]!
+    expect(row.status).toBe('rolled-back')
+    expect(row.message).toMatch(/the proxy lookup of alice@example.com through the new file failed/)
+    expect(row.message).toMatch(/previous file was restored and Dovecot reloaded/)
+    expect(fs.readFileSync(sqlPath, 'utf8')).toBe(good)
+    expect(await proxyHost(proxy, 'alice@example.com')).toBe('192.0.2.1')
   }, 120_000)
 
   it('proxy remove drops the record only; an unknown name is refused', async () => {

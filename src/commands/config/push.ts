@@ -19,7 +19,7 @@ export default class ConfigPush extends StoreCommand {
     "Install each server's Dovecot SQL configuration over SSH, validated, with rollback."
   static override description = `Per server, over one SSH connection (host keys verified against known_hosts; ~/.ssh/config or ssh.config_file honoured): read the installed file (unchanged: nothing written, no reload); keep it as FILE.mailring-backup; write the new one atomically with the configured owner and mode (default root:dovecot 0640); run doveconf -n, doveadm reload, and look up a user the server holds through the new file. When a check fails, the backup is put back and Dovecot reloaded again.
 
-With --role proxy, the proxy passdb goes to the proxy and director hosts of the store (\`mailring proxy add\`; all of them unless --server names some), validated the same way save the user lookup.
+With --role proxy, the proxy passdb goes to the proxy and director hosts of the store (\`mailring proxy add\`; all of them unless --server names some), validated the same way: the lookup is \`doveadm auth lookup\` of a user of the store, which must be proxied to one of its copies.
 
 Servers are worked on --parallel at a time; the first failure stops further servers unless --continue-on-error. One line per server: updated, unchanged, would-update (--dry-run), failed, rolled-back, skipped.
 
