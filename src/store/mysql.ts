@@ -85,6 +85,7 @@ import {
   HEALTH_COLUMNS,
   healthUpdate,
   HELD_ENTRY_SQL,
+  HOST_NAMED_SQL,
   hostNameTaken,
   hostOf,
   hostValues,
@@ -99,6 +100,7 @@ import {
   RELEASE_SQL,
   SERVER_HEALTH_SQL,
   SERVER_ID_SQL,
+  serverNameTaken,
   serverHealthOf,
   SET_HEALTH_SQL,
   STATS_BY_PRIORITY_SQL,
@@ -254,11 +256,14 @@ export class MysqlStore implements Store {
           'UPDATE mailring_servers SET address = ?, zone = ?, weight = ?, state = ? WHERE name = ?',
           values,
         )
-      for (const values of changes.inserted)
+      for (const values of changes.inserted) {
+        const [hosts] = await conn.query<Row[]>(HOST_NAMED_SQL, [values[4]])
+        if (hosts.length > 0) throw serverNameTaken(values[4])
         await conn.query(
           'INSERT INTO mailring_servers (address, zone, weight, state, name) VALUES (?, ?, ?, ?, ?)',
           values,
         )
+      }
       const {domains, pins} = domainRows(topology, await this.serverIdMap(conn))
       for (const row of domains)
         await conn.query('INSERT INTO mailring_domains (domain, copies) VALUES (?, ?)', row)

@@ -377,6 +377,16 @@ export function hostNameTaken(name: string): MailringError {
   )
 }
 
+/** A host by name (a new server may not take its name). */
+export const HOST_NAMED_SQL = 'SELECT 1 FROM mailring_hosts WHERE name = ?'
+
+export function serverNameTaken(name: string): MailringError {
+  return new MailringError(
+    `Cannot add server ${name}: a proxy or director host has that name already (see mailring proxy list); give the server another name.`,
+    {code: 'server_name_taken'},
+  )
+}
+
 // Markers
 
 export const MARKER_SQL = 'SELECT value FROM mailring_replication_markers WHERE `key` = ?'

@@ -77,6 +77,7 @@ import {
   HEALTH_COLUMNS,
   healthUpdate,
   HELD_ENTRY_SQL,
+  HOST_NAMED_SQL,
   hostNameTaken,
   hostOf,
   hostValues,
@@ -91,6 +92,7 @@ import {
   RELEASE_SQL,
   SERVER_HEALTH_SQL,
   SERVER_ID_SQL,
+  serverNameTaken,
   serverHealthOf,
   SET_HEALTH_SQL,
   STATS_BY_PRIORITY_SQL,
@@ -273,7 +275,11 @@ export class SqliteStore implements Store {
           const insert = this.db.prepare(
             'INSERT INTO mailring_servers (address, zone, weight, state, name) VALUES (?, ?, ?, ?, ?)',
           )
-          for (const values of changes.inserted) insert.run(...values)
+          const hostNamed = this.db.prepare(HOST_NAMED_SQL)
+          for (const values of changes.inserted) {
+            if (hostNamed.get(values[4]) !== undefined) throw serverNameTaken(values[4])
+            insert.run(...values)
+          }
           const {domains, pins} = domainRows(topology, serverIdsByName(this.serverRows()))
           const insertDomain = this.db.prepare('INSERT INTO mailring_domains (domain, copies) VALUES (?, ?)')
           for (const row of domains) insertDomain.run(...row)

@@ -309,7 +309,8 @@ export interface Store {
   readTopology(): Promise<Topology>
   /**
    * Replaces servers (matched by name), the default copy count and domain policies with `topology`, which
-   * the caller has validated. Refuses (MailringError) to delete a server that still holds copies.
+   * the caller has validated. Refuses (MailringError) to delete a server that still holds copies, and to
+   * add one named as a proxy or director host.
    */
   writeTopology(topology: Topology): Promise<void>
 

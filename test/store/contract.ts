@@ -847,6 +847,19 @@ export function storeContract(name: string, makeStore: () => Promise<ContractTar
           ExitCode.error,
           /Cannot add host mx02: a mail server has that name already/,
         )
+        // Nor may a new server take a host's name.
+        await expectMailringError(
+          store.writeTopology({
+            ...topology,
+            servers: [
+              ...topology.servers,
+              {name: 'proxy2', address: '192.0.2.23', weight: 1, state: 'active'},
+            ],
+          }),
+          ExitCode.error,
+          /Cannot add server proxy2: a proxy or director host has that name already/,
+        )
+        expect((await store.readTopology()).servers.map((s) => s.name)).toEqual(['mx01', 'mx02', 'mx03'])
         expect(await store.removeHost('proxy2')).toBe(true)
         expect(await store.removeHost('proxy2')).toBe(false)
         expect((await store.listHosts()).map((h) => h.name)).toEqual(['director1'])
