@@ -12,7 +12,7 @@
  * The service uses it like this:
  *
  *   const prober = new Prober({store, settings, doveadm, onEvent: (e) => {
- *     if (e.to === 'returning') queueCatchUp(e.server)     // then markCaughtUp(e.server) once done
+ *     if (e.type === 'returning') queueCatchUp(e.server)   // then markCaughtUp(e.server) once done
  *   }})
  *   await prober.start()
  *   ...
