@@ -11,9 +11,8 @@ import * as path from 'node:path'
 import {randomBytes} from 'node:crypto'
 
 import {renderNotifyConfig} from '../../src/dovecot/notify.js'
-import {renderFor} from '../../src/engine/config-render.js'
 import {SqliteStore} from '../../src/store/sqlite.js'
-import {contextFor, fillStore} from '../dovecot/helpers.js'
+import {contextFor, fillStore, renderedUserdb} from '../dovecot/helpers.js'
 import {
   reserveDovecotAddress,
   startDovecot,
@@ -144,13 +143,7 @@ export async function startRingCluster(options: {
         startDovecot({
           address: addresses[i]!,
           users: options.users.map(([user]) => ({user, password: PASSWORD})),
-          files: (c) => ({
-            'dovecot-sql.conf.ext': renderFor(
-              {...ctx, settings: {...ctx.settings, home: `${path.join(c.dir, 'home')}/%d/%n`}},
-              name,
-            ).rendered.text,
-          }),
-          userdb: (c) => `userdb {\n  driver = sql\n  args = ${path.join(c.dir, 'dovecot-sql.conf.ext')}\n}`,
+          ...renderedUserdb(ctx, name),
           extraConfig: [AUTH_USERDB_FOR_BATCHES, notify(name), options.extraConfig ?? ''].join('\n'),
           ...(replicator ? {hostname: name} : {}),
           // As the operator's guide says: the mail lives in the home, which a rebalance retires as a whole.

@@ -33,10 +33,6 @@ describe('replicator section', () => {
       maxDelayMs: 5000,
       fullSyncIntervalMs: 86_400_000,
       perServer: 4,
-      probeIntervalMs: 500,
-      probeTimeoutMs: 1000,
-      downAfter: 2,
-      upAfter: 3,
     })
     expect(replicatorUrl(s)).toBe('http://127.0.0.1:8425')
     expect(parseReplicatorSettings(config('replicator:\n'))).toEqual(DEFAULT_REPLICATOR_SETTINGS)
@@ -69,10 +65,6 @@ describe('replicator section', () => {
       maxDelayMs: 90_000,
       fullSyncIntervalMs: 12 * 3_600_000,
       perServer: 2,
-      probeIntervalMs: 1000,
-      probeTimeoutMs: 2000,
-      downAfter: 3,
-      upAfter: 5,
     })
     expect(replicatorUrl(s)).toBe('http://10.0.0.5:9000')
     expect(replicatorUrl({...s, url: undefined})).toBe('http://[::1]:9000')

@@ -46,10 +46,6 @@ export interface ReplicatorSettings {
   maxDelayMs: number
   fullSyncIntervalMs: number
   perServer: number
-  probeIntervalMs: number
-  probeTimeoutMs: number
-  downAfter: number
-  upAfter: number
 }
 
 export const DEFAULT_REPLICATOR_SETTINGS: ReplicatorSettings = {
@@ -58,10 +54,6 @@ export const DEFAULT_REPLICATOR_SETTINGS: ReplicatorSettings = {
   maxDelayMs: 5_000,
   fullSyncIntervalMs: 24 * 3_600_000,
   perServer: 4,
-  probeIntervalMs: 500,
-  probeTimeoutMs: 1_000,
-  downAfter: 2,
-  upAfter: 3,
 }
 
 const KEYS = [
@@ -76,6 +68,8 @@ const KEYS = [
   'probe_timeout',
   'down_after',
   'up_after',
+  'probe_ports',
+  'probe_ports_by_server',
 ]
 
 const HOST_NAME = /^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$/
@@ -167,10 +161,7 @@ export function parseReplicatorSettings(config: ConfigFile | undefined): Replica
   settings.fullSyncIntervalMs =
     duration('full_sync_interval', 60_000, 365 * 86_400_000) ?? settings.fullSyncIntervalMs
   settings.perServer = count('per_server', 1, 64) ?? settings.perServer
-  settings.probeIntervalMs = duration('probe_interval', 50, 3_600_000) ?? settings.probeIntervalMs
-  settings.probeTimeoutMs = duration('probe_timeout', 50, 60_000) ?? settings.probeTimeoutMs
-  settings.downAfter = count('down_after', 1, 100) ?? settings.downAfter
-  settings.upAfter = count('up_after', 1, 100) ?? settings.upAfter
+  // The probe keys (probe_*, down_after, up_after) are parsed by probe-settings.ts.
   if (issues.length === 0 && settings.maxDelayMs < settings.debounceMs)
     problem(
       present('max_delay') ? 'max_delay' : 'debounce',
