@@ -180,7 +180,7 @@ describe('mailring replicator run', () => {
           60_000,
         )
     await until('the queue is empty', async () => (await status()).queue.waiting === 0)
-  })
+  }, 240_000)
 
   it('refuses bad notifications, counts them, and goes on with good ones', async () => {
     const basic = (password: string) => `Basic ${Buffer.from(`mailring:${password}`).toString('base64')}`

@@ -29,7 +29,10 @@ export interface ReplicatorTuning {
   perServer: number
   /** How often the queue is looked at when nothing woke the workers earlier. */
   pollMs: number
-  /** How long a claimed task stays ours without renewal. */
+  /**
+   * How long a claimed task stays ours without renewal: what a killed replicator's users wait before another
+   * one (or its restart) takes them. Syncs in flight renew it every third of it.
+   */
   leaseMs: number
   /** First retry of a failed task; doubled per attempt up to maxBackoffMs. */
   backoffMs: number
@@ -43,7 +46,7 @@ export const DEFAULT_TUNING: ReplicatorTuning = {
   parallel: 8,
   perServer: 4,
   pollMs: 250,
-  leaseMs: 120_000,
+  leaseMs: 15_000,
   backoffMs: 1_000,
   maxBackoffMs: 60_000,
 }
@@ -111,6 +114,7 @@ export class Replicator {
   private health = new Map<string, ServerHealthState>()
   private healthAt = 0
   private beatAt = 0
+  private renewedAt = 0
   private readonly inFlight = new Map<string, Promise<void>>()
   private readonly perServer = new Map<string, number>()
   /** Servers returning after being down: the users still to catch up there. */
@@ -198,6 +202,7 @@ export class Replicator {
     while (this.running) {
       try {
         await this.heartbeat()
+        await this.renewLeases()
         await this.refreshContext()
         await this.refreshHealth()
         await this.fullSync.tick(this.now())
@@ -339,6 +344,13 @@ export class Replicator {
     this.log(
       `no replicator was listening ${since}: notifications of that time are lost, so all ${users} users are queued for a catch-up sync`,
     )
+  }
+
+  /** Keeps the leases of the syncs in flight (a long first sync of a big mailbox outlives one lease). */
+  private async renewLeases(): Promise<void> {
+    if (this.now() - this.renewedAt < this.tuning.leaseMs / 3 || this.inFlight.size === 0) return
+    this.renewedAt = this.now()
+    await this.store.renewReplication(this.owner, [...this.inFlight.keys()], this.now() + this.tuning.leaseMs)
   }
 
   /** Tells other replicators (and the next start of this one) that notifications are being taken. */
