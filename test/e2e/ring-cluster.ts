@@ -107,10 +107,10 @@ export async function startRingCluster(options: {
     const addresses = await Promise.all(options.servers.map(() => reserveDovecotAddress()))
     const doveadmPort = await commonPort(addresses)
     const httpPort = await commonPort(addresses)
-    // With a replicator, every server also has the same IMAP and LMTP ports, as in a real cluster: the
-    // probes and a proxy in front reach each server on the same ports.
-    const imapPort = options.replicator ? await commonPort(addresses) : undefined
-    const lmtpPort = options.replicator ? await commonPort(addresses) : undefined
+    // With a replicator, every server listens on the standard IMAP and LMTP ports of its own address, as in
+    // a real cluster: the probes and a proxy in front reach them there (the proxy passdb names no port).
+    const imapPort = options.replicator ? 143 : undefined
+    const lmtpPort = options.replicator ? 24 : undefined
     for (const a of addresses) {
       a.doveadmPort = doveadmPort
       a.httpPort = httpPort
