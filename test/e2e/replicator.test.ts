@@ -65,13 +65,6 @@ async function startService(): Promise<Service> {
   return s
 }
 
-/** Messages in a user's INBOX on a server, without creating it (-1: it does not exist). */
-async function inboxCount(server: string, user: string): Promise<number> {
-  const r = await ring.host(server).doveadm(['mailbox', 'status', '-u', user, 'messages', 'INBOX'])
-  const m = /messages=(\d+)/.exec(r.stdout)
-  return m ? Number(m[1]) : -1
-}
-
 const subjects = async (server: string, user: string) =>
   (await ring.mailbox(server, user)).map((m) => m.subject)
 
@@ -123,7 +116,7 @@ beforeAll(async () => {
     await ring.host(copies[0]!).deliver(user, message('welcome'))
   for (const [user, copies] of RING_OF_THREE.users)
     for (const server of copies)
-      await until(`${user}'s INBOX is on ${server}`, async () => (await inboxCount(server, user)) === 1)
+      await until(`${user}'s INBOX is on ${server}`, async () => (await ring.inboxCount(server, user)) === 1)
 }, 120_000)
 
 afterAll(async () => {

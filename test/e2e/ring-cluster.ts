@@ -63,6 +63,12 @@ export interface RingCluster {
   cli<T = unknown>(args: string[], env?: Record<string, string | undefined>): Promise<CliResult<T>>
   /** Subjects (sorted) and the flags of each, read over IMAP as a mail client would. */
   mailbox(server: string, user: string): Promise<{subject: string; flags: string[]}[]>
+  /**
+   * Messages in a user's INBOX on a server, read with doveadm, which creates no INBOX (-1: none). An IMAP
+   * login on a copy whose INBOX does not exist yet creates one there, a twin that dsync never reconciles
+   * once both hold mail (docs/dovecot-facts.md): tests wait with this until an INBOX is replicated.
+   */
+  inboxCount(server: string, user: string): Promise<number>
   stop(): Promise<void>
 }
 
@@ -227,6 +233,11 @@ export async function startRingCluster(options: {
         return box.messages
           .map((m) => ({subject: m.subject ?? '', flags: m.flags.filter((f) => f !== '\\Recent').sort()}))
           .sort((x, y) => x.subject.localeCompare(y.subject))
+      },
+      inboxCount: async (server, user) => {
+        const r = await host(server).doveadm(['mailbox', 'status', '-u', user, 'messages', 'INBOX'])
+        const m = /messages=(\d+)/.exec(r.stdout)
+        return m ? Number(m[1]) : -1
       },
       stop,
     }

@@ -19,7 +19,8 @@ let ring: RingCluster
 let store: SqliteStore
 let replicator: Replicator | undefined
 const log: string[] = []
-const synced: string[] = []
+const synced: {user: string; syncs: number}[] = []
+let startupSyncs: {user: string; syncs: number}[] = []
 
 const message = (subject: string) => `From: s@example.net\r\nSubject: ${subject}\r\n\r\n${subject}\r\n`
 
@@ -50,7 +51,10 @@ function newReplicator(): Replicator {
         env: {},
       }),
     tuning: {debounceMs: 100, maxDelayMs: 1_000, fullSyncIntervalMs: 0, pollMs: 100, backoffMs: 200},
-    events: {log: (line) => log.push(line), synced: (task) => synced.push(task.user)},
+    events: {
+      log: (line) => log.push(line),
+      synced: (task, result) => synced.push({user: task.user, syncs: result.syncs}),
+    },
   })
 }
 
@@ -59,7 +63,18 @@ beforeAll(async () => {
   store = await SqliteStore.open(ring.dbPath)
   replicator = newReplicator()
   await replicator.start()
-})
+  // The start-up catch-up queued every user; none has mail yet.
+  await until('the start-up catch-up is done', queueEmpty)
+  startupSyncs = [...synced]
+  // Each user's INBOX made on its primary and replicated before any IMAP login (see ring.inboxCount).
+  for (const [user, copies] of RING_OF_THREE.users) {
+    await ring.host(copies[0]!).deliver(user, message('welcome'))
+    await replicator.enqueue([{user, priority: 'mail', source: copies[0]!}])
+  }
+  for (const [user, copies] of RING_OF_THREE.users)
+    for (const server of copies)
+      await until(`${user}'s INBOX is on ${server}`, async () => (await ring.inboxCount(server, user)) === 1)
+}, 120_000)
 
 afterAll(async () => {
   await replicator?.stop()
@@ -68,6 +83,12 @@ afterAll(async () => {
 })
 
 describe('the replicator service', () => {
+  it('runs no dsync for a user without a mailbox on any copy', async () => {
+    expect(startupSyncs.filter((s) => s.user === 'bob@example.com')).toEqual([
+      {user: 'bob@example.com', syncs: 0},
+    ])
+  })
+
   it('brings a delivery to the primary onto the other two copies', async () => {
     await ring.host('mx-a').deliver('alice@example.com', message('hello alice'))
     await replicator!.enqueue([{user: 'alice@example.com', priority: 'mail', source: 'mx-a'}])
