@@ -64,9 +64,10 @@ export interface RingCluster {
   /** Subjects (sorted) and the flags of each, read over IMAP as a mail client would. */
   mailbox(server: string, user: string): Promise<{subject: string; flags: string[]}[]>
   /**
-   * Messages in a user's INBOX on a server, read with doveadm, which creates no INBOX (-1: none). An IMAP
-   * login on a copy whose INBOX does not exist yet creates one there, a twin that dsync never reconciles
-   * once both hold mail (docs/dovecot-facts.md): tests wait with this until an INBOX is replicated.
+   * Messages in a user's INBOX on a server, read without creating it (-1: none). An IMAP login, or a
+   * doveadm command naming INBOX, on a copy whose INBOX does not exist yet creates one there: a twin that
+   * dsync never reconciles once both hold mail (docs/dovecot-facts.md). Tests wait with this until an
+   * INBOX is replicated before they look with IMAP.
    */
   inboxCount(server: string, user: string): Promise<number>
   stop(): Promise<void>
@@ -235,8 +236,9 @@ export async function startRingCluster(options: {
           .sort((x, y) => x.subject.localeCompare(y.subject))
       },
       inboxCount: async (server, user) => {
-        const r = await host(server).doveadm(['mailbox', 'status', '-u', user, 'messages', 'INBOX'])
-        const m = /messages=(\d+)/.exec(r.stdout)
+        // The mask '*' names only mailboxes that exist: naming INBOX itself would create it on maildir.
+        const r = await host(server).doveadm(['mailbox', 'status', '-u', user, 'messages', '*'])
+        const m = /^INBOX messages=(\d+)/m.exec(r.stdout)
         return m ? Number(m[1]) : -1
       },
       stop,
