@@ -8,13 +8,23 @@ export const dovecotVersionFlag = Flags.string({
   options: [...DOVECOT_VERSIONS],
 })
 
+/** --role: the mail servers' own files (backend) or the proxy passdb on the proxy hosts (proxy). */
+export const roleFlag = Flags.string({
+  summary:
+    'backend: the mail servers, each its own file; proxy: the proxy hosts (`mailring proxy add`), the proxy passdb.',
+  options: ['backend', 'proxy'],
+  default: 'backend',
+})
+
 /** Flags of `config diff` and `config push`. */
 export const remoteFlags = {
   server: Flags.string({
     char: 's',
-    summary: 'A server to work on (repeatable); default every server in the store.',
+    summary:
+      'A server to work on (repeatable; with --role proxy a proxy host); default every server (proxy host) in the store.',
     multiple: true,
   }),
+  role: roleFlag,
   dovecot: dovecotVersionFlag,
   parallel: Flags.integer({summary: 'Servers worked on at once.', default: 1, min: 1, max: 100}),
   'accept-new': Flags.boolean({

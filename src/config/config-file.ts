@@ -13,6 +13,7 @@ import {describeIssues, readYamlFile, type YamlFile} from './yaml-file.js'
  *   dovecot                         how Dovecot's configuration is rendered and installed
  *   ssh                             how servers are reached over SSH
  *   doveadm                         how doveadm is reached (HTTP API or over SSH)   (src/remote/doveadm-settings.ts)
+ *   replicator                      `mailring replicator`: listen, url, secret, timings (src/engine/replicator/settings.ts), probes (probe-settings.ts)
  */
 export const CONFIG_SECTIONS = [
   'db',
@@ -22,6 +23,7 @@ export const CONFIG_SECTIONS = [
   'dovecot',
   'ssh',
   'doveadm',
+  'replicator',
 ] as const
 export type ConfigSection = (typeof CONFIG_SECTIONS)[number]
 

@@ -64,6 +64,24 @@ export function userLookupCommand(user: string): DoveadmCommand {
   return {method: 'user', words: ['user'], params: {userMask: [user]}, args: [user]}
 }
 
+/**
+ * `doveadm auth lookup USER`: the passdb's answer for a login, as a proxy's auth process gives it (proxy,
+ * host...). Printed as `  key : value` lines whatever -f says (seen on 2.3); exit code 67: no such user.
+ */
+export function authLookupCommand(user: string): DoveadmCommand {
+  return {method: 'authLookup', words: ['auth', 'lookup'], params: {user: [user]}, args: [user]}
+}
+
+/** The fields of `doveadm auth lookup` output (`  host      : 192.0.2.1`). */
+export function authLookupFields(stdout: string): Map<string, string> {
+  const fields = new Map<string, string>()
+  for (const line of stdout.split('\n')) {
+    const m = /^\s+([A-Za-z0-9_.-]+)\s*:\s?(.*)$/.exec(line)
+    if (m && !fields.has(m[1]!)) fields.set(m[1]!, m[2]!.trim())
+  }
+  return fields
+}
+
 export interface SyncOptions {
   user: string
   /** The other copy, e.g. `tcp:mx02.example.net:12345`. */

@@ -5,7 +5,8 @@
  * whose `user_query` finds a user only when THIS server holds a copy, with `mail_replica` pointing at the
  * next copy after this one in the user's ordered copy list (wrapping around), and whose `iterate_query`
  * lists only this server's users. A proxy (or director) host gets a passdb that sends each login (and
- * LMTP delivery) to the first copy on a server that is not down.
+ * LMTP delivery) to the first copy on a server that is neither down (operator state) nor unhealthy (the
+ * replicator's probes: health down or returning, docs/decisions/0004-replicator.md).
  *
  * Safety: every value placed into SQL or configuration text is validated here against a strict pattern
  * (server names, identifiers, templates, numbers) or rejected with a MailringError; user input reaches
@@ -158,14 +159,19 @@ export function renderQueries(input: RenderInput): Queries {
     const timeout = input.proxyTimeoutSeconds
     if (!Number.isInteger(timeout) || timeout < 1 || timeout > 600)
       refuse('proxy_timeout must be a whole number of seconds between 1 and 600.')
-    // The first copy whose server is not down; the backend checks the password (nopassword=y here).
+    // The first copy on a healthy server: neither down by the operator (state) nor by the replicator's
+    // probes (health down or returning; a server without a health record is up); when every copy is on an
+    // unhealthy server, still the first copy (a login that may fail beats none). The backend checks the
+    // password (nopassword=y here). One user's copies only: an indexed lookup by address, then primary keys.
     return {
       passwordQuery:
         `SELECT u.address AS user, NULL AS password, 'Y' AS nopassword, 'Y' AS proxy, s.address AS host, ` +
         `'${timeout}' AS proxy_timeout ` +
         `FROM mailring_users u JOIN mailring_copies c ON c.user_id = u.id ` +
         `JOIN mailring_servers s ON s.id = c.server_id ` +
-        `WHERE u.address = '${v.user}' ORDER BY (s.state = 'down'), c.position LIMIT 1`,
+        `LEFT JOIN mailring_server_health h ON h.server_id = s.id ` +
+        `WHERE u.address = '${v.user}' ` +
+        `ORDER BY (s.state = 'down' OR COALESCE(h.health, 'up') <> 'up'), c.position LIMIT 1`,
     }
   }
 
@@ -296,7 +302,8 @@ function render23(input: RenderInput, q: Queries, header: string[]): string {
   if (input.role === 'proxy') {
     lines.push(
       '',
-      '# Sends each login (IMAP, POP3, and LMTP deliveries) to the first copy whose server is not down.',
+      '# Sends each login (IMAP, POP3, and LMTP deliveries) to the first copy whose server is not down',
+      "# (operator state) and is up by the replicator's probes (mailring_server_health).",
       `password_query = ${q.passwordQuery}`,
     )
   } else {

@@ -10,7 +10,8 @@
  *   4. validate: `doveconf -n` must parse the configuration; `doveadm reload`; then `doveadm user` of a user
  *      this server holds must answer through the new file, with the mail_replica the store implies
  *      (Dovecot 2.3's auth process reads the SQL file only when it starts, so this lookup can only run once
- *      the reload has started new auth processes);
+ *      the reload has started new auth processes); a proxy host (role proxy) instead answers `doveadm auth
+ *      lookup` of a user of the store with proxy=Y and a host that is one of the user's copies;
  *   5. when a step of 4 fails: put the backup back (or remove the new file if there was none), reload
  *      again, and report the server as rolled back.
  *
@@ -23,12 +24,21 @@ import type {DovecotRole, DovecotVersion} from '../dovecot/render.js'
 import {maskSecrets} from '../dovecot/render.js'
 import {unifiedDiff} from '../dovecot/unified-diff.js'
 import {runPerServer, type ServerResult} from '../remote/pool.js'
-import {reloadCommand, userFieldsOf, userLookupCommand} from '../dovecot/doveadm.js'
+import {
+  authLookupCommand,
+  authLookupFields,
+  reloadCommand,
+  userFieldsOf,
+  userLookupCommand,
+  type DoveadmCommand,
+} from '../dovecot/doveadm.js'
 import {type DoveadmReply, doveadmCommandLine, replyOfProcess, SshDoveadm} from '../remote/doveadm.js'
 import {type ExecResult, shellQuote, SshConnection, type SshConnectOptions} from '../remote/ssh.js'
 import {
+  findHost,
   findServer,
   renderFor,
+  renderForHost,
   sampleUsers,
   type DovecotContext,
   type SampleUser,
@@ -52,9 +62,10 @@ export interface ServerPushResult {
 }
 
 export interface RemoteOptions {
-  /** Server names; default every server in the store. */
+  /** Server names (role proxy: proxy host names); default every server (proxy host) in the store. */
   servers?: string[]
   version?: DovecotVersion
+  /** backend (default): the mail servers, each its own file; proxy: the proxy hosts, the proxy passdb. */
   role?: DovecotRole
   parallel?: number
   continueOnError?: boolean
@@ -84,9 +95,26 @@ interface Target {
   problem?: string
 }
 
-function targets(ctx: DovecotContext, options: RemoteOptions): Target[] {
-  const names =
-    options.servers && options.servers.length > 0 ? options.servers : ctx.servers.map((s) => s.name)
+/**
+ * What to work on: with role backend, the named servers (default every server in the store), each with its
+ * own file; with role proxy, the named proxy and director hosts (default every one in the store), each with
+ * the proxy passdb in its Dovecot version.
+ */
+async function targets(ctx: DovecotContext, options: RemoteOptions): Promise<Target[]> {
+  const named = options.servers && options.servers.length > 0 ? options.servers : undefined
+  const version = options.version ? {version: options.version} : {}
+  if (options.role === 'proxy') {
+    const hosts = await ctx.store.listHosts()
+    const names = named ?? hosts.map((h) => h.name).sort()
+    return [...new Set(names)].map((name) => {
+      try {
+        return {name, rendering: renderForHost(ctx, findHost(hosts, name), version)}
+      } catch (error) {
+        return {name, problem: errorText(error)}
+      }
+    })
+  }
+  const names = named ?? ctx.servers.map((s) => s.name)
   return [...new Set(names)].map((name) => {
     try {
       const server = findServer(ctx, name)
@@ -97,10 +125,7 @@ function targets(ctx: DovecotContext, options: RemoteOptions): Target[] {
         }
       return {
         name,
-        rendering: renderFor(ctx, name, {
-          ...(options.version ? {version: options.version} : {}),
-          ...(options.role ? {role: options.role} : {}),
-        }),
+        rendering: renderFor(ctx, name, {...version, ...(options.role ? {role: options.role} : {})}),
       }
     } catch (error) {
       return {name, problem: errorText(error)}
@@ -140,7 +165,7 @@ async function runOnTargets(
   options: RemoteOptions,
   work: (target: Target & {rendering: ServerRendering}, started: number) => Promise<ServerPushResult>,
 ): Promise<ServerPushResult[]> {
-  const list = targets(ctx, options)
+  const list = await targets(ctx, options)
   const results = await runPerServer(
     list,
     async (target) => {
@@ -195,6 +220,8 @@ export async function pushConfig(
     ctx.settings.verifyLookup && options.role !== 'proxy'
       ? await sampleUsers(ctx, names)
       : new Map<string, SampleUser>()
+  const proxySample =
+    ctx.settings.verifyLookup && options.role === 'proxy' ? await proxySampleUser(ctx) : undefined
   return runOnTargets(ctx, options, async (target, started) => {
     const r = target.rendering
     const result = (
@@ -212,7 +239,7 @@ export async function pushConfig(
     })
     const conn = await SshConnection.connect(connectOptions(ctx, r.address, options))
     try {
-      return await pushOne(ctx, conn, r, samples.get(target.name), options, result)
+      return await pushOne(ctx, conn, r, samples.get(target.name) ?? proxySample, options, result)
     } finally {
       await conn.close()
     }
@@ -223,7 +250,8 @@ async function pushOne(
   ctx: DovecotContext,
   conn: SshConnection,
   r: ServerRendering,
-  sample: SampleUser | undefined,
+  /** Role proxy: the user whose login the new passdb must send to one of `hosts`. */
+  sample: SampleUser | ProxySample | undefined,
   options: PushOptions,
   result: (status: PushStatus, message: string, extra?: Partial<ServerPushResult>) => ServerPushResult,
 ): Promise<ServerPushResult> {
@@ -257,7 +285,8 @@ async function pushOne(
   // The backup and the temporary file are written at the same time over the one SFTP session (their
   // requests interleave: over a network, the round trips of one write instead of two); both are complete
   // before the command runs. When the backup fails, the temporary file is removed.
-  const lookup = s.verifyLookup && options.role !== 'proxy' ? sample : undefined
+  const proxying = options.role === 'proxy'
+  const lookup = s.verifyLookup ? sample : undefined
   const [kept, uploaded] = await Promise.allSettled([
     currentBuffer && previous
       ? conn.writeFileAtomic(backup, currentBuffer, {
@@ -288,7 +317,13 @@ async function pushOne(
         owner: `${s.owner}:${s.group}`,
         doveconf: s.doveconf,
         doveadm: s.doveadm,
-        ...(lookup ? {lookupUser: lookup.user, settleMs: LOOKUP_SETTLE_MS} : {}),
+        ...(lookup
+          ? {
+              lookupUser: lookup.user,
+              settleMs: LOOKUP_SETTLE_MS,
+              ...(proxying ? {lookupCommand: authLookupCommand(lookup.user)} : {}),
+            }
+          : {}),
       }),
       {label: 'install', timeoutMs: 60_000},
     )
@@ -336,7 +371,24 @@ async function pushOne(
     )
   }
 
-  if (s.verifyLookup && options.role !== 'proxy') {
+  if (s.verifyLookup && proxying) {
+    if (!sample || !('hosts' in sample)) {
+      return result('updated', 'updated and reloaded (the store holds no user yet: nothing to look up)', {
+        diff,
+      })
+    }
+    const problem = await verifyProxyLookup(conn, s.doveadm, sample, {
+      exitCode: install.exitCode === EXIT_LOOKUP ? lookupExitCode(install.stdout) : 0,
+      stdout: install.stdout,
+      stderr: install.stderr,
+    })
+    if (problem) return rollback(`the proxy lookup of ${sample.user} through the new file failed: ${problem}`)
+    return result('updated', `updated and reloaded; ${sample.user} proxied through the new file`, {
+      diff,
+      checkedUser: sample.user,
+    })
+  }
+  if (s.verifyLookup && !proxying && !(sample && 'hosts' in sample)) {
     if (!sample) {
       return result('updated', `updated and reloaded (${r.server} holds no user yet: nothing to look up)`, {
         diff,
@@ -380,6 +432,8 @@ export function installScript(o: {
   doveconf: string
   doveadm: string
   lookupUser?: string
+  /** The lookup to run (default `doveadm user lookupUser`; a proxy: `doveadm auth lookup`). */
+  lookupCommand?: DoveadmCommand
   settleMs?: number
 }): string {
   const t = shellQuote(o.temp)
@@ -396,7 +450,7 @@ export function installScript(o: {
     const settle = ((o.settleMs ?? 0) / 1000).toFixed(3)
     lines.push(
       `sleep ${settle}`,
-      doveadmCommandLine(o.doveadm, userLookupCommand(o.lookupUser)),
+      doveadmCommandLine(o.doveadm, o.lookupCommand ?? userLookupCommand(o.lookupUser)),
       `rc=$?`,
       `if [ $rc -ne 0 ]; then echo "${LOOKUP_EXIT_MARKER}$rc"; exit ${EXIT_LOOKUP}; fi`,
     )
@@ -432,6 +486,49 @@ async function verifyLookup(
     if (Date.now() > deadline) return problem
     await new Promise((resolve) => setTimeout(resolve, 250))
     reply = await doveadm.run(userLookupCommand(sample.user), {timeoutMs: 30_000})
+  }
+}
+
+/** A user for checking a proxy's new passdb, and the addresses of its copies (one must be the answer). */
+export interface ProxySample {
+  user: string
+  hosts: string[]
+}
+
+/** The first user of the store (any will do: every user's login goes through the one query). */
+async function proxySampleUser(ctx: DovecotContext): Promise<ProxySample | undefined> {
+  const [record] = await ctx.store.listUsers({limit: 1})
+  if (!record) return undefined
+  const addressOf = new Map(ctx.servers.map((s) => [s.name, s.address]))
+  return {user: record.user, hosts: record.copies.map((c) => addressOf.get(c) ?? '')}
+}
+
+/** undefined when the proxy's `doveadm auth lookup` sends the user to one of its copies; else what is wrong. */
+async function verifyProxyLookup(
+  conn: SshConnection,
+  doveadm: string,
+  sample: ProxySample,
+  first: ExecResult | {exitCode: number; stdout: string; stderr: string},
+): Promise<string | undefined> {
+  const deadline = Date.now() + LOOKUP_DEADLINE_MS
+  let problem = ''
+  let reply = first
+  for (;;) {
+    if (reply.exitCode === 0) {
+      const fields = authLookupFields(reply.stdout)
+      const host = fields.get('host')
+      if (/^y/i.test(fields.get('proxy') ?? '') && host !== undefined && sample.hosts.includes(host))
+        return undefined
+      problem = `the answer is proxy=${fields.get('proxy') ?? 'missing'} host=${host ?? 'missing'}, expected one of ${sample.hosts.join(', ')}`
+    } else {
+      problem = `doveadm auth lookup exited ${reply.exitCode ?? '?'}: ${firstLine(reply.stderr || reply.stdout)}`
+    }
+    if (Date.now() > deadline) return problem
+    await new Promise((resolve) => setTimeout(resolve, 250))
+    reply = await conn.exec(doveadmCommandLine(doveadm, authLookupCommand(sample.user)), {
+      label: 'doveadm auth lookup',
+      timeoutMs: 30_000,
+    })
   }
 }
 

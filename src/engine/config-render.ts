@@ -21,11 +21,13 @@ import {
   versionOf,
   type DovecotSettings,
 } from '../dovecot/settings.js'
+import {DEFAULT_NOTIFY_PATH, renderNotifyConfig} from '../dovecot/notify.js'
 import {parseDoveadmSettings, type DoveadmSettings} from '../remote/doveadm-settings.js'
 import {parseSshSettings, type SshSettings} from '../remote/settings.js'
 import type {StoreLocation} from '../store/open.js'
 import {usersTableFromConfig} from '../store/users-table-config.js'
-import type {Store} from '../store/store.js'
+import type {Host, Store} from '../store/store.js'
+import {parseReplicatorSettings, replicatorSecret, replicatorUrl} from './replicator/settings.js'
 
 export interface DovecotContext {
   store: Store
@@ -149,6 +151,38 @@ export function findServer(ctx: DovecotContext, name: string): Server {
   return server
 }
 
+/**
+ * The proxy passdb for one proxy or director host (`config push --role proxy`): the host's Dovecot version
+ * (its own, else dovecot.versions[name], else dovecot.version; --dovecot overrides), its address, and the
+ * config path with `{server}` = the host's name.
+ */
+export function renderForHost(
+  ctx: DovecotContext,
+  host: Host,
+  options: {version?: DovecotVersion} = {},
+): ServerRendering {
+  const version =
+    options.version ?? (host.dovecotVersion as DovecotVersion | null) ?? versionOf(ctx.settings, host.name)
+  const r = renderFor(ctx, undefined, {role: 'proxy', version})
+  return {
+    ...r,
+    server: host.name,
+    address: host.address,
+    path: configPathOf(ctx.settings, version).split('{server}').join(host.name),
+  }
+}
+
+/** A proxy host by name, or a MailringError (exit code 1) naming the hosts there are. */
+export function findHost(hosts: readonly Host[], name: string): Host {
+  const host = hosts.find((h) => h.name === name)
+  if (host) return host
+  const known = hosts.map((h) => h.name)
+  throw new MailringError(
+    `Unknown proxy "${name}"${known.length > 0 ? ` (proxies: ${known.slice(0, 10).join(', ')}${known.length > 10 ? ', ...' : ''})` : ': there are none yet (add one with `mailring proxy add NAME --address HOST`)'}.`,
+    {code: 'unknown_host'},
+  )
+}
+
 /** One server's file (backend role), or the proxies' file with role 'proxy'. */
 export function renderFor(
   ctx: DovecotContext,
@@ -182,6 +216,34 @@ export function renderFor(
     path: configPathOf(s, version)
       .split('{server}')
       .join(server?.name ?? 'proxy'),
+    rendered,
+  }
+}
+
+/**
+ * The snippet that sends a server's change notifications to `mailring replicator` (the same text for every
+ * server but its header; the version is the server's, else dovecot.version, unless given). Reads the
+ * replicator section of the config file and the secret (MAILRING_REPLICATOR_SECRET or secret_file).
+ */
+export function renderNotifyFor(
+  ctx: DovecotContext,
+  name: string | undefined,
+  options: {version?: DovecotVersion} = {},
+): ServerRendering {
+  const server = name === undefined ? undefined : findServer(ctx, name)
+  const version = options.version ?? (server ? versionOf(ctx.settings, server.name) : ctx.settings.version)
+  const settings = parseReplicatorSettings(ctx.config)
+  const rendered = renderNotifyConfig({
+    ...(server ? {server: server.name} : {}),
+    version,
+    url: replicatorUrl(settings),
+    secret: replicatorSecret(settings, ctx.env),
+  })
+  return {
+    server: server?.name ?? 'every server',
+    address: server?.address ?? '',
+    version,
+    path: DEFAULT_NOTIFY_PATH,
     rendered,
   }
 }

@@ -151,6 +151,22 @@ export class DoveadmFleet {
     if (!this.unusable.has(name)) this.unusable.set(name, reason)
   }
 
+  /**
+   * Forgets that a server was found unusable, and its transport and SSH connection, so that the next call
+   * connects again (a long-running replicator, once the server answers its probes again).
+   */
+  forget(name: string): void {
+    this.unusable.delete(name)
+    this.refused.delete(name)
+    this.transports.delete(name)
+    const connection = this.connections.get(name)
+    this.connections.delete(name)
+    connection?.then(
+      (c) => c.close(),
+      () => undefined,
+    )
+  }
+
   /** Servers found unusable during the run, with the reason. */
   unusableServers(): {server: string; reason: string}[] {
     return [...this.unusable].map(([server, reason]) => ({server, reason}))

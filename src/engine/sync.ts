@@ -143,6 +143,14 @@ export async function syncOneUser(
     return done(result.skipped.length > 0 ? skippedStatus() : 'in-sync', note)
   }
 
+  // No copy has a single mailbox yet (a new user): there is nothing to sync, and a dsync now would create
+  // an INBOX on each side on its own, twins that never converge once mail arrives on one of them
+  // (docs/dovecot-facts.md). The first delivery creates the INBOX that the next sync copies with its GUID.
+  if (live.every((copy) => rows.get(copy)!.length === 0)) {
+    const note = partialNote()
+    return done(note === undefined ? 'in-sync' : skippedStatus(), note)
+  }
+
   const before = new Map<string, string>()
   try {
     // Empty mailboxes created on their own take the identity of their twin, before dsync sees them.

@@ -6,6 +6,8 @@
 import {describe, expect, it} from 'vitest'
 
 import {
+  authLookupCommand,
+  authLookupFields,
   doveadmArgv,
   fetchCommand,
   httpRequestEntry,
@@ -129,5 +131,22 @@ describe('doveadm answers', () => {
     const api = {'alice@example.com': {uid: 'vmail', mail_replica: 'tcp:127.0.0.9:12345'}}
     expect(userFieldsOf(api, 'alice@example.com').get('mail_replica')).toBe('tcp:127.0.0.9:12345')
     expect(userFieldsOf(api, 'bob@example.com').size).toBe(0)
+  })
+})
+
+describe('doveadm auth lookup (a proxy passdb check)', () => {
+  it('is `auth lookup USER`; its answer is read from the `key : value` lines (as 2.3 prints it, whatever -f says)', () => {
+    expect(doveadmArgv(authLookupCommand('alice@example.com'))).toEqual([
+      '-f',
+      'tab',
+      'auth',
+      'lookup',
+      'alice@example.com',
+    ])
+    const fields = authLookupFields(
+      '\npassdb: alice@example.com\n  user      : alice@example.com\n  proxy     : y\n  host      : 192.0.2.7\n',
+    )
+    expect(Object.fromEntries(fields)).toEqual({user: 'alice@example.com', proxy: 'y', host: '192.0.2.7'})
+    expect(authLookupFields("\npassdb lookup: user nobody@example.com doesn't exist\n").size).toBe(0)
   })
 })

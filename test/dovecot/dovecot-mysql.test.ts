@@ -6,7 +6,8 @@
  * - `doveadm user` finds exactly the users with a copy on the server, with the right mail_replica; a user
  *   without a copy there is not found; the iteration lists only the server's users;
  * - a login (password from the operator's table) works through password_query;
- * - the proxy query sends a login to the second copy once the first server is marked down.
+ * - the proxy query sends a login to the second copy once the first server is marked down, by the operator
+ *   (state) or by the replicator's probes (health down or returning).
  */
 import * as path from 'node:path'
 
@@ -150,6 +151,21 @@ for (const version of ['2.3', '2.4'] as const)
         await whileDown(store, 'mx-a', async () => {
           expect(await host('alice@example.com')).toBe('192.0.2.2')
         })
+      })
+
+      it('and while the probes say it is down or returning (the health record, no reload)', async () => {
+        const host = (user: string) => proxyHost(proxy, user)
+        expect(await store.setServerHealth('mx-a', 'up', 'down', 'imap 192.0.2.1:143: refused')).toBe(true)
+        try {
+          expect(await host('alice@example.com')).toBe('192.0.2.2')
+          expect(await store.setServerHealth('mx-a', 'down', 'returning', '')).toBe(true)
+          expect(await host('alice@example.com')).toBe('192.0.2.2')
+          expect(await host('bob@example.com')).toBe('192.0.2.2')
+        } finally {
+          await store.setServerHealth('mx-a', 'down', 'up', '')
+          await store.setServerHealth('mx-a', 'returning', 'up', '')
+        }
+        expect(await host('alice@example.com')).toBe('192.0.2.1')
       })
     },
   )

@@ -3,13 +3,15 @@
  * store API), and a render context built on it without a config file.
  */
 import {DEFAULT_DOVECOT_SETTINGS, type DovecotSettings} from '../../src/dovecot/settings.js'
-import type {DovecotContext} from '../../src/engine/config-render.js'
+import * as path from 'node:path'
+
+import {renderFor, type DovecotContext} from '../../src/engine/config-render.js'
 import {DEFAULT_DOVEADM_SETTINGS} from '../../src/remote/doveadm-settings.js'
 import type {Server} from '../../src/core/topology.js'
 import {SqliteStore} from '../../src/store/sqlite.js'
 import type {StoreLocation} from '../../src/store/open.js'
 import type {Store} from '../../src/store/store.js'
-import type {DovecotAddress, DovecotHost} from '../support/dovecot.js'
+import type {DovecotAddress, DovecotHost, DovecotOptions} from '../support/dovecot.js'
 import {canConnect, freePort} from '../support/ports.js'
 import {userBatch} from '../support/user-batch.js'
 
@@ -136,4 +138,23 @@ export async function whileDown(store: Store, server: string, fn: () => Promise<
 export async function proxyHost(proxy: DovecotHost, user: string): Promise<string | undefined> {
   const r = await proxy.doveadm(['auth', 'lookup', user])
   return /^\s*host\s*:?\s+(\S+)/m.exec(r.stdout)?.[1]
+}
+
+/**
+ * startDovecot options for a backend whose userdb is the SQL file mailring renders for `server`, with the
+ * homes in the host's own folder.
+ */
+export function renderedUserdb(
+  ctx: DovecotContext,
+  server: string,
+): Pick<DovecotOptions, 'files' | 'userdb'> {
+  return {
+    files: (c) => ({
+      'dovecot-sql.conf.ext': renderFor(
+        {...ctx, settings: {...ctx.settings, home: `${path.join(c.dir, 'home')}/%d/%n`}},
+        server,
+      ).rendered.text,
+    }),
+    userdb: (c) => `userdb {\n  driver = sql\n  args = ${path.join(c.dir, 'dovecot-sql.conf.ext')}\n}`,
+  }
 }

@@ -147,6 +147,8 @@ describe('the rendered 2.3 queries on MariaDB use the indexes (EXPLAIN)', () => 
     const plan = await explain(sql)
     expect(fullScans(plan), `${sql}\n${JSON.stringify(plan, null, 1)}`).toEqual([])
     expect(plan.find((r) => r.table === 'u')?.type).toMatch(/^(const|eq_ref|ref)$/)
+    // The health of each copy's server: by its primary key (LEFT JOIN, no row = up).
+    expect(plan.find((r) => r.table === 'h')?.type).toMatch(/^(const|eq_ref|ref)$/)
   })
 
   it('and the expanded queries give the right answers', async () => {

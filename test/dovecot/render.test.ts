@@ -97,10 +97,10 @@ describe('Dovecot 2.3 dovecot-sql.conf.ext', () => {
     expect(text).toContain("CONCAT('tcps:', s2.address, ':4000')")
   })
 
-  it('proxy passdb: the first copy not down, proxy_timeout, nopassword (the backend checks it)', () => {
+  it('proxy passdb: the first copy not down and healthy, proxy_timeout, nopassword (the backend checks it)', () => {
     const {text} = renderDovecotSql({...MYSQL, role: 'proxy', server: undefined, proxyTimeoutSeconds: 5})
     expect(text).toMatch(
-      /^password_query = SELECT u.address AS user, NULL AS password, 'Y' AS nopassword, 'Y' AS proxy, s.address AS host, '5' AS proxy_timeout .*WHERE u.address = '%Lu' ORDER BY \(s.state = 'down'\), c.position LIMIT 1$/m,
+      /^password_query = SELECT u.address AS user, NULL AS password, 'Y' AS nopassword, 'Y' AS proxy, s.address AS host, '5' AS proxy_timeout .*LEFT JOIN mailring_server_health h ON h.server_id = s.id WHERE u.address = '%Lu' ORDER BY \(s.state = 'down' OR COALESCE\(h.health, 'up'\) <> 'up'\), c.position LIMIT 1$/m,
     )
     expect(text).not.toContain('user_query')
     expect(text).toMatch(/LMTP/)
@@ -271,5 +271,32 @@ describe('the queries use the store indexes (SQLite, EXPLAIN QUERY PLAN)', () =>
     expect(row).toMatchObject({user: 'u1@example.com', mail_replica: 'tcp:192.0.2.2:12345', uid: 'vmail'})
     const users = db.prepare(q.iterateQuery!).pluck().all()
     expect(users).toHaveLength(200)
+  })
+
+  it('the proxy query skips a copy whose server is down or not up by health (no record: up)', async () => {
+    const query = renderQueries({...SQLITE, role: 'proxy'}).passwordQuery!
+    const host = (user: string) =>
+      (db.prepare(query.replace('%Lu', user)).get() as {host: string} | undefined)?.host
+    // u1: [mx01, mx02]; u2: [mx02, mx01].
+    expect([host('u1@example.com'), host('u2@example.com')]).toEqual(['192.0.2.1', '192.0.2.2'])
+    const store = await SqliteStore.open(path.join(dir, 'cluster.db'))
+    try {
+      for (const [expected, next, hosts] of [
+        ['up', 'down', ['192.0.2.2', '192.0.2.2']],
+        ['down', 'returning', ['192.0.2.2', '192.0.2.2']],
+        ['returning', 'up', ['192.0.2.1', '192.0.2.2']],
+      ] as const) {
+        expect(await store.setServerHealth('mx01', expected, next, '')).toBe(true)
+        expect([host('u1@example.com'), host('u2@example.com')], next).toEqual(hosts)
+      }
+      // Every copy unhealthy: still the first copy.
+      await store.setServerHealth('mx01', 'up', 'down', '')
+      await store.setServerHealth('mx02', 'up', 'down', '')
+      expect([host('u1@example.com'), host('u2@example.com')]).toEqual(['192.0.2.1', '192.0.2.2'])
+    } finally {
+      await store.setServerHealth('mx01', 'down', 'up', '')
+      await store.setServerHealth('mx02', 'down', 'up', '')
+      await store.close()
+    }
   })
 })

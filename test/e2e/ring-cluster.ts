@@ -8,10 +8,11 @@
  */
 import * as fs from 'node:fs'
 import * as path from 'node:path'
+import {randomBytes} from 'node:crypto'
 
-import {renderFor} from '../../src/engine/config-render.js'
+import {renderNotifyConfig} from '../../src/dovecot/notify.js'
 import {SqliteStore} from '../../src/store/sqlite.js'
-import {contextFor, fillStore} from '../dovecot/helpers.js'
+import {contextFor, fillStore, renderedUserdb} from '../dovecot/helpers.js'
 import {
   reserveDovecotAddress,
   startDovecot,
@@ -62,6 +63,13 @@ export interface RingCluster {
   cli<T = unknown>(args: string[], env?: Record<string, string | undefined>): Promise<CliResult<T>>
   /** Subjects (sorted) and the flags of each, read over IMAP as a mail client would. */
   mailbox(server: string, user: string): Promise<{subject: string; flags: string[]}[]>
+  /**
+   * Messages in a user's INBOX on a server, read without creating it (-1: none). An IMAP login, or a
+   * doveadm command naming INBOX, on a copy whose INBOX does not exist yet creates one there: a twin that
+   * dsync never reconciles once both hold mail (docs/dovecot-facts.md). Tests wait with this until an
+   * INBOX is replicated before they look with IMAP.
+   */
+  inboxCount(server: string, user: string): Promise<number>
   stop(): Promise<void>
 }
 
@@ -84,6 +92,14 @@ export async function startRingCluster(options: {
    * old copies; the config file's ssh section points at them.
    */
   ssh?: boolean
+  /**
+   * A replicator for the cluster: its section in the config file (listen on 127.0.0.1:`port`, the secret in
+   * a file, fast probes), and on every server the event-exporter snippet `config render --notify` gives,
+   * with DOVECOT_HOSTNAME set to the server's name (all servers share this machine's host name).
+   */
+  replicator?: {port: number; settings?: Record<string, string | number>}
+  /** More Dovecot configuration for every server. */
+  extraConfig?: string
 }): Promise<RingCluster> {
   const dir = makeTempDir('mr-ring')
   fs.chmodSync(dir, 0o755)
@@ -98,9 +114,17 @@ export async function startRingCluster(options: {
     const addresses = await Promise.all(options.servers.map(() => reserveDovecotAddress()))
     const doveadmPort = await commonPort(addresses)
     const httpPort = await commonPort(addresses)
+    // With a replicator, every server listens on the standard IMAP and LMTP ports of its own address, as in
+    // a real cluster: the probes and a proxy in front reach them there (the proxy passdb names no port).
+    const imapPort = options.replicator ? 143 : undefined
+    const lmtpPort = options.replicator ? 24 : undefined
     for (const a of addresses) {
       a.doveadmPort = doveadmPort
       a.httpPort = httpPort
+      if (imapPort !== undefined && lmtpPort !== undefined) {
+        a.imapPort = imapPort
+        a.lmtpPort = lmtpPort
+      }
     }
     const store = (await SqliteStore.init(dbPath, {copies: options.copies})).store
     await fillStore(
@@ -110,19 +134,25 @@ export async function startRingCluster(options: {
       options.copies,
     )
     const ctx = await contextFor(store, {kind: 'sqlite', path: dbPath, source: 'test'}, {doveadmPort})
+    const replicator = options.replicator
+    const secret = randomBytes(24).toString('hex')
+    const notify = (name: string) =>
+      replicator === undefined
+        ? ''
+        : renderNotifyConfig({
+            server: name,
+            version: '2.3',
+            url: `http://127.0.0.1:${replicator.port}`,
+            secret,
+          }).text
     const started = await Promise.all(
       options.servers.map((name, i) =>
         startDovecot({
           address: addresses[i]!,
           users: options.users.map(([user]) => ({user, password: PASSWORD})),
-          files: (c) => ({
-            'dovecot-sql.conf.ext': renderFor(
-              {...ctx, settings: {...ctx.settings, home: `${path.join(c.dir, 'home')}/%d/%n`}},
-              name,
-            ).rendered.text,
-          }),
-          userdb: (c) => `userdb {\n  driver = sql\n  args = ${path.join(c.dir, 'dovecot-sql.conf.ext')}\n}`,
-          extraConfig: AUTH_USERDB_FOR_BATCHES,
+          ...renderedUserdb(ctx, name),
+          extraConfig: [AUTH_USERDB_FOR_BATCHES, notify(name), options.extraConfig ?? ''].join('\n'),
+          ...(replicator ? {hostname: name} : {}),
           // As the operator's guide says: the mail lives in the home, which a rebalance retires as a whole.
           mailLocation: 'maildir:~/Maildir',
         }),
@@ -148,6 +178,25 @@ export async function startRingCluster(options: {
       )
       sshSection.push('ssh:', `  config_file: ${sshConfig}`, `  known_hosts: ${knownHosts}`)
     }
+    const replicatorSection: string[] = []
+    if (replicator) {
+      const secretFile = path.join(dir, 'replicator-secret')
+      fs.writeFileSync(secretFile, `${secret}\n`, {mode: 0o600})
+      const settings: Record<string, string | number> = {
+        listen: `127.0.0.1:${replicator.port}`,
+        secret_file: secretFile,
+        probe_interval: '200ms',
+        probe_timeout: '500ms',
+        ...replicator.settings,
+      }
+      replicatorSection.push(
+        'replicator:',
+        ...Object.entries(settings).map(([k, v]) => `  ${k}: ${v}`),
+        '  probe_ports:',
+        `    imap: ${addresses[0]!.imapPort}`,
+        `    lmtp: ${addresses[0]!.lmtpPort}`,
+      )
+    }
     const configPath = path.join(dir, 'mailring.yaml')
     fs.writeFileSync(
       configPath,
@@ -161,6 +210,7 @@ export async function startRingCluster(options: {
         `  password_file: ${passwordFile}`,
         '  retries: 1',
         ...sshSection,
+        ...replicatorSection,
         '',
       ].join('\n'),
     )
@@ -184,6 +234,12 @@ export async function startRingCluster(options: {
         return box.messages
           .map((m) => ({subject: m.subject ?? '', flags: m.flags.filter((f) => f !== '\\Recent').sort()}))
           .sort((x, y) => x.subject.localeCompare(y.subject))
+      },
+      inboxCount: async (server, user) => {
+        // The mask '*' names only mailboxes that exist: naming INBOX itself would create it on maildir.
+        const r = await host(server).doveadm(['mailbox', 'status', '-u', user, 'messages', '*'])
+        const m = /^INBOX messages=(\d+)/m.exec(r.stdout)
+        return m ? Number(m[1]) : -1
       },
       stop,
     }

@@ -2,7 +2,7 @@ import {Flags} from '@oclif/core'
 
 import {remoteFlags} from '../../cli/remote-flags.js'
 import {StoreCommand} from '../../cli/store-command.js'
-import type {DovecotVersion} from '../../dovecot/render.js'
+import type {DovecotRole, DovecotVersion} from '../../dovecot/render.js'
 import {loadDovecotContext} from '../../engine/config-render.js'
 import {diffConfig, type ServerDiffResult} from '../../engine/config-push.js'
 
@@ -16,13 +16,14 @@ export interface ConfigDiffResult {
 export default class ConfigDiff extends StoreCommand {
   static override summary =
     "Compare each server's installed Dovecot SQL file with the rendered one (unified diff)."
-  static override description = `Reads the file over SSH (read only) and prints a unified diff from the installed file to the rendered one; secrets are masked unless --show-secrets.
+  static override description = `Reads the file over SSH (read only) and prints a unified diff from the installed file to the rendered one; secrets are masked unless --show-secrets. With --role proxy: the proxy passdb on the proxy and director hosts of the store (\`mailring proxy add\`).
 
 Exit codes: 0 no server differs (or without --detailed-exitcode: shown), 2 with --detailed-exitcode: a server differs or lacks the file, 1 a server could not be read (unknown, no address, unreachable, host key, permission), 4 store error.`
 
   static override examples = [
     '<%= config.bin %> config diff',
     '<%= config.bin %> config diff --server mx01 --detailed-exitcode',
+    '<%= config.bin %> config diff --role proxy',
   ]
 
   static override flags = {
@@ -37,6 +38,7 @@ Exit codes: 0 no server differs (or without --detailed-exitcode: shown), 2 with 
     const servers = await diffConfig(ctx, {
       ...(flags.server ? {servers: flags.server} : {}),
       ...(flags.dovecot ? {version: flags.dovecot as DovecotVersion} : {}),
+      role: flags.role as DovecotRole,
       parallel: flags.parallel,
       acceptNew: flags['accept-new'],
       showSecrets: flags['show-secrets'],

@@ -2,7 +2,7 @@ import {Flags} from '@oclif/core'
 
 import {remoteFlags} from '../../cli/remote-flags.js'
 import {StoreCommand} from '../../cli/store-command.js'
-import type {DovecotVersion} from '../../dovecot/render.js'
+import type {DovecotRole, DovecotVersion} from '../../dovecot/render.js'
 import {loadDovecotContext} from '../../engine/config-render.js'
 import {pushConfig, type ServerPushResult} from '../../engine/config-push.js'
 import {renderTable} from '../../ui/table.js'
@@ -19,6 +19,8 @@ export default class ConfigPush extends StoreCommand {
     "Install each server's Dovecot SQL configuration over SSH, validated, with rollback."
   static override description = `Per server, over one SSH connection (host keys verified against known_hosts; ~/.ssh/config or ssh.config_file honoured): read the installed file (unchanged: nothing written, no reload); keep it as FILE.mailring-backup; write the new one atomically with the configured owner and mode (default root:dovecot 0640); run doveconf -n, doveadm reload, and look up a user the server holds through the new file. When a check fails, the backup is put back and Dovecot reloaded again.
 
+With --role proxy, the proxy passdb goes to the proxy and director hosts of the store (\`mailring proxy add\`; all of them unless --server names some), validated the same way: the lookup is \`doveadm auth lookup\` of a user of the store, which must be proxied to one of its copies.
+
 Servers are worked on --parallel at a time; the first failure stops further servers unless --continue-on-error. One line per server: updated, unchanged, would-update (--dry-run), failed, rolled-back, skipped.
 
 Exit codes: 0 every server updated or unchanged, 1 a server failed or was rolled back (the others' results are still reported), 4 store error.`
@@ -27,6 +29,8 @@ Exit codes: 0 every server updated or unchanged, 1 a server failed or was rolled
     '<%= config.bin %> config push --dry-run',
     '<%= config.bin %> config push --parallel 10',
     '<%= config.bin %> config push --server mx01 --server mx02 --continue-on-error --json',
+    '<%= config.bin %> config push --role proxy',
+    '<%= config.bin %> config push --role proxy --server proxy01 --dry-run',
   ]
 
   static override flags = {
@@ -42,6 +46,7 @@ Exit codes: 0 every server updated or unchanged, 1 a server failed or was rolled
     const servers = await pushConfig(ctx, {
       ...(flags.server ? {servers: flags.server} : {}),
       ...(flags.dovecot ? {version: flags.dovecot as DovecotVersion} : {}),
+      role: flags.role as DovecotRole,
       parallel: flags.parallel,
       continueOnError: flags['continue-on-error'],
       dryRun: flags['dry-run'],

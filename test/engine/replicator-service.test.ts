@@ -1,0 +1,173 @@
+/**
+ * The replicator's workers on three real Dovecot 2.3 servers, R = 3, configured by mailring's rendered SQL
+ * over a SQLite store (test/e2e/ring-cluster.ts), doveadm over its HTTP API. Changes are queued here as the
+ * notification endpoint would queue them; what is checked is what a mail client sees on every copy: a
+ * delivery to the primary reaches the other two, a flag set on a secondary reaches the others, a copy on a
+ * server that is down is skipped without failing, and a server that returns is caught up and only then
+ * marked up. The store's queue ends empty.
+ */
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+
+import {loadDovecotContext} from '../../src/engine/config-render.js'
+import {Replicator} from '../../src/engine/replicator/service.js'
+import {SqliteStore} from '../../src/store/sqlite.js'
+import {ImapClient} from '../support/mailclients.js'
+import {sleep} from '../support/proc.js'
+import {PASSWORD, RING_OF_THREE, startRingCluster, type RingCluster} from '../e2e/ring-cluster.js'
+
+let ring: RingCluster
+let store: SqliteStore
+let replicator: Replicator | undefined
+const log: string[] = []
+const synced: {user: string; syncs: number}[] = []
+let startupSyncs: {user: string; syncs: number}[] = []
+
+const message = (subject: string) => `From: s@example.net\r\nSubject: ${subject}\r\n\r\n${subject}\r\n`
+
+async function until(what: string, check: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}; log:\n${log.join('\n')}`)
+    await sleep(100)
+  }
+}
+
+const subjects = async (server: string, user: string) =>
+  (await ring.mailbox(server, user)).map((m) => m.subject)
+
+async function queueEmpty(): Promise<boolean> {
+  const stats = await store.replicationStats(Date.now())
+  return stats.byPriority.every((p) => p.waiting === 0) && stats.inFlight === 0
+}
+
+function newReplicator(): Replicator {
+  return new Replicator({
+    store,
+    loadContext: () =>
+      loadDovecotContext({
+        store,
+        location: {kind: 'sqlite', path: ring.dbPath, source: 'test'},
+        config: ring.configPath,
+        env: {},
+      }),
+    tuning: {debounceMs: 100, maxDelayMs: 1_000, fullSyncIntervalMs: 0, pollMs: 100, backoffMs: 200},
+    events: {
+      log: (line) => log.push(line),
+      synced: (task, result) => synced.push({user: task.user, syncs: result.syncs}),
+    },
+  })
+}
+
+beforeAll(async () => {
+  ring = await startRingCluster(RING_OF_THREE)
+  store = await SqliteStore.open(ring.dbPath)
+  replicator = newReplicator()
+  await replicator.start()
+  // The start-up catch-up queued every user; none has mail yet.
+  await until('the start-up catch-up is done', queueEmpty)
+  startupSyncs = [...synced]
+  // Each user's INBOX made on its primary and replicated before any IMAP login (see ring.inboxCount).
+  for (const [user, copies] of RING_OF_THREE.users) {
+    await ring.host(copies[0]!).deliver(user, message('welcome'))
+    await replicator.enqueue([{user, priority: 'mail', source: copies[0]!}])
+  }
+  for (const [user, copies] of RING_OF_THREE.users)
+    for (const server of copies)
+      await until(`${user}'s INBOX is on ${server}`, async () => (await ring.inboxCount(server, user)) === 1)
+}, 120_000)
+
+afterAll(async () => {
+  await replicator?.stop()
+  await store?.close()
+  await ring?.stop()
+})
+
+describe('the replicator service', () => {
+  it('runs no dsync for a user without a mailbox on any copy', async () => {
+    expect(startupSyncs.filter((s) => s.user === 'bob@example.com')).toEqual([
+      {user: 'bob@example.com', syncs: 0},
+    ])
+  })
+
+  it('brings a delivery to the primary onto the other two copies', async () => {
+    await ring.host('mx-a').deliver('alice@example.com', message('hello alice'))
+    await replicator!.enqueue([{user: 'alice@example.com', priority: 'mail', source: 'mx-a'}])
+    for (const server of ['mx-b', 'mx-c'])
+      await until(`alice's mail is on ${server}`, async () =>
+        (await subjects(server, 'alice@example.com')).includes('hello alice'),
+      )
+    await until('the queue is empty', queueEmpty)
+  })
+
+  it('brings a flag set on a secondary to the other copies', async () => {
+    await ring.host('mx-a').deliver('bob@example.com', message('flag me'))
+    await replicator!.enqueue([{user: 'bob@example.com', priority: 'mail', source: 'mx-a'}])
+    await until('bob has the mail on mx-c', async () =>
+      (await subjects('mx-c', 'bob@example.com')).includes('flag me'),
+    )
+    const imap = await ImapClient.connect(ring.host('mx-c').ip, ring.host('mx-c').imapPort)
+    await imap.login('bob@example.com', PASSWORD)
+    await imap.select('INBOX')
+    await imap.command('STORE 1:* +FLAGS (\\Flagged)')
+    await imap.logout()
+    await replicator!.enqueue([{user: 'bob@example.com', priority: 'change', source: 'mx-c'}])
+    for (const server of ['mx-a', 'mx-b'])
+      await until(`the flag is on ${server}`, async () =>
+        (await ring.mailbox(server, 'bob@example.com')).some((m) => m.flags.includes('\\Flagged')),
+      )
+  })
+
+  it('skips a copy whose server is down, and catches the server up when it returns', async () => {
+    await ring.host('mx-c').halt()
+    expect(await store.setServerHealth('mx-c', 'up', 'down', 'stopped by the test')).toBe(true)
+    await replicator!.healthChanged('mx-c', 'down')
+    await ring.host('mx-a').deliver('carol@example.org', message('while c was down'))
+    await replicator!.enqueue([{user: 'carol@example.org', priority: 'mail', source: 'mx-a'}])
+    await until('carol has it on mx-b', async () =>
+      (await subjects('mx-b', 'carol@example.org')).includes('while c was down'),
+    )
+    // Down is not a failure: the entry is done, not retried against a dead server.
+    await until('the queue is empty', queueEmpty)
+    expect((await store.serverHealth()).find((h) => h.server === 'mx-c')?.syncFailures).toBe(0)
+
+    await ring.host('mx-c').resume()
+    expect(await store.setServerHealth('mx-c', 'down', 'returning', 'answers again')).toBe(true)
+    await replicator!.healthChanged('mx-c', 'returning')
+    await until('mx-c is up again', async () =>
+      (await store.serverHealth()).some((h) => h.server === 'mx-c' && h.health === 'up'),
+    )
+    // Up only after the catch-up: the mail delivered while it was down is there already.
+    expect(await subjects('mx-c', 'carol@example.org')).toContain('while c was down')
+    expect(log.join('\n')).toContain('mx-c is caught up')
+  })
+
+  it('retries a copy that fails while its server is not known to be down', async () => {
+    await ring.host('mx-b').halt()
+    await ring.host('mx-a').deliver('alice@example.com', message('b is gone quietly'))
+    await replicator!.enqueue([{user: 'alice@example.com', priority: 'mail', source: 'mx-a'}])
+    await until('the failure is counted against mx-b', async () =>
+      (await store.serverHealth()).some((h) => h.server === 'mx-b' && h.syncFailures > 0),
+    )
+    await ring.host('mx-b').resume()
+    await until('alice has it on mx-b', async () =>
+      (await subjects('mx-b', 'alice@example.com')).includes('b is gone quietly'),
+    )
+    await until('the queue is empty', queueEmpty)
+    expect(await subjects('mx-c', 'alice@example.com')).toContain('b is gone quietly')
+  })
+
+  it('after a time without a replicator, checks every user: changes of that time are not lost', async () => {
+    await replicator!.stop()
+    replicator = undefined
+    // Nobody listens: no notification, nothing queued by hand.
+    await ring.host('mx-b').deliver('carol@example.org', message('while nobody listened'))
+    log.length = 0
+    replicator = newReplicator()
+    await replicator.start()
+    for (const server of ['mx-a', 'mx-c'])
+      await until(`carol's mail is on ${server}`, async () =>
+        (await subjects(server, 'carol@example.org')).includes('while nobody listened'),
+      )
+    expect(log.join('\n')).toMatch(/no replicator was listening .*all 3 users are queued/)
+  })
+})
