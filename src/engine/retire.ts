@@ -5,7 +5,7 @@
  * Nothing else in mailring ever deletes mail.
  */
 import {errorText, firstLine} from '../core/errors.js'
-import {userFieldsOf, userLookupCommand} from '../dovecot/doveadm.js'
+import {kickCommand, kicked, userFieldsOf, userLookupCommand} from '../dovecot/doveadm.js'
 import {isTrashPath, mailRootOf, trashDayOf, trashNameOf, TRASH_FOLDER} from '../dovecot/trash.js'
 import {type ExecResult, shellQuote} from '../remote/ssh.js'
 import type {MoveRecord, Store} from '../store/store.js'
@@ -24,8 +24,20 @@ export async function retireOldCopy(
   options: {catchUp: () => Promise<void>; resumed: boolean; now?: Date},
 ): Promise<string | null> {
   // The leaving server still knows the user while the move is caught-up (its rendered userdb reads the
-  // journal), and its answer is the home that server really uses.
-  const reply = await fleet.run(move.from, userLookupCommand(move.user))
+  // journal), and its answer is the home that server really uses. At the same time (one HTTP request), the
+  // user's IMAP and POP3 sessions still open on X are closed: one left open would go on writing into the
+  // home after it moved to the trash; what such a session changed before is on the new copy after the
+  // catch-up below. Logins since the switch go to the new copy (the proxy reads the placement).
+  const [reply, kick] = await Promise.all([
+    fleet.run(move.from, userLookupCommand(move.user)),
+    fleet.run(move.from, kickCommand(move.user)),
+  ])
+  if (!kicked(kick))
+    throw new CopyProblem(
+      move.from,
+      `cannot close ${move.user}'s sessions on ${move.from} (doveadm kick: ${kick.message || `exit ${kick.exitCode}`})`,
+      false,
+    )
   if (reply.outcome !== 'ok')
     throw new CopyProblem(
       move.from,

@@ -19,7 +19,8 @@ import {Placement} from '../../src/core/placement.js'
 import {PLACEMENT_ALGORITHM_VERSION, type Topology} from '../../src/core/topology.js'
 import {SqliteStore} from '../../src/store/sqlite.js'
 import type {JsonEnvelope} from './cli.js'
-import {startRingCluster, type RingCluster} from './ring-cluster.js'
+import {ImapClient} from '../support/mailclients.js'
+import {PASSWORD, startRingCluster, type RingCluster} from './ring-cluster.js'
 
 const SERVERS = ['mx-a', 'mx-b', 'mx-c', 'mx-d']
 const USERS = Array.from({length: 16}, (_, i) => `user${String(i + 1).padStart(2, '0')}@example.com`)
@@ -37,6 +38,21 @@ function placed(servers: string[]): Map<string, string[]> {
 }
 
 let ring: RingCluster
+
+/** Polls the journal until the user's move reaches `state` (the CLI runs it meanwhile). */
+async function waitForMoveState(user: string, state: string): Promise<void> {
+  const deadline = Date.now() + 60_000
+  for (;;) {
+    const store = await SqliteStore.open(ring.dbPath, {readOnly: true})
+    try {
+      if ((await store.openMoves()).some((m) => m.user === user && m.state === state)) return
+    } finally {
+      await store.close()
+    }
+    if (Date.now() > deadline) throw new Error(`the move of ${user} never reached ${state}`)
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+}
 
 async function copiesInStore(): Promise<Map<string, string[]>> {
   const store = await SqliteStore.open(ring.dbPath)
@@ -107,27 +123,52 @@ describe('rebalance onto an added server', () => {
     expect(status.json?.result?.moves).toEqual([])
   })
 
-  it('narrowed with --user, moves only that user', async () => {
+  it('narrowed with --user, moves only that user; an IMAP session left open on the old copy is closed before it is retired, and what it did is on the new copy', async () => {
     const plan = await ring.cli<JsonEnvelope<RebalanceResult>>(['rebalance', '--dry-run', '--json'])
     const [first] = plan.json!.result!.moves
+    const user = first!.user
     const before = await copiesInStore()
-    const r = await ring.cli<JsonEnvelope<RebalanceRunOutput>>([
+    // A mail client logged in on the copy that leaves, straight to its backend, holding INBOX open.
+    const session = await ImapClient.connect(ring.host(first!.from!).ip, ring.host(first!.from!).imapPort)
+    await session.login(user, PASSWORD)
+    await session.select('INBOX')
+    const run = ring.cli<JsonEnvelope<RebalanceRunOutput>>([
       'rebalance',
       '--yes',
       '--json',
       '--user',
-      first!.user,
+      user,
       '--retire-after',
-      '0s',
+      '4s',
     ])
+    // Once the move has switched and caught up (the retire waits 4 s), the session flags a message and
+    // appends one on the old copy: only the retire's last catch-up can bring them to the new copy.
+    await waitForMoveState(user, 'caught-up')
+    await session.command('STORE 1 +FLAGS (\\Flagged)')
+    const appended = `Subject: appended ${user}\r\n\r\nwritten on the old copy after the switch\r\n`
+    await session.command(`APPEND "INBOX" {${Buffer.byteLength(appended)}+}\r\n${appended}`)
+    sent.get(user)!.push(`appended ${user}`)
+    // Back to the authenticated state: nothing selected that Dovecot could notice disappearing, so only a
+    // kick ends this session (left open, it could APPEND and recreate the home that went to the trash).
+    await session.command('UNSELECT')
+    const r = await run
     expect(r.exitCode, r.stderr).toBe(0)
     expect(r.json!.result!.moves.map((m) => [m.user, m.from, m.to, m.state])).toEqual([
-      [first!.user, first!.from, first!.to, 'retired'],
+      [user, first!.from, first!.to, 'retired'],
+    ])
+    // The retire kicked the session: the server closed its connection.
+    await expect(session.command('NOOP')).rejects.toThrow(/connection closed/)
+    expect(
+      fs.existsSync(path.join(ring.host(first!.from!).dir, 'home', 'example.com', user.split('@')[0]!)),
+    ).toBe(false)
+    const onNew = await ring.mailbox(first!.to!, user)
+    expect(onNew).toEqual([
+      {subject: `appended ${user}`, flags: []},
+      {subject: `first ${user}`, flags: ['\\Flagged']},
     ])
     const after = await copiesInStore()
-    for (const user of USERS.filter((u) => u !== first!.user))
-      expect(after.get(user)).toEqual(before.get(user))
-    expect(after.get(first!.user)).toContain(first!.to)
+    for (const other of USERS.filter((u) => u !== user)) expect(after.get(other)).toEqual(before.get(other))
+    expect(after.get(user)).toContain(first!.to)
   })
 
   it('moves every planned copy, keeps every message, and retires the old copies into the trash', async () => {
