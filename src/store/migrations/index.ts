@@ -5,7 +5,8 @@ import {ExitCode, MailringError} from '../../core/errors.js'
  * meaning, so that a SQLite and a MySQL store at version N hold the same data. The version lives in the
  * meta table (key schema_version). Migrations only ever get appended; a released one never changes.
  *
- * Version 3 is the move journal, 4 where retired copies went. Planned next versions: server health, the replication queue.
+ * Version 3 is the move journal, 4 where retired copies went, 5 moves without a `from` or a `to` (copies
+ * added or dropped). Planned next versions: server health, the replication queue.
  */
 export interface Migration {
   version: number

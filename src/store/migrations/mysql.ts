@@ -104,4 +104,12 @@ export const mysqlMigrations: readonly Migration[] = [
     description: 'where a retired copy was moved to (rebalance cleanup deletes it later)',
     statements: [`ALTER TABLE mailring_moves ADD COLUMN trash TEXT NULL`],
   },
+  {
+    // Renumbered by whoever merges another version 5: one self-contained entry, the last of the list.
+    version: 5,
+    description: 'copies added (no from) or dropped (no to) by a copy-count change: from and to may be NULL',
+    statements: [
+      `ALTER TABLE mailring_moves MODIFY from_server_id INT NULL, MODIFY to_server_id INT NULL, ADD CONSTRAINT mailring_moves_from_or_to CHECK (from_server_id IS NOT NULL OR to_server_id IS NOT NULL)`,
+    ],
+  },
 ]
