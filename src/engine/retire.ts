@@ -20,7 +20,7 @@ import {CopyProblem, type DoveadmFleet} from './doveadm-fleet.js'
  */
 export async function retireOldCopy(
   fleet: DoveadmFleet,
-  move: MoveRecord,
+  move: MoveRecord & {from: string},
   options: {catchUp: () => Promise<void>; resumed: boolean; now?: Date},
 ): Promise<string | null> {
   // The leaving server still knows the user while the move is caught-up (its rendered userdb reads the
@@ -108,7 +108,7 @@ export async function retiredCopies(
   servers?: ReadonlySet<string>,
 ): Promise<MoveRecord[]> {
   return (await store.retiredMoves(before.toISOString())).filter(
-    (m) => servers === undefined || servers.has(m.from),
+    (m) => m.from !== null && (servers === undefined || servers.has(m.from)),
   )
 }
 
@@ -125,15 +125,17 @@ export async function cleanupRetired(
   const outcomes: CleanupOutcome[] = []
   for (const move of moves) {
     const trash = move.trash!
-    const outcome: CleanupOutcome = {move: move.id, user: move.user, server: move.from, trash, deleted: false}
+    // A copy in the trash left a server (only a move with a `from` retires one).
+    const server = move.from!
+    const outcome: CleanupOutcome = {move: move.id, user: move.user, server, trash, deleted: false}
     try {
       // The journal is the only list of what to delete, and only paths inside a trash folder qualify.
       if (!isTrashPath(trash)) throw new Error(`${trash} is not in a ${TRASH_FOLDER} folder: left alone`)
-      const problem = fleet.problemOf(move.from)
+      const problem = fleet.problemOf(server)
       if (problem !== undefined) throw new Error(problem)
       if (!options.dryRun) {
         const result = await (
-          await fleet.ssh(move.from)
+          await fleet.ssh(server)
         ).exec(
           `rm -rf -- ${shellQuote(trash)} && { rmdir -- ${shellQuote(trash.slice(0, trash.lastIndexOf('/')))} 2>/dev/null; echo deleted; }`,
           {label: 'cleanup', timeoutMs: 600_000},

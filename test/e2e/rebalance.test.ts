@@ -194,7 +194,7 @@ describe('rebalance onto an added server', () => {
     await expectEveryMessageOnEveryCopy(sent)
     // Each old copy is whole in the trash of the server it left.
     for (const move of result.moves) {
-      expect(move.trash, move.user).toContain(path.join(ring.host(move.from).dir, 'home', '.mailring-trash'))
+      expect(move.trash, move.user).toContain(path.join(ring.host(move.from!).dir, 'home', '.mailring-trash'))
       const maildir = path.join(move.trash!, 'Maildir')
       const count = ['new', 'cur'].reduce((n, f) => n + fs.readdirSync(path.join(maildir, f)).length, 0)
       expect(count, move.user).toBe(1)
