@@ -128,6 +128,38 @@ describe('a move', () => {
     expect(await subjects('mx-d', 'dave@example.com')).toEqual(['first for dave', 'late for dave'])
   })
 
+  it('drops a copy only once the copies that stay hold its mail, then retires it', async () => {
+    // Mail that only the copy to drop has (delivered there, not replicated yet).
+    await ring.host('mx-b').deliver('carol@example.com', message('only on mx-b for carol'))
+    await store.journalMoves('test-plan', [{user: 'carol@example.com', position: 2, from: 'mx-b', to: null}])
+    const drop = (await store.openMoves()).find((m) => m.user === 'carol@example.com')!
+    const f = await fleet()
+    const outcome = await executeMove(f, store, drop)
+    await f.close()
+    expect(outcome.error).toBeUndefined()
+    expect(outcome).toMatchObject({state: 'retired', from: 'mx-b', to: null})
+    expect((await store.getUser('carol@example.com'))?.copies).toEqual(['mx-c', 'mx-a'])
+    for (const server of ['mx-c', 'mx-a'])
+      expect(await subjects(server, 'carol@example.com'), server).toEqual([
+        'first for carol',
+        'only on mx-b for carol',
+      ])
+    expect(outcome.trash).toContain(path.join(ring.host('mx-b').dir, 'home', '.mailring-trash'))
+    expect((await ring.host('mx-b').doveadm(['user', 'carol@example.com'])).exitCode).toBe(67)
+  })
+
+  it('adds a copy with every message, where the move says, and retires nothing', async () => {
+    await store.journalMoves('test-plan', [{user: 'carol@example.com', position: 1, from: null, to: 'mx-d'}])
+    const add = (await store.openMoves()).find((m) => m.user === 'carol@example.com')!
+    const f = await fleet()
+    const outcome = await executeMove(f, store, add)
+    await f.close()
+    expect(outcome.error).toBeUndefined()
+    expect(outcome).toMatchObject({state: 'retired', from: null, to: 'mx-d', trash: null, messages: 2})
+    expect((await store.getUser('carol@example.com'))?.copies).toEqual(['mx-c', 'mx-d', 'mx-a'])
+    expect(await subjects('mx-d', 'carol@example.com')).toEqual(['first for carol', 'only on mx-b for carol'])
+  })
+
   it('changes nothing when the target is down: the error is kept and the move can be tried again', async () => {
     const move = await journal('alice@example.com', 0, 'mx-a', 'mx-c')
     await ring.host('mx-c').stop()
@@ -140,5 +172,18 @@ describe('a move', () => {
     const [kept] = (await store.openMoves()).filter((m) => m.id === move.id)
     expect(kept).toMatchObject({state: 'copying', attempts: 1})
     expect(kept?.lastError).toMatch(/mx-c/)
+  })
+
+  it('does not drop a copy while a copy that stays cannot be reached: nothing changes', async () => {
+    // mx-c (carol's first copy) is stopped since the test above, and not marked down.
+    await store.journalMoves('test-plan', [{user: 'carol@example.com', position: 2, from: 'mx-a', to: null}])
+    const drop = (await store.openMoves()).find((m) => m.user === 'carol@example.com')!
+    const f = await fleet()
+    const outcome = await executeMove(f, store, drop)
+    await f.close()
+    expect(outcome.state).toBe('copying')
+    expect(outcome.error, outcome.error).toMatch(/mx-c/)
+    expect((await store.getUser('carol@example.com'))?.copies).toEqual(['mx-c', 'mx-d', 'mx-a'])
+    expect((await ring.host('mx-a').doveadm(['user', 'carol@example.com'])).exitCode).toBe(0)
   })
 })
