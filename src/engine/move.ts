@@ -107,10 +107,13 @@ export async function executeMove(
     // A server the operator marked down (it died and is being replaced) takes no mail: there is nothing to
     // catch up on, and its old copy cannot be moved aside. It is left where it is, and said so.
     const leftDown = fleet.server(from).state === 'down'
-    // Where X's mail goes: the new copy, or for a dropped copy the first copy that stays.
+    // Where X's mail goes: the new copy, or for a dropped copy the first copy that stays and can be used
+    // (not marked down, not found unreachable in this run).
     const partner = async (): Promise<string> => {
       if (move.to !== null) return move.to
-      const first = (await store.getUser(move.user))?.copies[0]
+      const copies = (await store.getUser(move.user))?.copies ?? []
+      const usable = copies.find((c) => fleet.server(c).state !== 'down' && fleet.problemOf(c) === undefined)
+      const first = usable ?? copies[0]
       if (first === undefined) throw new Error(`${move.user} has no copy left in the store`)
       return first
     }
