@@ -160,6 +160,32 @@ describe('a move', () => {
     expect(await subjects('mx-d', 'carol@example.com')).toEqual(['first for carol', 'only on mx-b for carol'])
   })
 
+  it('resumes a drop stopped after its switch (as a run stopped before the retire): a late delivery to the dropped copy reaches the copies that stay', async () => {
+    await store.journalMoves('test-plan', [{user: 'dave@example.com', position: 2, from: 'mx-b', to: null}])
+    const drop = (await store.openMoves()).find((m) => m.user === 'dave@example.com')!
+    const f = await fleet()
+    const first = await executeMove(f, store, drop, {stopAt: 'caught-up'})
+    await f.close()
+    expect(first).toMatchObject({state: 'caught-up'})
+    expect(first.error).toBeUndefined()
+    expect((await store.getUser('dave@example.com'))?.copies).toEqual(['mx-a', 'mx-d'])
+    // Delivered to mx-b after the switch (routed there just before it): mx-b still knows dave.
+    await ring.host('mx-b').deliver('dave@example.com', message('very late for dave'))
+    const g = await fleet()
+    const [journaled] = (await store.openMoves()).filter((m) => m.id === drop.id)
+    const outcome = await executeMove(g, store, journaled!)
+    await g.close()
+    expect(outcome.error).toBeUndefined()
+    expect(outcome).toMatchObject({state: 'retired', from: 'mx-b', to: null})
+    for (const server of ['mx-a', 'mx-d'])
+      expect(await subjects(server, 'dave@example.com'), server).toEqual([
+        'first for dave',
+        'late for dave',
+        'very late for dave',
+      ])
+    expect((await ring.host('mx-b').doveadm(['user', 'dave@example.com'])).exitCode).toBe(67)
+  })
+
   it('changes nothing when the target is down: the error is kept and the move can be tried again', async () => {
     const move = await journal('alice@example.com', 0, 'mx-a', 'mx-c')
     await ring.host('mx-c').stop()
