@@ -411,35 +411,56 @@ export class MysqlStore implements Store {
     })
   }
 
+  /**
+   * READ COMMITTED, and the user's row locked first: the switch reads and renumbers one user's copies by
+   * ranges of (user_id, position), and under REPEATABLE READ those ranges take gap locks that reach into
+   * the next user's rows, so that switches of neighbouring users running at once deadlocked (seen with
+   * added copies, --parallel 3). A deadlock left anyway is retried: it rolled the whole switch back.
+   */
   async switchMove(id: number): Promise<void> {
-    await this.transaction(async (conn) => {
-      const [[row]] = await conn.query<Row[]>(`${SWITCH_MOVE_SQL} FOR UPDATE`, [id])
-      if (!row) throw switchRefused(id, 'no such move')
-      const idOf = (v: unknown) => (v === null || v === undefined ? null : Number(v))
-      const move: SwitchRow = {
-        user_id: Number(row.user_id),
-        position: Number(row.position),
-        from_server_id: idOf(row.from_server_id),
-        to_server_id: idOf(row.to_server_id),
-        state: String(row.state),
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.switchOnce(id)
+      } catch (error) {
+        const cause = (error as {cause?: {code?: string}}).cause
+        if (attempt >= 3 || cause?.code !== 'ER_LOCK_DEADLOCK') throw error
       }
-      const [copyRows] = await conn.query<Row[]>(
-        'SELECT server_id FROM mailring_copies WHERE user_id = ? FOR UPDATE',
-        [move.user_id],
-      )
-      const holdsTarget = copyRows.some((c) => Number(c.server_id) === move.to_server_id)
-      const problem = switchProblem(move, copyRows.length, holdsTarget)
-      if (problem !== undefined) throw switchRefused(id, problem)
-      for (const statement of switchStatements(move, copyRows.length)) {
-        const [changed] = await conn.query<ResultSetHeader>(statement.sql, statement.params)
-        if (statement.mustChange !== undefined && changed.affectedRows !== 1)
-          throw switchRefused(id, statement.mustChange)
-      }
-      await conn.query("UPDATE mailring_moves SET state = 'switched', updated_at = ? WHERE id = ?", [
-        new Date().toISOString(),
-        id,
-      ])
-    })
+    }
+  }
+
+  private async switchOnce(id: number): Promise<void> {
+    await this.transaction(
+      async (conn) => {
+        const [[row]] = await conn.query<Row[]>(`${SWITCH_MOVE_SQL} FOR UPDATE`, [id])
+        if (!row) throw switchRefused(id, 'no such move')
+        await conn.query('SELECT id FROM mailring_users WHERE id = ? FOR UPDATE', [row.user_id])
+        const idOf = (v: unknown) => (v === null || v === undefined ? null : Number(v))
+        const move: SwitchRow = {
+          user_id: Number(row.user_id),
+          position: Number(row.position),
+          from_server_id: idOf(row.from_server_id),
+          to_server_id: idOf(row.to_server_id),
+          state: String(row.state),
+        }
+        const [copyRows] = await conn.query<Row[]>(
+          'SELECT server_id FROM mailring_copies WHERE user_id = ? FOR UPDATE',
+          [move.user_id],
+        )
+        const holdsTarget = copyRows.some((c) => Number(c.server_id) === move.to_server_id)
+        const problem = switchProblem(move, copyRows.length, holdsTarget)
+        if (problem !== undefined) throw switchRefused(id, problem)
+        for (const statement of switchStatements(move, copyRows.length)) {
+          const [changed] = await conn.query<ResultSetHeader>(statement.sql, statement.params)
+          if (statement.mustChange !== undefined && changed.affectedRows !== 1)
+            throw switchRefused(id, statement.mustChange)
+        }
+        await conn.query("UPDATE mailring_moves SET state = 'switched', updated_at = ? WHERE id = ?", [
+          new Date().toISOString(),
+          id,
+        ])
+      },
+      {readCommitted: true},
+    )
   }
 
   async retireMove(id: number, trash: string | null): Promise<boolean> {
@@ -782,11 +803,14 @@ export class MysqlStore implements Store {
 
   private async transaction<T>(
     work: (conn: PoolConnection) => Promise<T>,
-    options: {write?: boolean} = {},
+    options: {write?: boolean; readCommitted?: boolean} = {},
   ): Promise<T> {
     const write = options.write ?? true
     const conn = await this.guard(() => this.pool.getConnection())
     try {
+      // For the next transaction only: no gap locks (see switchMove).
+      if (options.readCommitted)
+        await this.guard(() => conn.query('SET TRANSACTION ISOLATION LEVEL READ COMMITTED'))
       await this.guard(() => conn.query(write ? 'START TRANSACTION' : 'START TRANSACTION READ ONLY'))
       let result: T
       try {

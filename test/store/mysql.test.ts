@@ -142,6 +142,38 @@ describe('mysql store on MariaDB', () => {
     expect(iterateQuery.every((row) => row.type !== 'ALL')).toBe(true)
   })
 
+  it('switches added and dropped copies of neighbouring users at once without a deadlock', async () => {
+    // Users next to each other in mailring_copies' key: a switch renumbers one user's positions by range.
+    const users = Array.from({length: 24}, (_, i) => `n${String(i).padStart(2, '0')}@example.com`)
+    const placement = new Placement(topology)
+    await store.insertUsers([placedBatch(placement, users)], {skipExisting: false})
+    const moves = []
+    for (const [i, user] of users.entries()) {
+      const copies = (await store.getUser(user))!.copies
+      const free = topology.servers.map((s) => s.name).find((n) => !copies.includes(n))!
+      moves.push(
+        i % 2 === 0
+          ? {user, position: 0, from: null, to: free}
+          : {user, position: 0, from: copies[0]!, to: null},
+      )
+    }
+    await store.journalMoves('p', moves)
+    const open = await store.openMoves()
+    for (const m of open) await store.setMoveState(m.id, 'planned', 'verified')
+    const others = await Promise.all(Array.from({length: 3}, () => MysqlStore.open(settings)))
+    try {
+      await Promise.all(open.map((m, i) => others[i % others.length]!.switchMove(m.id)))
+    } finally {
+      await Promise.all(others.map((o) => o.close()))
+    }
+    for (const [i, user] of users.entries()) {
+      const copies = (await store.getUser(user))!.copies
+      expect(copies, user).toEqual(
+        i % 2 === 0 ? [moves[i]!.to, ...placement.serversFor(user)] : placement.serversFor(user).slice(1),
+      )
+    }
+  })
+
   it('loses the cluster lock with its connection (KILL on the server), and then writes nothing', async () => {
     const lock = await store.acquireLock('users sync')
     const id = (await db.rootExec("SELECT IS_USED_LOCK('mailring_cluster')")).trim()
