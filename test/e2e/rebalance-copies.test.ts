@@ -12,77 +12,24 @@ import * as path from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import type {RebalanceResult, RebalanceRunOutput} from '../../src/commands/rebalance.js'
-import {Placement} from '../../src/core/placement.js'
-import {PLACEMENT_ALGORITHM_VERSION, type Topology} from '../../src/core/topology.js'
-import {SqliteStore} from '../../src/store/sqlite.js'
 import type {JsonEnvelope} from './cli.js'
 import {startRingCluster, type RingCluster} from './ring-cluster.js'
+import {copiesInStore as copiesOf, Mail, placed as ringPlaced, rebalance as run} from './ring-mail.js'
 
 const SERVERS = ['mx-a', 'mx-b', 'mx-c']
 const USERS = Array.from({length: 6}, (_, i) => `user${i + 1}@example.org`)
 // Another domain keeps its two copies: the runs must not touch it.
 const OTHER = 'keep@example.net'
 
-function placed(copies: number, users: readonly string[] = USERS): Map<string, string[]> {
-  const topology: Topology = {
-    algorithm: PLACEMENT_ALGORITHM_VERSION,
-    copies,
-    servers: SERVERS.map((name) => ({name, address: '', weight: 1, state: 'active'})),
-    domains: [],
-  }
-  const placement = new Placement(topology)
-  return new Map(users.map((u) => [u, placement.serversFor(u)]))
-}
+const placed = (copies: number, users: readonly string[] = USERS) => ringPlaced(SERVERS, copies, users)
 
 let ring: RingCluster
-const sent = new Map<string, string[]>([...USERS, OTHER].map((u) => [u, []]))
-
-async function copiesInStore(): Promise<Map<string, string[]>> {
-  const store = await SqliteStore.open(ring.dbPath, {readOnly: true})
-  try {
-    return new Map((await store.listUsers({limit: 1000})).map((u) => [u.user, u.copies]))
-  } finally {
-    await store.close()
-  }
-}
-
+let mail: Mail
+const copiesInStore = () => copiesOf(ring)
 /** Mail for the users (and OTHER, with `other`; no replicator runs: only a sync brings it to its copies). */
-async function deliver(subject: string, other = false): Promise<void> {
-  const copies = await copiesInStore()
-  for (const user of other ? [...USERS, OTHER] : USERS) {
-    await ring.host(copies.get(user)![0]!).deliver(user, `Subject: ${subject} ${user}\r\n\r\nbody\r\n`)
-    sent.get(user)!.push(`${subject} ${user}`)
-  }
-}
-
-/** Every message on every current copy (IMAP), and each user known by Dovecot on exactly those servers. */
-async function expectEveryMessageOnEveryCopy(): Promise<void> {
-  const copies = await copiesInStore()
-  for (const user of [...USERS, OTHER]) {
-    for (const server of copies.get(user)!) {
-      const subjects = (await ring.mailbox(server, user)).map((m) => m.subject)
-      expect(subjects, `${user} on ${server}`).toEqual([...sent.get(user)!].sort())
-    }
-    for (const server of SERVERS) {
-      const known = (await ring.host(server).doveadm(['user', user])).exitCode === 0
-      expect(known, `${server} knows ${user}`).toBe(copies.get(user)!.includes(server))
-    }
-  }
-}
-
-async function rebalance(): Promise<RebalanceRunOutput> {
-  const r = await ring.cli<JsonEnvelope<RebalanceRunOutput>>([
-    'rebalance',
-    '--yes',
-    '--json',
-    '--parallel',
-    '3',
-    '--retire-after',
-    '1s',
-  ])
-  expect(r.exitCode, r.stderr + r.stdout).toBe(0)
-  return r.json!.result!
-}
+const deliver = (subject: string, other = false) => mail.deliver(subject, other ? [...USERS, OTHER] : USERS)
+const expectEveryMessageOnEveryCopy = () => mail.expectOnEveryCopy([...USERS, OTHER], SERVERS)
+const rebalance = (): Promise<RebalanceRunOutput> => run(ring, ['--parallel', '3', '--retire-after', '1s'])
 
 beforeAll(async () => {
   const two = placed(2, [...USERS, OTHER])
@@ -92,6 +39,7 @@ beforeAll(async () => {
     copies: 2,
     ssh: true,
   })
+  mail = new Mail(ring)
   await deliver('first', true)
   for (const domain of ['example.org', 'example.net']) {
     const synced = await ring.cli(['sync', 'domain', domain])

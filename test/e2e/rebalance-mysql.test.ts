@@ -12,74 +12,22 @@ import * as path from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import type {RebalanceRunOutput} from '../../src/commands/rebalance.js'
-import {Placement} from '../../src/core/placement.js'
-import {PLACEMENT_ALGORITHM_VERSION, type Topology} from '../../src/core/topology.js'
 import {startMariaDb, type MariaDb} from '../support/mariadb.js'
-import type {JsonEnvelope} from './cli.js'
 import {startRingCluster, type RingCluster} from './ring-cluster.js'
+import {copiesInStore as copiesOf, Mail, placed as ringPlaced, rebalance as run} from './ring-mail.js'
 
 const SERVERS = ['mx-a', 'mx-b', 'mx-c', 'mx-d']
 const USERS = Array.from({length: 8}, (_, i) => `user${i + 1}@example.com`)
 
-function placed(servers: string[], copies: number): Map<string, string[]> {
-  const topology: Topology = {
-    algorithm: PLACEMENT_ALGORITHM_VERSION,
-    copies,
-    servers: servers.map((name) => ({name, address: '', weight: 1, state: 'active'})),
-    domains: [],
-  }
-  const placement = new Placement(topology)
-  return new Map(USERS.map((u) => [u, placement.serversFor(u)]))
-}
+const placed = (servers: string[], copies: number) => ringPlaced(servers, copies, USERS)
 
 let db: MariaDb
 let ring: RingCluster
-const sent = new Map<string, string[]>(USERS.map((u) => [u, []]))
-
-async function copiesInStore(): Promise<Map<string, string[]>> {
-  const store = await ring.openStore()
-  try {
-    return new Map((await store.listUsers({limit: 1000})).map((u) => [u.user, u.copies]))
-  } finally {
-    await store.close()
-  }
-}
-
-async function deliver(subject: string): Promise<void> {
-  const copies = await copiesInStore()
-  for (const user of USERS) {
-    await ring.host(copies.get(user)![0]!).deliver(user, `Subject: ${subject} ${user}\r\n\r\nbody\r\n`)
-    sent.get(user)!.push(`${subject} ${user}`)
-  }
-}
-
-async function expectEveryMessageOnEveryCopy(): Promise<void> {
-  const copies = await copiesInStore()
-  for (const user of USERS) {
-    for (const server of copies.get(user)!) {
-      const subjects = (await ring.mailbox(server, user)).map((m) => m.subject)
-      expect(subjects, `${user} on ${server}`).toEqual([...sent.get(user)!].sort())
-    }
-    for (const server of SERVERS) {
-      const known = (await ring.host(server).doveadm(['user', user])).exitCode === 0
-      expect(known, `${server} knows ${user}`).toBe(copies.get(user)!.includes(server))
-    }
-  }
-}
-
-async function rebalance(): Promise<RebalanceRunOutput> {
-  const r = await ring.cli<JsonEnvelope<RebalanceRunOutput>>([
-    'rebalance',
-    '--yes',
-    '--json',
-    '--parallel',
-    '3',
-    '--retire-after',
-    '1s',
-  ])
-  expect(r.exitCode, r.stderr + r.stdout).toBe(0)
-  return r.json!.result!
-}
+let mail: Mail
+const copiesInStore = () => copiesOf(ring)
+const deliver = (subject: string) => mail.deliver(subject, USERS)
+const expectEveryMessageOnEveryCopy = () => mail.expectOnEveryCopy(USERS, SERVERS)
+const rebalance = (): Promise<RebalanceRunOutput> => run(ring, ['--parallel', '3', '--retire-after', '1s'])
 
 beforeAll(async () => {
   db = await startMariaDb()
@@ -91,6 +39,7 @@ beforeAll(async () => {
     ssh: true,
     mariadb: db,
   })
+  mail = new Mail(ring)
   const removed = await ring.cli(['node', 'remove', 'mx-d'])
   expect(removed.exitCode, removed.stderr).toBe(0)
   await deliver('first')

@@ -15,35 +15,25 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import type {RebalanceResult, RebalanceRunOutput} from '../../src/commands/rebalance.js'
 import type {RebalanceCleanupResult} from '../../src/commands/rebalance/cleanup.js'
 import type {RebalanceStatusResult} from '../../src/commands/rebalance/status.js'
-import {Placement} from '../../src/core/placement.js'
-import {PLACEMENT_ALGORITHM_VERSION, type Topology} from '../../src/core/topology.js'
-import {SqliteStore} from '../../src/store/sqlite.js'
 import type {JsonEnvelope} from './cli.js'
 import {ImapClient} from '../support/mailclients.js'
 import {PASSWORD, startRingCluster, type RingCluster} from './ring-cluster.js'
+import {copiesInStore as copiesOf, Mail, placed as ringPlaced} from './ring-mail.js'
 
 const SERVERS = ['mx-a', 'mx-b', 'mx-c', 'mx-d']
 const USERS = Array.from({length: 16}, (_, i) => `user${String(i + 1).padStart(2, '0')}@example.com`)
 
 /** Where a ring of `servers` puts each user, R = 2: the users start where three servers put them. */
-function placed(servers: string[]): Map<string, string[]> {
-  const topology: Topology = {
-    algorithm: PLACEMENT_ALGORITHM_VERSION,
-    copies: 2,
-    servers: servers.map((name) => ({name, address: '', weight: 1, state: 'active'})),
-    domains: [],
-  }
-  const placement = new Placement(topology)
-  return new Map(USERS.map((u) => [u, placement.serversFor(u)]))
-}
+const placed = (servers: string[]) => ringPlaced(servers, 2, USERS)
 
 let ring: RingCluster
+let mail: Mail
 
 /** Polls the journal until the user's move reaches `state` (the CLI runs it meanwhile). */
 async function waitForMoveState(user: string, state: string): Promise<void> {
   const deadline = Date.now() + 60_000
   for (;;) {
-    const store = await SqliteStore.open(ring.dbPath, {readOnly: true})
+    const store = await ring.openStore()
     try {
       if ((await store.openMoves()).some((m) => m.user === user && m.state === state)) return
     } finally {
@@ -54,42 +44,10 @@ async function waitForMoveState(user: string, state: string): Promise<void> {
   }
 }
 
-async function copiesInStore(): Promise<Map<string, string[]>> {
-  const store = await SqliteStore.open(ring.dbPath)
-  try {
-    return new Map((await store.listUsers({limit: 1000})).map((u) => [u.user, u.copies]))
-  } finally {
-    await store.close()
-  }
-}
-
+const copiesInStore = () => copiesOf(ring)
 /** Every message each user was sent, on every current copy (IMAP), and each user known on exactly those. */
-async function expectEveryMessageOnEveryCopy(sent: Map<string, string[]>): Promise<void> {
-  const copies = await copiesInStore()
-  for (const user of USERS) {
-    for (const server of copies.get(user)!) {
-      const subjects = (await ring.mailbox(server, user)).map((m) => m.subject)
-      expect(subjects, `${user} on ${server}`).toEqual([...sent.get(user)!].sort())
-    }
-    for (const server of ring.hosts.keys()) {
-      if (!(await exists(server))) continue
-      const known = (await ring.host(server).doveadm(['user', user])).exitCode === 0
-      expect(known, `${server} knows ${user}`).toBe(copies.get(user)!.includes(server))
-    }
-  }
-}
-
-const stopped = new Set<string>()
-const exists = async (server: string) => !stopped.has(server)
-
-const sent = new Map<string, string[]>(USERS.map((u) => [u, []]))
-async function deliver(subject: string): Promise<void> {
-  const copies = await copiesInStore()
-  for (const user of USERS) {
-    await ring.host(copies.get(user)![0]!).deliver(user, `Subject: ${subject} ${user}\r\n\r\nbody\r\n`)
-    sent.get(user)!.push(`${subject} ${user}`)
-  }
-}
+const expectEveryMessageOnEveryCopy = () => mail.expectOnEveryCopy(USERS, [...ring.hosts.keys()])
+const deliver = (subject: string) => mail.deliver(subject, USERS)
 
 beforeAll(async () => {
   const three = placed(['mx-a', 'mx-b', 'mx-c'])
@@ -99,6 +57,7 @@ beforeAll(async () => {
     copies: 2,
     ssh: true,
   })
+  mail = new Mail(ring)
   // mx-d runs, but is not part of the cluster yet: the store forgets it, and `node add` brings it in.
   const removed = await ring.cli(['node', 'remove', 'mx-d'])
   expect(removed.exitCode, removed.stderr).toBe(0)
@@ -147,7 +106,7 @@ describe('rebalance onto an added server', () => {
     await session.command('STORE 1 +FLAGS (\\Flagged)')
     const appended = `Subject: appended ${user}\r\n\r\nwritten on the old copy after the switch\r\n`
     await session.command(`APPEND "INBOX" {${Buffer.byteLength(appended)}+}\r\n${appended}`)
-    sent.get(user)!.push(`appended ${user}`)
+    mail.record(user, `appended ${user}`)
     // Back to the authenticated state: nothing selected that Dovecot could notice disappearing, so only a
     // kick ends this session (left open, it could APPEND and recreate the home that went to the trash).
     await session.command('UNSELECT')
@@ -191,7 +150,7 @@ describe('rebalance onto an added server', () => {
     // The ring's servers for each user (a move keeps the position of the copy it replaces).
     const sets = (m: Map<string, string[]>) => new Map([...m].map(([u, c]) => [u, [...c].sort()]))
     expect(sets(await copiesInStore())).toEqual(sets(placed(SERVERS)))
-    await expectEveryMessageOnEveryCopy(sent)
+    await expectEveryMessageOnEveryCopy()
     // Each old copy is whole in the trash of the server it left.
     for (const move of result.moves) {
       expect(move.trash, move.user).toContain(path.join(ring.host(move.from!).dir, 'home', '.mailring-trash'))
@@ -277,7 +236,7 @@ describe('draining two servers at once', () => {
     if (both.length > 0) expect(events.filter((e) => e.type === 'journal').length).toBeGreaterThanOrEqual(2)
     const after = await copiesInStore()
     for (const user of USERS) expect(after.get(user)!.sort()).toEqual(['mx-c', 'mx-d'])
-    await expectEveryMessageOnEveryCopy(sent)
+    await expectEveryMessageOnEveryCopy()
     for (const server of ['mx-a', 'mx-b']) {
       const removed = await ring.cli(['node', 'remove', server])
       expect(removed.exitCode, removed.stderr).toBe(0)
