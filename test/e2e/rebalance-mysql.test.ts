@@ -13,8 +13,14 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import type {RebalanceRunOutput} from '../../src/commands/rebalance.js'
 import {startMariaDb, type MariaDb} from '../support/mariadb.js'
-import {startRingCluster, type RingCluster} from './ring-cluster.js'
-import {copiesInStore as copiesOf, Mail, placed as ringPlaced, rebalance as run} from './ring-mail.js'
+import type {RingCluster} from './ring-cluster.js'
+import {
+  copiesInStore as copiesOf,
+  type Mail,
+  placed as ringPlaced,
+  rebalance as run,
+  startRingWithSpare,
+} from './ring-mail.js'
 
 const SERVERS = ['mx-a', 'mx-b', 'mx-c', 'mx-d']
 const USERS = Array.from({length: 8}, (_, i) => `user${i + 1}@example.com`)
@@ -31,20 +37,7 @@ const rebalance = (): Promise<RebalanceRunOutput> => run(ring, ['--parallel', '3
 
 beforeAll(async () => {
   db = await startMariaDb()
-  const three = placed(['mx-a', 'mx-b', 'mx-c'], 2)
-  ring = await startRingCluster({
-    servers: SERVERS,
-    users: USERS.map((u) => [u, three.get(u)!]),
-    copies: 2,
-    ssh: true,
-    mariadb: db,
-  })
-  mail = new Mail(ring)
-  const removed = await ring.cli(['node', 'remove', 'mx-d'])
-  expect(removed.exitCode, removed.stderr).toBe(0)
-  await deliver('first')
-  const synced = await ring.cli(['sync', 'domain', 'example.com'])
-  expect(synced.exitCode, synced.stderr).toBe(0)
+  ;({ring, mail} = await startRingWithSpare(USERS, {mariadb: db}))
 }, 180_000)
 
 afterAll(async () => {

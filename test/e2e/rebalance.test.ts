@@ -17,8 +17,8 @@ import type {RebalanceCleanupResult} from '../../src/commands/rebalance/cleanup.
 import type {RebalanceStatusResult} from '../../src/commands/rebalance/status.js'
 import type {JsonEnvelope} from './cli.js'
 import {ImapClient} from '../support/mailclients.js'
-import {PASSWORD, startRingCluster, type RingCluster} from './ring-cluster.js'
-import {copiesInStore as copiesOf, Mail, placed as ringPlaced} from './ring-mail.js'
+import {PASSWORD, type RingCluster} from './ring-cluster.js'
+import {copiesInStore as copiesOf, type Mail, placed as ringPlaced, startRingWithSpare} from './ring-mail.js'
 
 const SERVERS = ['mx-a', 'mx-b', 'mx-c', 'mx-d']
 const USERS = Array.from({length: 16}, (_, i) => `user${String(i + 1).padStart(2, '0')}@example.com`)
@@ -50,20 +50,8 @@ const expectEveryMessageOnEveryCopy = () => mail.expectOnEveryCopy(USERS, [...ri
 const deliver = (subject: string) => mail.deliver(subject, USERS)
 
 beforeAll(async () => {
-  const three = placed(['mx-a', 'mx-b', 'mx-c'])
-  ring = await startRingCluster({
-    servers: SERVERS,
-    users: USERS.map((u) => [u, three.get(u)!]),
-    copies: 2,
-    ssh: true,
-  })
-  mail = new Mail(ring)
   // mx-d runs, but is not part of the cluster yet: the store forgets it, and `node add` brings it in.
-  const removed = await ring.cli(['node', 'remove', 'mx-d'])
-  expect(removed.exitCode, removed.stderr).toBe(0)
-  await deliver('first')
-  const synced = await ring.cli(['sync', 'domain', 'example.com'])
-  expect(synced.exitCode, synced.stderr).toBe(0)
+  ;({ring, mail} = await startRingWithSpare(USERS))
 }, 120_000)
 
 afterAll(async () => {

@@ -9,7 +9,8 @@ import type {RebalanceRunOutput} from '../../src/commands/rebalance.js'
 import {Placement} from '../../src/core/placement.js'
 import {PLACEMENT_ALGORITHM_VERSION, type Topology} from '../../src/core/topology.js'
 import type {JsonEnvelope} from './cli.js'
-import type {RingCluster} from './ring-cluster.js'
+import type {MariaDb} from '../support/mariadb.js'
+import {startRingCluster, type RingCluster} from './ring-cluster.js'
 
 /** Where a ring of `servers` (equal weights) puts each user with `copies` copies. */
 export function placed(
@@ -81,4 +82,35 @@ export async function rebalance(ring: RingCluster, options: string[] = []): Prom
   const r = await ring.cli<JsonEnvelope<RebalanceRunOutput>>(['rebalance', '--yes', '--json', ...options])
   expect(r.exitCode, r.stderr + r.stdout).toBe(0)
   return r.json!.result!
+}
+
+/**
+ * A ring of mx-a..mx-d (sshd on each), R = 2, where mx-d runs but is not in the cluster yet (the store
+ * forgot it: `node add` brings it in), the users of example.com placed by the other three, each with a
+ * message `first USER` on both copies.
+ */
+export async function startRingWithSpare(
+  users: readonly string[],
+  options: {mariadb?: MariaDb} = {},
+): Promise<{ring: RingCluster; mail: Mail}> {
+  const three = placed(['mx-a', 'mx-b', 'mx-c'], 2, users)
+  const ring = await startRingCluster({
+    servers: ['mx-a', 'mx-b', 'mx-c', 'mx-d'],
+    users: users.map((u) => [u, three.get(u)!]),
+    copies: 2,
+    ssh: true,
+    ...options,
+  })
+  const mail = new Mail(ring)
+  try {
+    const removed = await ring.cli(['node', 'remove', 'mx-d'])
+    expect(removed.exitCode, removed.stderr).toBe(0)
+    await mail.deliver('first', users)
+    const synced = await ring.cli(['sync', 'domain', 'example.com'])
+    expect(synced.exitCode, synced.stderr).toBe(0)
+  } catch (error) {
+    await ring.stop()
+    throw error
+  }
+  return {ring, mail}
 }
