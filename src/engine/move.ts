@@ -217,6 +217,11 @@ async function copyAndVerify(
     move.from !== null && move.to !== null
       ? [move.to, ...(up(move.from) ? [move.from] : [])]
       : copies.filter((c) => c === move.to || up(c))
+  // A copy is dropped only into copies that stay and can take its mail.
+  if (move.to === null && !staying.some(up))
+    throw new Error(
+      `no copy of ${move.user} that stays is usable (${staying.join(', ')} marked down): ${move.from} is kept`,
+    )
   const source = await syncAll(fleet, move.user, copies, required, outcome)
   // A dropped copy: every copy (the one leaving too) is compared with the hub, so the ones that stay hold
   // all the leaving one has.

@@ -16,6 +16,7 @@ import {executeMove} from '../../src/engine/move.js'
 import {syncUsers} from '../../src/engine/sync.js'
 import {SqliteStore} from '../../src/store/sqlite.js'
 import type {MoveRecord} from '../../src/store/store.js'
+import {setState} from '../dovecot/helpers.js'
 import {startRingCluster, type RingCluster} from '../e2e/ring-cluster.js'
 
 let ring: RingCluster
@@ -211,5 +212,17 @@ describe('a move', () => {
     expect(outcome.error, outcome.error).toMatch(/mx-c/)
     expect((await store.getUser('carol@example.com'))?.copies).toEqual(['mx-c', 'mx-d', 'mx-a'])
     expect((await ring.host('mx-a').doveadm(['user', 'carol@example.com'])).exitCode).toBe(0)
+  })
+
+  it('does not drop a copy when every copy that stays is marked down', async () => {
+    const [drop] = (await store.openMoves()).filter((m) => m.user === 'carol@example.com')
+    expect(drop).toMatchObject({from: 'mx-a', to: null})
+    await setState(store, 'mx-c', 'down')
+    await setState(store, 'mx-d', 'down')
+    const f = await fleet()
+    const outcome = await executeMove(f, store, drop!)
+    await f.close()
+    expect(outcome.error).toMatch(/no copy of carol@example.com that stays is usable/)
+    expect((await store.getUser('carol@example.com'))?.copies).toEqual(['mx-c', 'mx-d', 'mx-a'])
   })
 })
