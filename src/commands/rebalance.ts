@@ -255,9 +255,8 @@ Exit codes: --dry-run: 0 planned (with --detailed-exitcode: nothing to move), 2 
       for (const warning of outcome.warnings) this.warnUser(warning.message)
       const open = await store.openMoves()
       const {summary} = outcome.plan
-      const toMove = only
-        ? [...outcome.plan.moves].filter((m) => only(m) && m.to !== null).length
-        : summary.moves
+      // Copies dropped (a lower copy count) are moves too: they run as the others do.
+      const toMove = only ? [...outcome.plan.moves].filter(only).length : summary.moves + summary.drops
       if ((only ? toMove === 0 : !hasPendingMoves(summary)) && open.length === 0) {
         if (lines) this.log(JSON.stringify({type: 'summary', moved: 0}))
         else this.log('Nothing to move: every copy is where the ring puts it.')

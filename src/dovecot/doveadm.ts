@@ -82,6 +82,22 @@ export function authLookupFields(stdout: string): Map<string, string> {
   return fields
 }
 
+/**
+ * `doveadm kick USER`: closes the user's IMAP and POP3 sessions on that server (it asks the server's anvil
+ * who is logged in). Exit 68 (not found) when nobody was: see kicked().
+ */
+export function kickCommand(user: string): DoveadmCommand {
+  return {method: 'kick', words: ['kick'], params: {mask: [user]}, args: [user]}
+}
+
+/**
+ * Whether a kick did its job: exit 0 (sessions closed; the HTTP API answers `[{"result": USER}]`) or 68
+ * (nobody was logged in: "no users kicked"), on the command line and the HTTP API alike (2.3.19).
+ */
+export function kicked(reply: {exitCode: number}): boolean {
+  return reply.exitCode === DOVEADM_EXIT.ok || reply.exitCode === DOVEADM_EXIT.notFound
+}
+
 export interface SyncOptions {
   user: string
   /** The other copy, e.g. `tcp:mx02.example.net:12345`. */

@@ -195,10 +195,15 @@ export function renderQueries(input: RenderInput): Queries {
   // the home to retire. Logins and deliveries go
   // by mailring_copies only (the proxy passdb). mail_replica names the other end of the move
   // (docs/decisions/0002-rebalance-execution.md).
+  // A copy added by a copy-count change has no other end (from is NULL), nor has a dropped one (to is NULL):
+  // mail_replica is then the user's first current copy.
   const moving = [
     {here: 'm.to_server_id', other: 'm.from_server_id', states: `'copying', 'verified'`},
     {here: 'm.from_server_id', other: 'm.to_server_id', states: `'switched', 'caught-up'`},
   ]
+  const first =
+    `(SELECT ${replica} FROM mailring_copies c2 JOIN mailring_servers s2 ON s2.id = c2.server_id ` +
+    `WHERE c2.user_id = u.id ORDER BY c2.position LIMIT 1)`
   const queries: Queries = {
     userQuery: [
       `SELECT u.address AS user, '${home}' AS home, '${uid}' AS uid, '${gid}' AS gid, ` +
@@ -207,8 +212,9 @@ export function renderQueries(input: RenderInput): Queries {
         `WHERE u.address = '${v.user}' AND c.server_id = ${here}`,
       ...moving.map(
         (m) =>
-          `SELECT u.address AS user, '${home}' AS home, '${uid}' AS uid, '${gid}' AS gid, ${replica} AS mail_replica ` +
-          `FROM mailring_users u JOIN mailring_moves m ON m.user_id = u.id JOIN mailring_servers s2 ON s2.id = ${m.other} ` +
+          `SELECT u.address AS user, '${home}' AS home, '${uid}' AS uid, '${gid}' AS gid, ` +
+          `COALESCE(${replica}, ${first}) AS mail_replica ` +
+          `FROM mailring_users u JOIN mailring_moves m ON m.user_id = u.id LEFT JOIN mailring_servers s2 ON s2.id = ${m.other} ` +
           `WHERE u.address = '${v.user}' AND ${m.here} = ${here} AND m.state IN (${m.states})`,
       ),
     ].join(' UNION ALL '),

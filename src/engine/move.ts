@@ -6,7 +6,13 @@
  *   copying   -> verified:  `doveadm sync` of every copy and Y together, then Y compared with its source;
  *   verified  -> switched:  Y replaces X in U's placement, in one transaction (store.switchMove);
  *   switched  -> caught-up: a last sync of X with Y and the others, for mail delivered to X meanwhile;
- *   caught-up -> retired:   X's copy moved aside to a dated trash folder on X (engine/retire.ts).
+ *   caught-up -> retired:   X's sessions closed, a last catch-up, and X's copy moved aside to a dated
+ *                           trash folder on X (engine/retire.ts).
+ * A copy-count change has moves without a partner. A copy added on Y (no `from`): copying, verified as
+ * above, then the switch inserts Y into U's placement, and the move is done (nothing leaves). A copy dropped
+ * from X (no `to`): copying syncs every copy and verifies the ones that stay against the hub, so that they
+ * hold all X has before X leaves; the switch deletes X from the placement; then, after the retire delay, X
+ * is synced once more into the copies that stay and retired as above.
  * A step that fails leaves the journal where it was (with the error counted), and the
  * placement as it was before the switch: nothing is lost, and the next run tries again.
  */
@@ -20,8 +26,10 @@ import {verifyOneUser} from './verify.js'
 export interface MoveOutcome {
   id: number
   user: string
-  from: string
-  to: string
+  /** Null: a copy added (a copy count grew). */
+  from: string | null
+  /** Null: a copy dropped (a copy count shrank). */
+  to: string | null
   /** The journal state the move reached in this run. */
   state: MoveRecord['state']
   /** Why it stopped before retired, when it did. */
@@ -84,38 +92,67 @@ export async function executeMove(
       await store.switchMove(move.id)
       outcome.state = 'switched'
     }
+    if (move.from === null) {
+      // A copy added: nothing leaves, so there is nothing to catch up on or retire.
+      if (outcome.state === 'switched') await advance('caught-up')
+      if (outcome.state === 'caught-up') {
+        if (!(await store.retireMove(move.id, null)))
+          throw new Error(`move ${move.id} was advanced by someone else (it is no longer caught-up)`)
+        outcome.state = 'retired'
+        outcome.trash = null
+      }
+      return finish()
+    }
+    const from = move.from
     // A server the operator marked down (it died and is being replaced) takes no mail: there is nothing to
     // catch up on, and its old copy cannot be moved aside. It is left where it is, and said so.
-    const leftDown = fleet.server(move.from).state === 'down'
+    const leftDown = fleet.server(from).state === 'down'
+    // Where X's mail goes: the new copy, or for a dropped copy the first copy that stays and can be used
+    // (not marked down, not found unreachable in this run).
+    const partner = async (): Promise<string> => {
+      if (move.to !== null) return move.to
+      const copies = (await store.getUser(move.user))?.copies ?? []
+      const usable = copies.find((c) => fleet.server(c).state !== 'down' && fleet.problemOf(c) === undefined)
+      const first = usable ?? copies[0]
+      if (first === undefined) throw new Error(`${move.user} has no copy left in the store`)
+      return first
+    }
     // The catch-up: what reached X during the switch goes to Y (two-way, so nothing of Y's is lost either).
     const catchUp = async () => {
-      if (!leftDown) await syncPair(fleet, move.user, move.from, move.to, false, outcome)
+      if (!leftDown) await syncPair(fleet, move.user, from, await partner(), false, outcome)
     }
     // Right before X's copy goes, once more; then on to the copies that stay, as a courtesy: what X held is
     // safe on Y, and a copy that cannot take it now gets it from the next sync or the replicator.
     const lastCatchUp = async () => {
       await catchUp()
+      const hub = await partner()
       const user = await store.getUser(move.user)
-      for (const other of (user?.copies ?? []).filter((c) => c !== move.to)) {
+      for (const other of (user?.copies ?? []).filter((c) => c !== hub)) {
         try {
-          await syncPair(fleet, move.user, move.to, other, false, outcome)
+          await syncPair(fleet, move.user, hub, other, false, outcome)
         } catch (error) {
-          outcome.note = `${other} not synced with ${move.to} (the next sync brings it): ${errorText(error)}`
+          outcome.note = `${other} not synced with ${hub} (the next sync brings it): ${errorText(error)}`
         }
       }
     }
     if (outcome.state === 'switched') {
-      await catchUp()
+      // A dropped copy took no deliveries of its own since its copies were verified in sync (deliveries go
+      // to the first copy): the retire's last catch-up is enough for it.
+      if (move.to !== null) await catchUp()
       await advance('caught-up')
       if (options.stopAt === 'caught-up') return finish()
     }
     if (outcome.state === 'caught-up') {
       // Once more right before X's copy goes: a delivery routed to X before the switch may land late.
       if (options.stopAt === 'caught-up') return finish()
-      if (leftDown) outcome.note = `${move.from} is down: its old copy of ${move.user} was left there`
+      if (leftDown) outcome.note = `${from} is down: its old copy of ${move.user} was left there`
       const trash = leftDown
         ? null
-        : await retireOldCopy(fleet, move, {catchUp: lastCatchUp, resumed: options.carry === undefined})
+        : await retireOldCopy(
+            fleet,
+            {...move, from},
+            {catchUp: lastCatchUp, resumed: options.carry === undefined},
+          )
       if (!(await store.retireMove(move.id, trash)))
         throw new Error(`move ${move.id} was advanced by someone else (it is no longer caught-up)`)
       outcome.state = 'retired'
@@ -151,7 +188,11 @@ async function syncAll(
   return result.hub
 }
 
-/** Y gets U's mail from every current copy, until it agrees with the copy it was synced from. */
+/**
+ * Y gets U's mail from every current copy, until it agrees with the copy it was synced from. For a dropped
+ * copy (no Y), the copies that stay must agree with that copy instead. Every current copy not marked down
+ * takes part (a copy-count change), or at least Y and X (a transfer: see below).
+ */
 async function copyAndVerify(
   fleet: DoveadmFleet,
   store: Store,
@@ -160,25 +201,43 @@ async function copyAndVerify(
 ): Promise<void> {
   const record = await store.getUser(move.user)
   if (!record) throw new Error(`${move.user} is no longer in the store`)
+  const up = (server: string) => fleet.server(server).state !== 'down'
+  const staying = record.copies.filter((c) => c !== move.from)
   // A dead target is found by the sync's first step (every copy's state), before any sync towards it, whose
   // failure would blame the source (seen on 2.3.19: the source's doveadm closes the connection).
   // The leaving copy last among the sources (it may be leaving because it fails), but it must take part
   // unless its server is marked down: it may hold mail no other copy has (deliveries go to the first copy,
   // and replication may lag), and Y must have that mail before it replaces X.
-  const copies = [...record.copies.filter((c) => c !== move.from), move.from, move.to]
-  const required = fleet.server(move.from).state === 'down' ? [move.to] : [move.to, move.from]
+  const copies = [
+    ...staying,
+    ...(move.from === null ? [] : [move.from]),
+    ...(move.to === null ? [] : [move.to]),
+  ]
+  const required =
+    move.from !== null && move.to !== null
+      ? [move.to, ...(up(move.from) ? [move.from] : [])]
+      : copies.filter((c) => c === move.to || up(c))
+  // A copy is dropped only into copies that stay and can take its mail.
+  if (move.to === null && !staying.some(up))
+    throw new Error(
+      `no copy of ${move.user} that stays is usable (${staying.join(', ')} marked down): ${move.from} is kept`,
+    )
   const source = await syncAll(fleet, move.user, copies, required, outcome)
+  // A dropped copy: every copy (the one leaving too) is compared with the hub, so the ones that stay hold
+  // all the leaving one has.
+  const checked = move.to !== null ? [move.to] : copies.filter((c) => c !== source && up(c))
+  const what = move.to !== null ? `the new copy on ${move.to}` : `the copies (${checked.join(', ')})`
   for (let round = 1; ; round++) {
-    const check = await verifyOneUser(fleet, {user: move.user, copies: [source, move.to]})
+    const check = await verifyOneUser(fleet, {user: move.user, copies: [source, ...checked]})
     outcome.messages = check.messages
     if (check.status === 'agree') return
     if (round >= VERIFY_ROUNDS)
       throw new Error(
         check.status === 'unchecked'
-          ? `could not check the new copy on ${move.to}: ${check.unchecked.map((u) => `${u.server}: ${u.reason}`).join('; ')}`
-          : `the new copy on ${move.to} still differs from ${source}: ${check.differences.join('; ')}`,
+          ? `could not check ${what}: ${check.unchecked.map((u) => `${u.server}: ${u.reason}`).join('; ')}`
+          : `${what} still differs from ${source}: ${check.differences.join('; ')}`,
       )
     // Mail arrived meanwhile, or the last sync was cut short: once more, comparing everything.
-    await syncPair(fleet, move.user, source, move.to, true, outcome)
+    for (const copy of checked) await syncPair(fleet, move.user, source, copy, true, outcome)
   }
 }

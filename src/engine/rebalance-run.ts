@@ -13,6 +13,7 @@ import type {MoveRecord, NewMove, Store} from '../store/store.js'
 import type {DoveadmFleet} from './doveadm-fleet.js'
 import {executeMove, type MoveOutcome} from './move.js'
 import {computePlan, type PlanOutcome} from './rebalance-plan.js'
+import {Placement} from '../core/placement.js'
 
 export interface RebalanceRunOptions {
   /** Moves at once. */
@@ -35,7 +36,14 @@ export interface RebalanceRunOptions {
 export type RebalanceEvent =
   | {event: 'resume'; moves: number}
   | {event: 'journal'; wave: number; moves: number; plan: string; pending: number}
-  | {event: 'start'; id: number; user: string; from: string; to: string; state: MoveRecord['state']}
+  | {
+      event: 'start'
+      id: number
+      user: string
+      from: string | null
+      to: string | null
+      state: MoveRecord['state']
+    }
   | ({event: 'finish'} & MoveOutcome)
 
 export interface RebalanceSummary {
@@ -47,7 +55,7 @@ export interface RebalanceSummary {
   resumed: number
   /** Moves the plan still has that this run did not start (--max-moves, Ctrl-C, or a user's failed move). */
   left: number
-  /** Copies to add or drop (a copy count changed): not executed by this version. */
+  /** Of the moves planned at the end, copies to add or drop (a copy count changed). */
   copyCountChanges: number
   interrupted: boolean
   seconds: number
@@ -104,7 +112,7 @@ export async function runRebalance(
     const take = aborted() ? [] : next.moves.slice(0, Math.max(0, budget))
     left = next.pending - take.length
     if (take.length > 0) {
-      const positioned = await positionMoves(store, take)
+      const positioned = await positionMoves(store, take, new Placement(plan.target))
       await store.journalMoves(plan.plan.fingerprint, positioned)
       journaled += positioned.length
       emit({
@@ -156,7 +164,7 @@ export async function runRebalance(
   }
 }
 
-/** The first transfer of every user without an open move; copies added or dropped are counted apart. */
+/** The first move of every user without an open move (copies added or dropped are counted too). */
 function nextMoves(
   plan: PlanOutcome,
   busy: ReadonlySet<string>,
@@ -168,10 +176,7 @@ function nextMoves(
   let copyCountChanges = 0
   for (const move of plan.plan.moves) {
     if (only && !only(move)) continue
-    if (move.from === null || move.to === null) {
-      copyCountChanges++
-      continue
-    }
+    if (move.from === null || move.to === null) copyCountChanges++
     pending++
     if (busy.has(move.user) || seen.has(move.user)) continue
     seen.add(move.user)
@@ -180,14 +185,25 @@ function nextMoves(
   return {moves, pending, copyCountChanges}
 }
 
-/** The position in each user's copy list of the copy that leaves. */
-async function positionMoves(store: Store, moves: readonly PlanMove[]): Promise<NewMove[]> {
+/**
+ * Each move's position in the user's copy list: the copy that leaves (a transfer or a drop), or for an
+ * added copy the place the target placement gives it (at most after the last copy now).
+ */
+async function positionMoves(
+  store: Store,
+  moves: readonly PlanMove[],
+  target: Placement,
+): Promise<NewMove[]> {
   const out: NewMove[] = []
   for (const move of moves) {
     const record = await store.getUser(move.user)
-    const position = record?.copies.indexOf(move.from!) ?? -1
+    if (!record) continue
+    const position =
+      move.from === null
+        ? Math.min(Math.max(0, target.serversFor(move.user).indexOf(move.to!)), record.copies.length)
+        : record.copies.indexOf(move.from)
     if (position < 0) continue // changed since the plan: the next wave plans it again
-    out.push({user: move.user, position, from: move.from!, to: move.to!})
+    out.push({user: move.user, position, from: move.from, to: move.to})
   }
   return out
 }
@@ -218,8 +234,10 @@ async function runMoves(
   const waiting: Task[] = moves.map((move) => ({move, readyAt: readyAtOf(move)}))
   const load = new Map<string, number>()
   const running = new Set<Promise<void>>()
-  const room = (server: string) => (load.get(server) ?? 0) < options.perServer
-  const take = (server: string, delta: number) => load.set(server, (load.get(server) ?? 0) + delta)
+  const room = (server: string | null) => server === null || (load.get(server) ?? 0) < options.perServer
+  const take = (server: string | null, delta: number) => {
+    if (server !== null) load.set(server, (load.get(server) ?? 0) + delta)
+  }
   const aborted = () => options.signal?.aborted === true
   for (;;) {
     const now = Date.now()

@@ -5,7 +5,7 @@
  * Nothing else in mailring ever deletes mail.
  */
 import {errorText, firstLine} from '../core/errors.js'
-import {userFieldsOf, userLookupCommand} from '../dovecot/doveadm.js'
+import {kickCommand, kicked, userFieldsOf, userLookupCommand} from '../dovecot/doveadm.js'
 import {isTrashPath, mailRootOf, trashDayOf, trashNameOf, TRASH_FOLDER} from '../dovecot/trash.js'
 import {type ExecResult, shellQuote} from '../remote/ssh.js'
 import type {MoveRecord, Store} from '../store/store.js'
@@ -20,12 +20,24 @@ import {CopyProblem, type DoveadmFleet} from './doveadm-fleet.js'
  */
 export async function retireOldCopy(
   fleet: DoveadmFleet,
-  move: MoveRecord,
+  move: MoveRecord & {from: string},
   options: {catchUp: () => Promise<void>; resumed: boolean; now?: Date},
 ): Promise<string | null> {
   // The leaving server still knows the user while the move is caught-up (its rendered userdb reads the
-  // journal), and its answer is the home that server really uses.
-  const reply = await fleet.run(move.from, userLookupCommand(move.user))
+  // journal), and its answer is the home that server really uses. At the same time (one HTTP request), the
+  // user's IMAP and POP3 sessions still open on X are closed: one left open would go on writing into the
+  // home after it moved to the trash; what such a session changed before is on the new copy after the
+  // catch-up below. Logins since the switch go to the new copy (the proxy reads the placement).
+  const [reply, kick] = await Promise.all([
+    fleet.run(move.from, userLookupCommand(move.user)),
+    fleet.run(move.from, kickCommand(move.user)),
+  ])
+  if (!kicked(kick))
+    throw new CopyProblem(
+      move.from,
+      `cannot close ${move.user}'s sessions on ${move.from} (doveadm kick: ${kick.message || `exit ${kick.exitCode}`})`,
+      false,
+    )
   if (reply.outcome !== 'ok')
     throw new CopyProblem(
       move.from,
@@ -96,7 +108,7 @@ export async function retiredCopies(
   servers?: ReadonlySet<string>,
 ): Promise<MoveRecord[]> {
   return (await store.retiredMoves(before.toISOString())).filter(
-    (m) => servers === undefined || servers.has(m.from),
+    (m) => m.from !== null && (servers === undefined || servers.has(m.from)),
   )
 }
 
@@ -113,15 +125,17 @@ export async function cleanupRetired(
   const outcomes: CleanupOutcome[] = []
   for (const move of moves) {
     const trash = move.trash!
-    const outcome: CleanupOutcome = {move: move.id, user: move.user, server: move.from, trash, deleted: false}
+    // A copy in the trash left a server (only a move with a `from` retires one).
+    const server = move.from!
+    const outcome: CleanupOutcome = {move: move.id, user: move.user, server, trash, deleted: false}
     try {
       // The journal is the only list of what to delete, and only paths inside a trash folder qualify.
       if (!isTrashPath(trash)) throw new Error(`${trash} is not in a ${TRASH_FOLDER} folder: left alone`)
-      const problem = fleet.problemOf(move.from)
+      const problem = fleet.problemOf(server)
       if (problem !== undefined) throw new Error(problem)
       if (!options.dryRun) {
         const result = await (
-          await fleet.ssh(move.from)
+          await fleet.ssh(server)
         ).exec(
           `rm -rf -- ${shellQuote(trash)} && { rmdir -- ${shellQuote(trash.slice(0, trash.lastIndexOf('/')))} 2>/dev/null; echo deleted; }`,
           {label: 'cleanup', timeoutMs: 600_000},

@@ -62,6 +62,10 @@ import {
   DELETE_MOVES_OF_SERVER_SQL,
   OPEN_MOVES_OF_SERVER_SQL,
   serverHasOpenMoves,
+  SWITCH_MOVE_SQL,
+  switchProblem,
+  switchStatements,
+  type SwitchRow,
   MOVE_SELECT,
   RETIRE_MOVE_SQL,
   RETIRED_MOVES_SQL,
@@ -412,14 +416,20 @@ export class MysqlStore implements Store {
         )
         const userId = user === undefined ? undefined : Number(user.id)
         let copyAt: number | undefined
+        let copies = 0
         let hasOpenMove = false
         let holdsTarget = false
         if (userId !== undefined) {
           const [held] = await conn.query<Row[]>(
             'SELECT 1 FROM mailring_copies WHERE user_id = ? AND server_id = ? LIMIT 1',
-            [userId, ids.get(move.to) ?? -1],
+            [userId, move.to === null ? -1 : (ids.get(move.to) ?? -1)],
           )
           holdsTarget = held.length > 0
+          const [[counted]] = await conn.query<Row[]>(
+            'SELECT COUNT(*) AS n FROM mailring_copies WHERE user_id = ?',
+            [userId],
+          )
+          copies = Number(counted!.n)
           const [[copy]] = await conn.query<Row[]>(
             'SELECT server_id FROM mailring_copies WHERE user_id = ? AND position = ?',
             [userId, move.position],
@@ -431,11 +441,12 @@ export class MysqlStore implements Store {
           )
           hasOpenMove = open.length > 0
         }
-        checkMove(move, {userId, copyAt, hasOpenMove, holdsTarget}, ids)
+        checkMove(move, {userId, copyAt, copies, hasOpenMove, holdsTarget}, ids)
+        const server = (name: string | null) => (name === null ? null : ids.get(name))
         await conn.query(
           'INSERT INTO mailring_moves (user_id, position, from_server_id, to_server_id, state, plan, updated_at) ' +
             "VALUES (?, ?, ?, ?, 'planned', ?, ?)",
-          [userId, move.position, ids.get(move.from), ids.get(move.to), plan, now],
+          [userId, move.position, server(move.from), server(move.to), plan, now],
         )
       }
       return moves.length
@@ -465,24 +476,56 @@ export class MysqlStore implements Store {
     })
   }
 
+  /**
+   * READ COMMITTED, and the user's row locked first: the switch reads and renumbers one user's copies by
+   * ranges of (user_id, position), and under REPEATABLE READ those ranges take gap locks that reach into
+   * the next user's rows, so that switches of neighbouring users running at once deadlocked (seen with
+   * added copies, --parallel 3). A deadlock left anyway is retried: it rolled the whole switch back.
+   */
   async switchMove(id: number): Promise<void> {
-    await this.transaction(async (conn) => {
-      const [[move]] = await conn.query<Row[]>(
-        'SELECT user_id, position, from_server_id, to_server_id, state FROM mailring_moves WHERE id = ? FOR UPDATE',
-        [id],
-      )
-      if (!move) throw switchRefused(id, 'no such move')
-      if (move.state !== 'verified') throw switchRefused(id, `it is ${String(move.state)}, not verified`)
-      const [changed] = await conn.query<ResultSetHeader>(
-        'UPDATE mailring_copies SET server_id = ? WHERE user_id = ? AND position = ? AND server_id = ?',
-        [move.to_server_id, move.user_id, move.position, move.from_server_id],
-      )
-      if (changed.affectedRows !== 1) throw switchRefused(id, 'the copy is no longer on the server it leaves')
-      await conn.query("UPDATE mailring_moves SET state = 'switched', updated_at = ? WHERE id = ?", [
-        new Date().toISOString(),
-        id,
-      ])
-    })
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.switchOnce(id)
+      } catch (error) {
+        const cause = (error as {cause?: {code?: string}}).cause
+        if (attempt >= 3 || cause?.code !== 'ER_LOCK_DEADLOCK') throw error
+      }
+    }
+  }
+
+  private async switchOnce(id: number): Promise<void> {
+    await this.transaction(
+      async (conn) => {
+        const [[row]] = await conn.query<Row[]>(`${SWITCH_MOVE_SQL} FOR UPDATE`, [id])
+        if (!row) throw switchRefused(id, 'no such move')
+        await conn.query('SELECT id FROM mailring_users WHERE id = ? FOR UPDATE', [row.user_id])
+        const idOf = (v: unknown) => (v === null || v === undefined ? null : Number(v))
+        const move: SwitchRow = {
+          user_id: Number(row.user_id),
+          position: Number(row.position),
+          from_server_id: idOf(row.from_server_id),
+          to_server_id: idOf(row.to_server_id),
+          state: String(row.state),
+        }
+        const [copyRows] = await conn.query<Row[]>(
+          'SELECT server_id FROM mailring_copies WHERE user_id = ? FOR UPDATE',
+          [move.user_id],
+        )
+        const holdsTarget = copyRows.some((c) => Number(c.server_id) === move.to_server_id)
+        const problem = switchProblem(move, copyRows.length, holdsTarget)
+        if (problem !== undefined) throw switchRefused(id, problem)
+        for (const statement of switchStatements(move, copyRows.length)) {
+          const [changed] = await conn.query<ResultSetHeader>(statement.sql, statement.params)
+          if (statement.mustChange !== undefined && changed.affectedRows !== 1)
+            throw switchRefused(id, statement.mustChange)
+        }
+        await conn.query("UPDATE mailring_moves SET state = 'switched', updated_at = ? WHERE id = ?", [
+          new Date().toISOString(),
+          id,
+        ])
+      },
+      {isolation: 'READ COMMITTED'},
+    )
   }
 
   async retireMove(id: number, trash: string | null): Promise<boolean> {

@@ -54,6 +54,10 @@ import {
   DELETE_MOVES_OF_SERVER_SQL,
   OPEN_MOVES_OF_SERVER_SQL,
   serverHasOpenMoves,
+  SWITCH_MOVE_SQL,
+  switchProblem,
+  switchStatements,
+  type SwitchRow,
   MOVE_SELECT,
   RETIRE_MOVE_SQL,
   RETIRED_MOVES_SQL,
@@ -409,6 +413,7 @@ export class SqliteStore implements Store {
           const holds = this.db
             .prepare('SELECT 1 FROM mailring_copies WHERE user_id = ? AND server_id = ? LIMIT 1')
             .pluck()
+          const count = this.db.prepare('SELECT count(*) FROM mailring_copies WHERE user_id = ?').pluck()
           const open = this.db
             .prepare(
               `SELECT 1 FROM mailring_moves WHERE user_id = ? AND state IN (${OPEN_STATES_SQL}) LIMIT 1`,
@@ -426,12 +431,15 @@ export class SqliteStore implements Store {
               {
                 userId: id,
                 copyAt: id === undefined ? undefined : (copyAt.get(id, move.position) as number | undefined),
+                copies: id === undefined ? 0 : (count.get(id) as number),
                 hasOpenMove: id !== undefined && open.get(id) !== undefined,
-                holdsTarget: id !== undefined && holds.get(id, ids.get(move.to) ?? -1) !== undefined,
+                holdsTarget:
+                  id !== undefined && move.to !== null && holds.get(id, ids.get(move.to) ?? -1) !== undefined,
               },
               ids,
             )
-            insert.run(id, move.position, ids.get(move.from), ids.get(move.to), plan, now)
+            const server = (name: string | null) => (name === null ? null : ids.get(name))
+            insert.run(id, move.position, server(move.from), server(move.to), plan, now)
           }
           return moves.length
         })
@@ -466,21 +474,24 @@ export class SqliteStore implements Store {
     this.guard(() =>
       this.writes
         .transaction(() => {
-          const move = this.db
-            .prepare(
-              'SELECT user_id, position, from_server_id, to_server_id, state FROM mailring_moves WHERE id = ?',
-            )
-            .get(id) as
-            | {user_id: number; position: number; from_server_id: number; to_server_id: number; state: string}
-            | undefined
+          const move = this.db.prepare(SWITCH_MOVE_SQL).get(id) as SwitchRow | undefined
           if (!move) throw switchRefused(id, 'no such move')
-          if (move.state !== 'verified') throw switchRefused(id, `it is ${move.state}, not verified`)
-          const changed = this.db
-            .prepare(
-              'UPDATE mailring_copies SET server_id = ? WHERE user_id = ? AND position = ? AND server_id = ?',
-            )
-            .run(move.to_server_id, move.user_id, move.position, move.from_server_id).changes
-          if (changed !== 1) throw switchRefused(id, 'the copy is no longer on the server it leaves')
+          const copies = this.db
+            .prepare('SELECT count(*) FROM mailring_copies WHERE user_id = ?')
+            .pluck()
+            .get(move.user_id) as number
+          const holdsTarget =
+            move.to_server_id !== null &&
+            this.db
+              .prepare('SELECT 1 FROM mailring_copies WHERE user_id = ? AND server_id = ?')
+              .get(move.user_id, move.to_server_id) !== undefined
+          const problem = switchProblem(move, copies, holdsTarget)
+          if (problem !== undefined) throw switchRefused(id, problem)
+          for (const statement of switchStatements(move, copies)) {
+            const changed = this.db.prepare(statement.sql).run(...statement.params).changes
+            if (statement.mustChange !== undefined && changed !== 1)
+              throw switchRefused(id, statement.mustChange)
+          }
           this.db
             .prepare("UPDATE mailring_moves SET state = 'switched', updated_at = ? WHERE id = ?")
             .run(new Date().toISOString(), id)

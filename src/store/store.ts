@@ -8,8 +8,8 @@
  * Server references leave the store as names; bulk data (placements) travels as compact chunks whose
  * copies are small integers indexing a server list, so that a million users never become a million objects.
  *
- * The move journal (schema 3, docs/decisions/0002-rebalance-execution.md) records every move before it
- * starts. Schema 5 adds the replication queue, server health and proxy hosts
+ * The move journal (schema 3; 6: copies added or dropped, docs/decisions/0002-rebalance-execution.md)
+ * records every move before it starts. Schema 5 adds the replication queue, server health and proxy hosts
  * (docs/decisions/0004-replicator.md).
  */
 import type {Topology} from '../core/topology.js'
@@ -171,12 +171,17 @@ export const OPEN_MOVE_STATES: readonly MoveState[] = [
   'caught-up',
 ]
 
-/** A move to journal: the copy at `position` of `user` goes from server `from` to server `to`. */
+/**
+ * A move to journal: the copy at `position` of `user` goes from server `from` to server `to`. A copy-count
+ * change has moves without a partner: no `from`, a copy is added on `to`, taking `position` (the copies
+ * from there on move one further); no `to`, the copy at `position` (on `from`) is dropped (the copies after
+ * it move one closer).
+ */
 export interface NewMove {
   user: string
   position: number
-  from: string
-  to: string
+  from: string | null
+  to: string | null
 }
 
 export interface MoveRecord extends NewMove {
@@ -355,7 +360,9 @@ export interface Store {
   /**
    * The switch, in one transaction: the user's copy at the move's position changes from `from` to `to`,
    * and the move from verified to switched. Refuses (MailringError) when the move is not verified or the
-   * copy is no longer on `from`; then nothing changes.
+   * copy is no longer on `from`; then nothing changes. A move without `from` inserts a copy on `to` at its
+   * position (at the end when the user has fewer copies now); one without `to` deletes the copy at its
+   * position (never the last one); the positions after it are renumbered, so they stay 0, 1, 2...
    */
   switchMove(id: number): Promise<void>
   /**

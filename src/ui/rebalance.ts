@@ -2,10 +2,15 @@
 import type {MoveOutcome} from '../engine/move.js'
 import type {RebalanceRunResult} from '../engine/rebalance-run.js'
 
+/** A move in a line: `A -> B`, `+ B` (a copy added), `A -> (dropped)`. */
+function servers(m: MoveOutcome): string {
+  return m.from === null ? `+ ${String(m.to)}` : `${m.from} -> ${m.to ?? '(dropped)'}`
+}
+
 /** One line for a move that failed or finished with a note; undefined for the others. */
 export function moveLine(m: MoveOutcome): string | undefined {
-  if (m.error !== undefined) return `${m.user} ${m.from} -> ${m.to}: failed (${m.state}): ${m.error}`
-  if (m.note !== undefined) return `${m.user} ${m.from} -> ${m.to}: ${m.note}`
+  if (m.error !== undefined) return `${m.user} ${servers(m)}: failed (${m.state}): ${m.error}`
+  if (m.note !== undefined) return `${m.user} ${servers(m)}: ${m.note}`
   return undefined
 }
 
@@ -21,10 +26,6 @@ export function rebalanceSummaryLines(run: RebalanceRunResult): string[] {
   if (s.failed > 0)
     lines.push(
       'Failed moves changed nothing (the old copies still serve): fix the cause and run `mailring rebalance` again, or `mailring rebalance cancel`.',
-    )
-  if (s.copyCountChanges > 0)
-    lines.push(
-      `${s.copyCountChanges} copies to add or drop (a copy count changed) are not executed by this version: see docs/operators-guide.md, "Executing: mailring rebalance".`,
     )
   for (const server of run.emptied)
     lines.push(`${server} holds no copies now: \`mailring node remove ${server}\` deletes it.`)

@@ -152,6 +152,47 @@ describe('Dovecot 2.3 userdb from the SQLite store', () => {
   })
 })
 
+describe('Dovecot 2.3 userdb while a copy count changes', () => {
+  it('knows a copy being added while it is copied and verified, and a dropped copy until it is retired', async () => {
+    const port = ctx.settings.doveadmPort
+    const carol = 'carol@example.org'
+    // carol is on [a, c]; a higher copy count adds a copy on b at the end (no `from`).
+    await store.journalMoves('test-plan', [{user: carol, position: 2, from: null, to: 'mx-b'}])
+    const [add] = await store.openMoves()
+    expect((await b.doveadm(['user', carol])).exitCode).toBe(67) // planned: not yet
+    await store.setMoveState(add!.id, 'planned', 'copying')
+    const copying = await userFields(b, carol)
+    expect(copying.exitCode, copying.stderr).toBe(0)
+    expect(copying.fields.mail_replica).toBe(`tcp:${a.ip}:${port}`) // no other end: her first copy
+    expect(await listUsers(b)).toContain(carol)
+    await store.setMoveState(add!.id, 'copying', 'verified')
+    await store.switchMove(add!.id)
+    expect((await store.getUser(carol))?.copies).toEqual(['mx-a', 'mx-c', 'mx-b'])
+    expect((await userFields(b, carol)).fields.mail_replica).toBe(`tcp:${a.ip}:${port}`) // b is last: wraps
+    await store.setMoveState(add!.id, 'switched', 'caught-up')
+    await store.retireMove(add!.id, null)
+    expect((await userFields(b, carol)).exitCode).toBe(0)
+
+    // A lower copy count drops her copy on a (no `to`): a knows her until the retire.
+    await store.journalMoves('test-plan', [{user: carol, position: 0, from: 'mx-a', to: null}])
+    const [drop] = await store.openMoves()
+    await store.setMoveState(drop!.id, 'planned', 'verified')
+    expect((await userFields(a, carol)).fields.mail_replica).toBe(`tcp:${C_ADDRESS}:${port}`)
+    await store.switchMove(drop!.id)
+    expect((await store.getUser(carol))?.copies).toEqual(['mx-c', 'mx-b'])
+    const switched = await userFields(a, carol)
+    expect(switched.exitCode, switched.stderr).toBe(0)
+    expect(switched.fields.mail_replica).toBe(`tcp:${C_ADDRESS}:${port}`) // her first copy now
+    expect(await listUsers(a)).toContain(carol)
+    await store.setMoveState(drop!.id, 'switched', 'caught-up')
+    expect((await userFields(a, carol)).exitCode).toBe(0)
+    await store.retireMove(drop!.id, '/trash/carol')
+    expect((await a.doveadm(['user', carol])).exitCode).toBe(67)
+    expect(await listUsers(a)).not.toContain(carol)
+    expect((await userFields(b, carol)).fields.mail_replica).toBe(`tcp:${C_ADDRESS}:${port}`)
+  })
+})
+
 describe('the proxy passdb', () => {
   it('sends a login to the first copy, and to the second when the first server is down', async () => {
     const r = await proxy.doveadm(['auth', 'lookup', 'alice@example.com'])

@@ -15,80 +15,43 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import type {RebalanceResult, RebalanceRunOutput} from '../../src/commands/rebalance.js'
 import type {RebalanceCleanupResult} from '../../src/commands/rebalance/cleanup.js'
 import type {RebalanceStatusResult} from '../../src/commands/rebalance/status.js'
-import {Placement} from '../../src/core/placement.js'
-import {PLACEMENT_ALGORITHM_VERSION, type Topology} from '../../src/core/topology.js'
-import {SqliteStore} from '../../src/store/sqlite.js'
 import type {JsonEnvelope} from './cli.js'
-import {startRingCluster, type RingCluster} from './ring-cluster.js'
+import {ImapClient} from '../support/mailclients.js'
+import {PASSWORD, type RingCluster} from './ring-cluster.js'
+import {copiesInStore as copiesOf, type Mail, placed as ringPlaced, startRingWithSpare} from './ring-mail.js'
 
 const SERVERS = ['mx-a', 'mx-b', 'mx-c', 'mx-d']
 const USERS = Array.from({length: 16}, (_, i) => `user${String(i + 1).padStart(2, '0')}@example.com`)
 
 /** Where a ring of `servers` puts each user, R = 2: the users start where three servers put them. */
-function placed(servers: string[]): Map<string, string[]> {
-  const topology: Topology = {
-    algorithm: PLACEMENT_ALGORITHM_VERSION,
-    copies: 2,
-    servers: servers.map((name) => ({name, address: '', weight: 1, state: 'active'})),
-    domains: [],
-  }
-  const placement = new Placement(topology)
-  return new Map(USERS.map((u) => [u, placement.serversFor(u)]))
-}
+const placed = (servers: string[]) => ringPlaced(servers, 2, USERS)
 
 let ring: RingCluster
+let mail: Mail
 
-async function copiesInStore(): Promise<Map<string, string[]>> {
-  const store = await SqliteStore.open(ring.dbPath)
-  try {
-    return new Map((await store.listUsers({limit: 1000})).map((u) => [u.user, u.copies]))
-  } finally {
-    await store.close()
+/** Polls the journal until the user's move reaches `state` (the CLI runs it meanwhile). */
+async function waitForMoveState(user: string, state: string): Promise<void> {
+  const deadline = Date.now() + 60_000
+  for (;;) {
+    const store = await ring.openStore()
+    try {
+      if ((await store.openMoves()).some((m) => m.user === user && m.state === state)) return
+    } finally {
+      await store.close()
+    }
+    if (Date.now() > deadline) throw new Error(`the move of ${user} never reached ${state}`)
+    await new Promise((resolve) => setTimeout(resolve, 100))
   }
 }
 
+const copiesInStore = () => copiesOf(ring)
 /** Every message each user was sent, on every current copy (IMAP), and each user known on exactly those. */
-async function expectEveryMessageOnEveryCopy(sent: Map<string, string[]>): Promise<void> {
-  const copies = await copiesInStore()
-  for (const user of USERS) {
-    for (const server of copies.get(user)!) {
-      const subjects = (await ring.mailbox(server, user)).map((m) => m.subject)
-      expect(subjects, `${user} on ${server}`).toEqual([...sent.get(user)!].sort())
-    }
-    for (const server of ring.hosts.keys()) {
-      if (!(await exists(server))) continue
-      const known = (await ring.host(server).doveadm(['user', user])).exitCode === 0
-      expect(known, `${server} knows ${user}`).toBe(copies.get(user)!.includes(server))
-    }
-  }
-}
-
-const stopped = new Set<string>()
-const exists = async (server: string) => !stopped.has(server)
-
-const sent = new Map<string, string[]>(USERS.map((u) => [u, []]))
-async function deliver(subject: string): Promise<void> {
-  const copies = await copiesInStore()
-  for (const user of USERS) {
-    await ring.host(copies.get(user)![0]!).deliver(user, `Subject: ${subject} ${user}\r\n\r\nbody\r\n`)
-    sent.get(user)!.push(`${subject} ${user}`)
-  }
-}
+const expectEveryMessageOnEveryCopy = () => mail.expectOnEveryCopy(USERS, [...ring.hosts.keys()])
+const deliver = (subject: string) => mail.deliver(subject, USERS)
 
 beforeAll(async () => {
-  const three = placed(['mx-a', 'mx-b', 'mx-c'])
-  ring = await startRingCluster({
-    servers: SERVERS,
-    users: USERS.map((u) => [u, three.get(u)!]),
-    copies: 2,
-    ssh: true,
-  })
   // mx-d runs, but is not part of the cluster yet: the store forgets it, and `node add` brings it in.
-  const removed = await ring.cli(['node', 'remove', 'mx-d'])
-  expect(removed.exitCode, removed.stderr).toBe(0)
-  await deliver('first')
-  const synced = await ring.cli(['sync', 'domain', 'example.com'])
-  expect(synced.exitCode, synced.stderr).toBe(0)
+  ;({ring, mail} = await startRingWithSpare(USERS))
 }, 120_000)
 
 afterAll(async () => {
@@ -107,27 +70,52 @@ describe('rebalance onto an added server', () => {
     expect(status.json?.result?.moves).toEqual([])
   })
 
-  it('narrowed with --user, moves only that user', async () => {
+  it('narrowed with --user, moves only that user; an IMAP session left open on the old copy is closed before it is retired, and what it did is on the new copy', async () => {
     const plan = await ring.cli<JsonEnvelope<RebalanceResult>>(['rebalance', '--dry-run', '--json'])
     const [first] = plan.json!.result!.moves
+    const user = first!.user
     const before = await copiesInStore()
-    const r = await ring.cli<JsonEnvelope<RebalanceRunOutput>>([
+    // A mail client logged in on the copy that leaves, straight to its backend, holding INBOX open.
+    const session = await ImapClient.connect(ring.host(first!.from!).ip, ring.host(first!.from!).imapPort)
+    await session.login(user, PASSWORD)
+    await session.select('INBOX')
+    const run = ring.cli<JsonEnvelope<RebalanceRunOutput>>([
       'rebalance',
       '--yes',
       '--json',
       '--user',
-      first!.user,
+      user,
       '--retire-after',
-      '0s',
+      '4s',
     ])
+    // Once the move has switched and caught up (the retire waits 4 s), the session flags a message and
+    // appends one on the old copy: only the retire's last catch-up can bring them to the new copy.
+    await waitForMoveState(user, 'caught-up')
+    await session.command('STORE 1 +FLAGS (\\Flagged)')
+    const appended = `Subject: appended ${user}\r\n\r\nwritten on the old copy after the switch\r\n`
+    await session.command(`APPEND "INBOX" {${Buffer.byteLength(appended)}+}\r\n${appended}`)
+    mail.record(user, `appended ${user}`)
+    // Back to the authenticated state: nothing selected that Dovecot could notice disappearing, so only a
+    // kick ends this session (left open, it could APPEND and recreate the home that went to the trash).
+    await session.command('UNSELECT')
+    const r = await run
     expect(r.exitCode, r.stderr).toBe(0)
     expect(r.json!.result!.moves.map((m) => [m.user, m.from, m.to, m.state])).toEqual([
-      [first!.user, first!.from, first!.to, 'retired'],
+      [user, first!.from, first!.to, 'retired'],
+    ])
+    // The retire kicked the session: the server closed its connection.
+    await expect(session.command('NOOP')).rejects.toThrow(/connection closed/)
+    expect(
+      fs.existsSync(path.join(ring.host(first!.from!).dir, 'home', 'example.com', user.split('@')[0]!)),
+    ).toBe(false)
+    const onNew = await ring.mailbox(first!.to!, user)
+    expect(onNew).toEqual([
+      {subject: `appended ${user}`, flags: []},
+      {subject: `first ${user}`, flags: ['\\Flagged']},
     ])
     const after = await copiesInStore()
-    for (const user of USERS.filter((u) => u !== first!.user))
-      expect(after.get(user)).toEqual(before.get(user))
-    expect(after.get(first!.user)).toContain(first!.to)
+    for (const other of USERS.filter((u) => u !== user)) expect(after.get(other)).toEqual(before.get(other))
+    expect(after.get(user)).toContain(first!.to)
   })
 
   it('moves every planned copy, keeps every message, and retires the old copies into the trash', async () => {
@@ -150,10 +138,10 @@ describe('rebalance onto an added server', () => {
     // The ring's servers for each user (a move keeps the position of the copy it replaces).
     const sets = (m: Map<string, string[]>) => new Map([...m].map(([u, c]) => [u, [...c].sort()]))
     expect(sets(await copiesInStore())).toEqual(sets(placed(SERVERS)))
-    await expectEveryMessageOnEveryCopy(sent)
+    await expectEveryMessageOnEveryCopy()
     // Each old copy is whole in the trash of the server it left.
     for (const move of result.moves) {
-      expect(move.trash, move.user).toContain(path.join(ring.host(move.from).dir, 'home', '.mailring-trash'))
+      expect(move.trash, move.user).toContain(path.join(ring.host(move.from!).dir, 'home', '.mailring-trash'))
       const maildir = path.join(move.trash!, 'Maildir')
       const count = ['new', 'cur'].reduce((n, f) => n + fs.readdirSync(path.join(maildir, f)).length, 0)
       expect(count, move.user).toBe(1)
@@ -236,7 +224,7 @@ describe('draining two servers at once', () => {
     if (both.length > 0) expect(events.filter((e) => e.type === 'journal').length).toBeGreaterThanOrEqual(2)
     const after = await copiesInStore()
     for (const user of USERS) expect(after.get(user)!.sort()).toEqual(['mx-c', 'mx-d'])
-    await expectEveryMessageOnEveryCopy(sent)
+    await expectEveryMessageOnEveryCopy()
     for (const server of ['mx-a', 'mx-b']) {
       const removed = await ring.cli(['node', 'remove', server])
       expect(removed.exitCode, removed.stderr).toBe(0)

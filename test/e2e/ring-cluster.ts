@@ -1,7 +1,8 @@
 /**
  * A ring of real Dovecot 2.3 servers for end-to-end tests, configured the way an operator would with
- * mailring: a mailring store (SQLite) holds the servers and users with their copies; each Dovecot's userdb
- * is the SQL file `mailring config render` produces for it (Dovecot's sqlite driver reads the store);
+ * mailring: a mailring store (SQLite, or with `mariadb` a MySQL store on a real MariaDB) holds the servers
+ * and users with their copies; each Dovecot's userdb is the SQL file `mailring config render` produces for
+ * it (Dovecot's sqlite driver reads the store file; its mysql driver connects as a read-only user);
  * passwords come from a passwd-file (the operator's passdb). Every server listens on its own 127.0.0.N
  * with the same doveadm port (doveadm sync tcp:HOST:PORT) and the same doveadm HTTP API port, as servers
  * of one cluster do. A mailring config file points the CLI at all of it.
@@ -11,7 +12,12 @@ import * as path from 'node:path'
 import {randomBytes} from 'node:crypto'
 
 import {renderNotifyConfig} from '../../src/dovecot/notify.js'
+import {MysqlStore} from '../../src/store/mysql.js'
 import {SqliteStore} from '../../src/store/sqlite.js'
+import type {Store} from '../../src/store/store.js'
+import type {StoreLocation} from '../../src/store/open.js'
+import {freshDatabase, settingsFor} from '../store/mysql-helpers.js'
+import type {MariaDb} from '../support/mariadb.js'
 import {contextFor, fillStore, renderedUserdb} from '../dovecot/helpers.js'
 import {
   reserveDovecotAddress,
@@ -25,6 +31,7 @@ import {makeTempDir, removeDir} from '../support/proc.js'
 import {runCli, type CliResult} from './cli.js'
 
 export const PASSWORD = 'pw-secret'
+const DOVECOT_DB_PASSWORD = 'dovecot-db-pw-1'
 
 /** Three servers and three users with R = 3, each user's primary on another server: the usual test ring. */
 export const RING_OF_THREE = {
@@ -51,7 +58,10 @@ export const AUTH_USERDB_FOR_BATCHES = `service auth {
 
 export interface RingCluster {
   dir: string
+  /** The SQLite store's file ('' on MariaDB: use openStore). */
   dbPath: string
+  /** Opens the cluster's store (SQLite or MySQL), as the CLI would; close it after use. */
+  openStore(): Promise<Store>
   configPath: string
   /** Dovecot hosts by server name. */
   hosts: Map<string, DovecotHost>
@@ -100,8 +110,11 @@ export async function startRingCluster(options: {
   replicator?: {port: number; settings?: Record<string, string | number>}
   /** More Dovecot configuration for every server. */
   extraConfig?: string
+  /** The store in a fresh database on this MariaDB (a MySQL store) instead of a SQLite file. */
+  mariadb?: MariaDb
 }): Promise<RingCluster> {
   const dir = makeTempDir('mr-ring')
+  let dovecotDbUser: string | undefined
   fs.chmodSync(dir, 0o755)
   const dbPath = path.join(dir, 'cluster.db')
   const hosts = new Map<string, DovecotHost>()
@@ -126,14 +139,34 @@ export async function startRingCluster(options: {
         a.lmtpPort = lmtpPort
       }
     }
-    const store = (await SqliteStore.init(dbPath, {copies: options.copies})).store
+    const maria = options.mariadb
+    const mysql = maria ? settingsFor(maria, await freshDatabase(maria, 'ring')) : undefined
+    if (maria && mysql) {
+      // Dovecot reads the store as a user that may only read it, as the operator's guide says.
+      const dovecotUser = `dovecot_${mysql.database.replace(/[^a-z0-9_]/gi, '_')}`.slice(0, 60)
+      await maria.rootExec(
+        `CREATE USER '${dovecotUser}'@'127.0.0.1' IDENTIFIED BY '${DOVECOT_DB_PASSWORD}';
+         GRANT SELECT ON \`${mysql.database}\`.* TO '${dovecotUser}'@'127.0.0.1';`,
+      )
+      dovecotDbUser = dovecotUser
+    }
+    const store: Store = mysql
+      ? (await MysqlStore.init(mysql, {copies: options.copies})).store
+      : (await SqliteStore.init(dbPath, {copies: options.copies})).store
     await fillStore(
       store,
       options.servers.map((name, i) => ({name, address: addresses[i]!.ip})),
       options.users,
       options.copies,
     )
-    const ctx = await contextFor(store, {kind: 'sqlite', path: dbPath, source: 'test'}, {doveadmPort})
+    const location: StoreLocation = mysql
+      ? ({kind: 'mysql', settings: mysql, source: 'test'} as never)
+      : {kind: 'sqlite', path: dbPath, source: 'test'}
+    const ctx = await contextFor(store, location, {
+      doveadmPort,
+      ...(dovecotDbUser ? {dbUser: dovecotDbUser} : {}),
+    })
+    if (mysql) ctx.env = {MAILRING_DOVECOT_DB_PASSWORD: DOVECOT_DB_PASSWORD}
     const replicator = options.replicator
     const secret = randomBytes(24).toString('hex')
     const notify = (name: string) =>
@@ -201,9 +234,10 @@ export async function startRingCluster(options: {
     fs.writeFileSync(
       configPath,
       [
-        `db: sqlite:${dbPath}`,
+        `db: ${mysql ? mysql.location : `sqlite:${dbPath}`}`,
         'dovecot:',
         `  doveadm_port: ${doveadmPort}`,
+        ...(dovecotDbUser ? [`  db_user: ${dovecotDbUser}`] : []),
         'doveadm:',
         '  transport: http',
         `  http_port: ${httpPort}`,
@@ -219,16 +253,24 @@ export async function startRingCluster(options: {
       if (!h) throw new Error(`no server ${name}`)
       return h
     }
+    const cliEnv: Record<string, string> = mysql
+      ? {MAILRING_DB_PASSWORD: mysql.password!, MAILRING_DOVECOT_DB_PASSWORD: DOVECOT_DB_PASSWORD}
+      : {}
     return {
       dir,
-      dbPath,
+      dbPath: mysql ? '' : dbPath,
+      openStore: async () => (mysql ? await MysqlStore.open(mysql) : await SqliteStore.open(dbPath)),
       configPath,
       hosts,
       host,
       sshds,
       doveadmPassword,
       cli: (args, env = {}) =>
-        runCli(args, {cwd: dir, env: {HOME: dir, MAILRING_CONFIG: configPath, ...env}, timeoutMs: 120_000}),
+        runCli(args, {
+          cwd: dir,
+          env: {HOME: dir, MAILRING_CONFIG: configPath, ...cliEnv, ...env},
+          timeoutMs: 120_000,
+        }),
       mailbox: async (server, user) => {
         const box = await host(server).imapListMessages(user, PASSWORD)
         return box.messages

@@ -16,6 +16,7 @@ import {executeMove} from '../../src/engine/move.js'
 import {syncUsers} from '../../src/engine/sync.js'
 import {SqliteStore} from '../../src/store/sqlite.js'
 import type {MoveRecord} from '../../src/store/store.js'
+import {setState} from '../dovecot/helpers.js'
 import {startRingCluster, type RingCluster} from '../e2e/ring-cluster.js'
 
 let ring: RingCluster
@@ -128,6 +129,64 @@ describe('a move', () => {
     expect(await subjects('mx-d', 'dave@example.com')).toEqual(['first for dave', 'late for dave'])
   })
 
+  it('drops a copy only once the copies that stay hold its mail, then retires it', async () => {
+    // Mail that only the copy to drop has (delivered there, not replicated yet).
+    await ring.host('mx-b').deliver('carol@example.com', message('only on mx-b for carol'))
+    await store.journalMoves('test-plan', [{user: 'carol@example.com', position: 2, from: 'mx-b', to: null}])
+    const drop = (await store.openMoves()).find((m) => m.user === 'carol@example.com')!
+    const f = await fleet()
+    const outcome = await executeMove(f, store, drop)
+    await f.close()
+    expect(outcome.error).toBeUndefined()
+    expect(outcome).toMatchObject({state: 'retired', from: 'mx-b', to: null})
+    expect((await store.getUser('carol@example.com'))?.copies).toEqual(['mx-c', 'mx-a'])
+    for (const server of ['mx-c', 'mx-a'])
+      expect(await subjects(server, 'carol@example.com'), server).toEqual([
+        'first for carol',
+        'only on mx-b for carol',
+      ])
+    expect(outcome.trash).toContain(path.join(ring.host('mx-b').dir, 'home', '.mailring-trash'))
+    expect((await ring.host('mx-b').doveadm(['user', 'carol@example.com'])).exitCode).toBe(67)
+  })
+
+  it('adds a copy with every message, where the move says, and retires nothing', async () => {
+    await store.journalMoves('test-plan', [{user: 'carol@example.com', position: 1, from: null, to: 'mx-d'}])
+    const add = (await store.openMoves()).find((m) => m.user === 'carol@example.com')!
+    const f = await fleet()
+    const outcome = await executeMove(f, store, add)
+    await f.close()
+    expect(outcome.error).toBeUndefined()
+    expect(outcome).toMatchObject({state: 'retired', from: null, to: 'mx-d', trash: null, messages: 2})
+    expect((await store.getUser('carol@example.com'))?.copies).toEqual(['mx-c', 'mx-d', 'mx-a'])
+    expect(await subjects('mx-d', 'carol@example.com')).toEqual(['first for carol', 'only on mx-b for carol'])
+  })
+
+  it('resumes a drop stopped after its switch (as a run stopped before the retire): a late delivery to the dropped copy reaches the copies that stay', async () => {
+    await store.journalMoves('test-plan', [{user: 'dave@example.com', position: 2, from: 'mx-b', to: null}])
+    const drop = (await store.openMoves()).find((m) => m.user === 'dave@example.com')!
+    const f = await fleet()
+    const first = await executeMove(f, store, drop, {stopAt: 'caught-up'})
+    await f.close()
+    expect(first).toMatchObject({state: 'caught-up'})
+    expect(first.error).toBeUndefined()
+    expect((await store.getUser('dave@example.com'))?.copies).toEqual(['mx-a', 'mx-d'])
+    // Delivered to mx-b after the switch (routed there just before it): mx-b still knows dave.
+    await ring.host('mx-b').deliver('dave@example.com', message('very late for dave'))
+    const g = await fleet()
+    const [journaled] = (await store.openMoves()).filter((m) => m.id === drop.id)
+    const outcome = await executeMove(g, store, journaled!)
+    await g.close()
+    expect(outcome.error).toBeUndefined()
+    expect(outcome).toMatchObject({state: 'retired', from: 'mx-b', to: null})
+    for (const server of ['mx-a', 'mx-d'])
+      expect(await subjects(server, 'dave@example.com'), server).toEqual([
+        'first for dave',
+        'late for dave',
+        'very late for dave',
+      ])
+    expect((await ring.host('mx-b').doveadm(['user', 'dave@example.com'])).exitCode).toBe(67)
+  })
+
   it('changes nothing when the target is down: the error is kept and the move can be tried again', async () => {
     const move = await journal('alice@example.com', 0, 'mx-a', 'mx-c')
     await ring.host('mx-c').stop()
@@ -140,5 +199,30 @@ describe('a move', () => {
     const [kept] = (await store.openMoves()).filter((m) => m.id === move.id)
     expect(kept).toMatchObject({state: 'copying', attempts: 1})
     expect(kept?.lastError).toMatch(/mx-c/)
+  })
+
+  it('does not drop a copy while a copy that stays cannot be reached: nothing changes', async () => {
+    // mx-c (carol's first copy) is stopped since the test above, and not marked down.
+    await store.journalMoves('test-plan', [{user: 'carol@example.com', position: 2, from: 'mx-a', to: null}])
+    const drop = (await store.openMoves()).find((m) => m.user === 'carol@example.com')!
+    const f = await fleet()
+    const outcome = await executeMove(f, store, drop)
+    await f.close()
+    expect(outcome.state).toBe('copying')
+    expect(outcome.error, outcome.error).toMatch(/mx-c/)
+    expect((await store.getUser('carol@example.com'))?.copies).toEqual(['mx-c', 'mx-d', 'mx-a'])
+    expect((await ring.host('mx-a').doveadm(['user', 'carol@example.com'])).exitCode).toBe(0)
+  })
+
+  it('does not drop a copy when every copy that stays is marked down', async () => {
+    const [drop] = (await store.openMoves()).filter((m) => m.user === 'carol@example.com')
+    expect(drop).toMatchObject({from: 'mx-a', to: null})
+    await setState(store, 'mx-c', 'down')
+    await setState(store, 'mx-d', 'down')
+    const f = await fleet()
+    const outcome = await executeMove(f, store, drop!)
+    await f.close()
+    expect(outcome.error).toMatch(/no copy of carol@example.com that stays is usable/)
+    expect((await store.getUser('carol@example.com'))?.copies).toEqual(['mx-c', 'mx-d', 'mx-a'])
   })
 })

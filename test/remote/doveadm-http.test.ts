@@ -12,6 +12,8 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {MailringError} from '../../src/core/errors.js'
 import {
   fetchCommand,
+  kickCommand,
+  kicked,
   mailboxStatusCommand,
   syncCommand,
   userFieldsOf,
@@ -19,6 +21,7 @@ import {
 } from '../../src/dovecot/doveadm.js'
 import {HttpDoveadm} from '../../src/remote/doveadm-http.js'
 import {startDovecot, type DovecotHost} from '../support/dovecot.js'
+import {ImapClient} from '../support/mailclients.js'
 import {freePort} from '../support/ports.js'
 
 let a: DovecotHost
@@ -89,6 +92,19 @@ describe('doveadm over its HTTP API', () => {
     expect(reply.outcome).toBe('ok')
     const copy = await client(b).run(mailboxStatusCommand('bob@example.com', ['messages']))
     expect(copy.rows).toEqual([{mailbox: 'INBOX', messages: '1'}])
+  })
+
+  it('kicks a user: exit 68 with nobody logged in, 0 closing an open IMAP session; both count as kicked', async () => {
+    const nobody = await client(a, {retries: 0}).run(kickCommand('alice@example.com'))
+    expect(nobody.exitCode).toBe(68)
+    expect(kicked(nobody)).toBe(true)
+    const session = await ImapClient.connect(a.ip, a.imapPort)
+    await session.login('alice@example.com', 'pw')
+    const reply = await client(a, {retries: 0}).run(kickCommand('alice@example.com'))
+    expect(reply.exitCode).toBe(0)
+    expect(kicked(reply)).toBe(true)
+    await expect(session.command('NOOP')).rejects.toThrow(/connection closed/)
+    expect(kicked({exitCode: 75})).toBe(false)
   })
 
   it('reports an unknown user by its exit code, and the user command says no such user', async () => {

@@ -5,6 +5,8 @@
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {
+  kickCommand,
+  kicked,
   mailboxStatusCommand,
   reloadCommand,
   syncCommand,
@@ -14,6 +16,7 @@ import {
 import {SshDoveadm} from '../../src/remote/doveadm.js'
 import {SshConnection} from '../../src/remote/ssh.js'
 import {startDovecot, type DovecotHost} from '../support/dovecot.js'
+import {ImapClient} from '../support/mailclients.js'
 import {startSshd, type SshServer} from '../support/sshd.js'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
@@ -75,6 +78,19 @@ describe('doveadm over SSH', () => {
     const copy = await there.run(mailboxStatusCommand('alice@example.com', fields))
     expect(here.rows).toEqual(copy.rows)
     expect(here.rows).toEqual([expect.objectContaining({mailbox: 'INBOX', messages: '1'})])
+  })
+
+  it('kicks a user: exit 68 with nobody logged in, 0 closing an open IMAP session; both count as kicked', async () => {
+    const nobody = await doveadmA.run(kickCommand('alice@example.com'))
+    expect(nobody.exitCode).toBe(68)
+    expect(kicked(nobody)).toBe(true)
+    const session = await ImapClient.connect(a.ip, a.imapPort)
+    await session.login('alice@example.com', 'pw')
+    const reply = await doveadmA.run(kickCommand('alice@example.com'))
+    expect(reply.exitCode).toBe(0)
+    expect(kicked(reply)).toBe(true)
+    await expect(session.command('NOOP')).rejects.toThrow(/connection closed/)
+    expect(kicked({exitCode: 75})).toBe(false)
   })
 
   it('reloads Dovecot', async () => {

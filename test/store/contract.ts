@@ -477,6 +477,86 @@ export function storeContract(name: string, makeStore: () => Promise<ContractTar
         expect(await store.openMoves()).toEqual([])
       })
 
+      it('adds a copy at its position and drops one, renumbering the positions after it', async () => {
+        await store.insertUsers([userBatch([['c@example.com', ['mx01']]])], {skipExisting: false})
+        await store.journalMoves('p', [
+          {user: 'a@example.com', position: 1, from: null, to: 'mx03'},
+          {user: 'b@example.com', position: 0, from: 'mx02', to: null},
+        ])
+        const [add, drop] = await store.openMoves()
+        expect([add, drop].map((m) => [m!.user, m!.position, m!.from, m!.to, m!.state])).toEqual([
+          ['a@example.com', 1, null, 'mx03', 'planned'],
+          ['b@example.com', 0, 'mx02', null, 'planned'],
+        ])
+        // Nothing changes in the placement before the switch.
+        expect((await store.getUser('a@example.com'))?.copies).toEqual(['mx01', 'mx02'])
+        await store.setMoveState(add!.id, 'planned', 'verified')
+        await store.setMoveState(drop!.id, 'planned', 'verified')
+        await store.switchMove(add!.id)
+        await store.switchMove(drop!.id)
+        expect((await store.getUser('a@example.com'))?.copies).toEqual(['mx01', 'mx03', 'mx02'])
+        expect((await store.getUser('b@example.com'))?.copies).toEqual(['mx01'])
+        expect((await store.openMoves()).map((m) => m.state)).toEqual(['switched', 'switched'])
+        for (const m of [add!, drop!]) {
+          await store.setMoveState(m.id, 'switched', 'caught-up')
+          expect(await store.retireMove(m.id, null)).toBe(true)
+        }
+        // The middle copy dropped: the last one takes its position (a move journaled at position 1 finds it).
+        await store.journalMoves('p', [{user: 'a@example.com', position: 1, from: 'mx03', to: null}])
+        const [middle] = await store.openMoves()
+        await store.setMoveState(middle!.id, 'planned', 'verified')
+        await store.switchMove(middle!.id)
+        expect((await store.getUser('a@example.com'))?.copies).toEqual(['mx01', 'mx02'])
+        await store.setMoveState(middle!.id, 'switched', 'caught-up')
+        await store.retireMove(middle!.id, null)
+        await store.journalMoves('p', [{user: 'a@example.com', position: 1, from: 'mx02', to: 'mx03'}])
+        // A copy added at the front becomes the primary; the others move one further.
+        await store.journalMoves('p', [{user: 'c@example.com', position: 0, from: null, to: 'mx02'}])
+        const front = (await store.openMoves()).find((m) => m.user === 'c@example.com')!
+        await store.setMoveState(front.id, 'planned', 'verified')
+        await store.switchMove(front.id)
+        expect((await store.getUser('c@example.com'))?.copies).toEqual(['mx02', 'mx01'])
+        const usage = new Map((await store.serverUsage()).map((u) => [u.server, u]))
+        expect([usage.get('mx01')?.primaries, usage.get('mx02')?.primaries]).toEqual([2, 1]) // a, b / c
+      })
+
+      it('refuses a copy added where the user has one, at no position, a last copy dropped, or no server', async () => {
+        await store.insertUsers([userBatch([['c@example.com', ['mx01']]])], {skipExisting: false})
+        await expectMailringError(
+          store.journalMoves('p', [{user: 'b@example.com', position: 0, from: null, to: 'mx01'}]),
+          ExitCode.error,
+          /Cannot journal the new copy of b@example.com on mx01: it has a copy on mx01 already/,
+        )
+        await expectMailringError(
+          store.journalMoves('p', [{user: 'b@example.com', position: 3, from: null, to: 'mx03'}]),
+          ExitCode.error,
+          /it has 2 copies: no position 4 for a new one/,
+        )
+        await expectMailringError(
+          store.journalMoves('p', [{user: 'c@example.com', position: 0, from: 'mx01', to: null}]),
+          ExitCode.error,
+          /Cannot journal the drop of c@example.com's copy on mx01: it would have no copy left/,
+        )
+        await expectMailringError(
+          store.journalMoves('p', [{user: 'c@example.com', position: 0, from: null, to: null}]),
+          ExitCode.error,
+          /it names no server/,
+        )
+        expect(await store.openMoves()).toEqual([])
+        // A copy that appeared on the target after journaling: the switch refuses, and changes nothing.
+        await store.journalMoves('p', [{user: 'c@example.com', position: 1, from: null, to: 'mx02'}])
+        const [move] = await store.openMoves()
+        await store.replaceUsers([userBatch([['c@example.com', ['mx01', 'mx02']]])], [])
+        await store.setMoveState(move!.id, 'planned', 'verified')
+        await expectMailringError(
+          store.switchMove(move!.id),
+          ExitCode.error,
+          /has a copy on that server already/,
+        )
+        expect((await store.getUser('c@example.com'))?.copies).toEqual(['mx01', 'mx02'])
+        expect((await store.openMoves())[0]?.state).toBe('verified')
+      })
+
       it('retires only a caught-up move, keeps where its old copy went, and lists it for cleanup by age', async () => {
         await store.journalMoves('p', [
           {user: 'a@example.com', position: 1, from: 'mx02', to: 'mx03'},

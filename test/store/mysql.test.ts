@@ -6,6 +6,8 @@ import {Placement} from '../../src/core/placement.js'
 import {PLACEMENT_ALGORITHM_VERSION, type Topology} from '../../src/core/topology.js'
 import {placedBatch} from '../../src/engine/cluster.js'
 import {syncUsers} from '../../src/engine/users-sync.js'
+import {latestVersion} from '../../src/store/migrations/index.js'
+import {mysqlMigrations} from '../../src/store/migrations/mysql.js'
 import {connectionOptions, MysqlStore} from '../../src/store/mysql.js'
 import type {MysqlSettings} from '../../src/store/mysql-settings.js'
 import type {ReplicationTask, Store, UserBatch} from '../../src/store/store.js'
@@ -154,6 +156,38 @@ describe('mysql store on MariaDB', () => {
     })
     expect(iterateQuery.find((row) => row.table === 'u')).toMatchObject({type: 'eq_ref', key: 'PRIMARY'})
     expect(iterateQuery.every((row) => row.type !== 'ALL')).toBe(true)
+  })
+
+  it('switches added and dropped copies of neighbouring users at once without a deadlock', async () => {
+    // Users next to each other in mailring_copies' key: a switch renumbers one user's positions by range.
+    const users = Array.from({length: 24}, (_, i) => `n${String(i).padStart(2, '0')}@example.com`)
+    const placement = new Placement(topology)
+    await store.insertUsers([placedBatch(placement, users)], {skipExisting: false})
+    const moves = []
+    for (const [i, user] of users.entries()) {
+      const copies = (await store.getUser(user))!.copies
+      const free = topology.servers.map((s) => s.name).find((n) => !copies.includes(n))!
+      moves.push(
+        i % 2 === 0
+          ? {user, position: 0, from: null, to: free}
+          : {user, position: 0, from: copies[0]!, to: null},
+      )
+    }
+    await store.journalMoves('p', moves)
+    const open = await store.openMoves()
+    for (const m of open) await store.setMoveState(m.id, 'planned', 'verified')
+    const others = await Promise.all(Array.from({length: 3}, () => MysqlStore.open(settings)))
+    try {
+      await Promise.all(open.map((m, i) => others[i % others.length]!.switchMove(m.id)))
+    } finally {
+      await Promise.all(others.map((o) => o.close()))
+    }
+    for (const [i, user] of users.entries()) {
+      const copies = (await store.getUser(user))!.copies
+      expect(copies, user).toEqual(
+        i % 2 === 0 ? [moves[i]!.to, ...placement.serversFor(user)] : placement.serversFor(user).slice(1),
+      )
+    }
   })
 
   it('loses the cluster lock with its connection (KILL on the server), and then writes nothing', async () => {
@@ -358,6 +392,51 @@ describe('mysql store on MariaDB', () => {
     expect(error.message).toMatch(
       /schema version 99, written by a newer mailring; this one knows up to version \d+: upgrade mailring/,
     )
+  })
+})
+
+describe('mysql store: schema upgrades', () => {
+  it('upgrades a move journal of schema 4 (from and to NOT NULL), keeping its rows', async () => {
+    const database = await freshDatabase(db, 'u')
+    try {
+      // A store as the mailring before the copy-count migration left it, with a move journaled.
+      const statements = mysqlMigrations.filter((m) => m.version <= 4).flatMap((m) => m.statements)
+      await db.rootExec(
+        [
+          `USE \`${database}\``,
+          ...statements,
+          "INSERT INTO mailring_meta (`key`, value) VALUES ('schema_version', '4'), ('algorithm', '1'), ('cluster_id', 'c'), ('created_at', '2026-12-01T00:00:00.000Z'), ('copies', '2')",
+          "INSERT INTO mailring_servers (id, name, weight, state) VALUES (1, 'mx01', 1, 'active'), (2, 'mx02', 1, 'active'), (3, 'mx03', 1, 'active')",
+          "INSERT INTO mailring_users (id, address, domain) VALUES (7, 'a@example.com', 'example.com')",
+          'INSERT INTO mailring_copies (user_id, position, server_id) VALUES (7, 0, 1), (7, 1, 2)',
+          "INSERT INTO mailring_moves (id, user_id, position, from_server_id, to_server_id, state, plan, attempts, last_error, updated_at, trash) VALUES (5, 7, 1, 2, 3, 'retired', 'p', 2, 'e', '2026-12-02T00:00:00.000Z', '/t/a')",
+        ].join(';\n') + ';',
+      )
+      await expect(
+        db.rootExec(
+          `USE \`${database}\`; INSERT INTO mailring_moves (user_id, position, from_server_id, to_server_id, state, plan, updated_at) VALUES (7, 1, NULL, 3, 'planned', 'p', 'now');`,
+        ),
+      ).rejects.toThrow(/cannot be null/i)
+      const store = await MysqlStore.open(settingsFor(db, database))
+      try {
+        expect((await store.meta()).schemaVersion).toBe(latestVersion(mysqlMigrations))
+        expect(
+          (await store.retiredMoves('2026-12-03T00:00:00.000Z')).map((m) => [m.id, m.from, m.to, m.trash]),
+        ).toEqual([[5, 'mx02', 'mx03', '/t/a']])
+        await store.journalMoves('p2', [{user: 'a@example.com', position: 2, from: null, to: 'mx03'}])
+        expect((await store.openMoves()).map((m) => [m.from, m.to])).toEqual([[null, 'mx03']])
+      } finally {
+        await store.close()
+      }
+      // Neither end: refused by the database itself too.
+      await expect(
+        db.rootExec(
+          `USE \`${database}\`; INSERT INTO mailring_moves (user_id, position, from_server_id, to_server_id, state, plan, updated_at) VALUES (7, 1, NULL, NULL, 'planned', 'p', 'now');`,
+        ),
+      ).rejects.toThrow(/CONSTRAINT/i)
+    } finally {
+      await dropDatabase(db, database)
+    }
   })
 })
 

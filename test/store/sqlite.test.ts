@@ -86,6 +86,87 @@ describe('sqlite store', () => {
     )
   })
 
+  it('upgrades a move journal of schema 4 (from and to NOT NULL) keeping its rows and indexes', async () => {
+    // A store as the mailring before the copy-count migration left it, with a move journaled.
+    const before = sqliteMigrations.filter((m) => m.version <= 4)
+    const raw = new Database(path)
+    for (const m of before) for (const statement of m.statements) raw.prepare(statement).run()
+    const meta = raw.prepare('INSERT INTO mailring_meta (key, value) VALUES (?, ?)')
+    for (const [k, v] of [
+      ['schema_version', '4'],
+      ['algorithm', String(PLACEMENT_ALGORITHM_VERSION)],
+      ['cluster_id', 'c'],
+      ['created_at', '2026-12-01T00:00:00.000Z'],
+      ['copies', '2'],
+    ])
+      meta.run(k, v)
+    raw
+      .prepare(
+        "INSERT INTO mailring_servers (id, name, weight, state) VALUES (1, 'mx01', 1, 'active'), (2, 'mx02', 1, 'active'), (3, 'mx03', 1, 'active')",
+      )
+      .run()
+    raw
+      .prepare("INSERT INTO mailring_users (id, address, domain) VALUES (7, 'a@example.com', 'example.com')")
+      .run()
+    raw
+      .prepare('INSERT INTO mailring_copies (user_id, position, server_id) VALUES (7, 0, 1), (7, 1, 2)')
+      .run()
+    raw
+      .prepare(
+        "INSERT INTO mailring_moves (id, user_id, position, from_server_id, to_server_id, state, plan, attempts, last_error, updated_at, trash) VALUES (5, 7, 1, 2, 3, 'retired', 'p', 2, 'e', '2026-12-02T00:00:00.000Z', '/t/a')",
+      )
+      .run()
+    expect(() =>
+      raw
+        .prepare(
+          "INSERT INTO mailring_moves (user_id, position, from_server_id, to_server_id, state, plan, updated_at) VALUES (7, 1, NULL, 3, 'planned', 'p', 'now')",
+        )
+        .run(),
+    ).toThrow(/NOT NULL/)
+    raw.close()
+    const store = await SqliteStore.open(path)
+    try {
+      expect((await store.meta()).schemaVersion).toBe(latestVersion(sqliteMigrations))
+      expect(await store.retiredMoves('2026-12-03T00:00:00.000Z')).toEqual([
+        {
+          id: 5,
+          user: 'a@example.com',
+          position: 1,
+          from: 'mx02',
+          to: 'mx03',
+          state: 'retired',
+          plan: 'p',
+          attempts: 2,
+          lastError: 'e',
+          updatedAt: '2026-12-02T00:00:00.000Z',
+          trash: '/t/a',
+        },
+      ])
+      await store.journalMoves('p2', [{user: 'a@example.com', position: 2, from: null, to: 'mx03'}])
+      expect((await store.openMoves()).map((m) => [m.from, m.to])).toEqual([[null, 'mx03']])
+    } finally {
+      await store.close()
+    }
+    const check = new Database(path, {readonly: true})
+    const indexes = check
+      .prepare(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'mailring_moves' AND name NOT LIKE 'sqlite_%' ORDER BY name",
+      )
+      .pluck()
+      .all() as string[]
+    expect(indexes).toEqual([
+      'mailring_moves_from',
+      'mailring_moves_state',
+      'mailring_moves_to',
+      'mailring_moves_user',
+    ])
+    expect(check.pragma('foreign_key_check')).toEqual([])
+    expect(
+      check.prepare("SELECT count(*) FROM sqlite_master WHERE name = 'mailring_moves_v5'").pluck().get(),
+    ).toBe(0)
+    check.close()
+  })
+
   describe('opened read-only (a user who may read the store but not write it)', () => {
     const topology = (servers: string[]): Topology => ({
       algorithm: PLACEMENT_ALGORITHM_VERSION,

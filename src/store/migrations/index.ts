@@ -6,7 +6,8 @@ import {ExitCode, MailringError} from '../../core/errors.js'
  * meta table (key schema_version). Migrations only ever get appended; a released one never changes.
  *
  * Version 3 is the move journal, 4 where retired copies went, 5 the replicator's tables: the replication
- * queue, server health, replication markers and proxy/director hosts (docs/decisions/0004-replicator.md).
+ * queue, server health, replication markers and proxy/director hosts (docs/decisions/0004-replicator.md),
+ * 6 moves without a `from` or a `to` (copies added or dropped).
  */
 export interface Migration {
   version: number

@@ -149,4 +149,11 @@ export const mysqlMigrations: readonly Migration[] = [
       ) ${TABLE}`,
     ],
   },
+  {
+    version: 6,
+    description: 'copies added (no from) or dropped (no to) by a copy-count change: from and to may be NULL',
+    statements: [
+      `ALTER TABLE mailring_moves MODIFY from_server_id INT NULL, MODIFY to_server_id INT NULL, ADD CONSTRAINT mailring_moves_from_or_to CHECK (from_server_id IS NOT NULL OR to_server_id IS NOT NULL)`,
+    ],
+  },
 ]

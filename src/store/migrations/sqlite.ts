@@ -114,4 +114,34 @@ export const sqliteMigrations: readonly Migration[] = [
       ) WITHOUT ROWID`,
     ],
   },
+  {
+    version: 6,
+    description: 'copies added (no from) or dropped (no to) by a copy-count change: from and to may be NULL',
+    // SQLite cannot drop a NOT NULL constraint: the table is rebuilt under the same name, with its rows and
+    // its indexes (no table refers to mailring_moves, so the foreign keys stay as they are).
+    statements: [
+      `CREATE TABLE mailring_moves_rebuilt (
+        id INTEGER PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES mailring_users (id) ON DELETE CASCADE,
+        position INTEGER NOT NULL,
+        from_server_id INTEGER REFERENCES mailring_servers (id),
+        to_server_id INTEGER REFERENCES mailring_servers (id),
+        state TEXT NOT NULL,
+        plan TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        updated_at TEXT NOT NULL,
+        trash TEXT,
+        CHECK (from_server_id IS NOT NULL OR to_server_id IS NOT NULL)
+      )`,
+      `INSERT INTO mailring_moves_rebuilt (id, user_id, position, from_server_id, to_server_id, state, plan, attempts, last_error, updated_at, trash)
+        SELECT id, user_id, position, from_server_id, to_server_id, state, plan, attempts, last_error, updated_at, trash FROM mailring_moves`,
+      `DROP TABLE mailring_moves`,
+      `ALTER TABLE mailring_moves_rebuilt RENAME TO mailring_moves`,
+      `CREATE INDEX mailring_moves_user ON mailring_moves (user_id, state)`,
+      `CREATE INDEX mailring_moves_state ON mailring_moves (state, id)`,
+      `CREATE INDEX mailring_moves_to ON mailring_moves (to_server_id, state, user_id)`,
+      `CREATE INDEX mailring_moves_from ON mailring_moves (from_server_id, state, user_id)`,
+    ],
+  },
 ]
