@@ -502,6 +502,7 @@ export class SshConnection {
       client.once('close', onCloseBeforeReady)
       try {
         client.connect(config)
+        signWithoutQuery(client)
         // No Nagle: ssh2 often sends a request as two small writes, and with Nagle the second waits for the
         // server's delayed ACK (up to 40 ms on Linux) on every round trip, on loopback as over a network.
         client.setNoDelay(true)
@@ -1100,6 +1101,50 @@ function killRemote(stream: ClientChannel): void {
     }
   } catch {
     // the channel is closing already
+  }
+}
+
+/** The hash of a public key signature algorithm, as ssh2 signs with it (see its getKeyAlgos). */
+function signatureHash(keyAlgo: string | undefined): string | undefined {
+  if (keyAlgo === 'rsa-sha2-256') return 'sha256'
+  if (keyAlgo === 'rsa-sha2-512') return 'sha512'
+  if (keyAlgo === 'ssh-rsa') return 'sha1'
+  return undefined
+}
+
+/**
+ * Public key authentication with a key file in one round trip instead of two: ssh2 first asks whether the
+ * server would accept the key (a request without signature, answered by PK_OK) and only then sends the signed
+ * request; RFC 4252 (7) lets a client send the signed request at once, and the server answers it with success
+ * or failure as it answers the query (a failure goes on to the next key, as before). Done by giving ssh2's
+ * authPK a signer when it is called for a private key without one; keys from ssh-agent (public halves: the
+ * agent signs) keep the query. When ssh2's internals are not as expected, nothing changes.
+ */
+function signWithoutQuery(client: InstanceType<typeof Client>): void {
+  type Signer = (data: Buffer, done: (signature: Buffer) => void) => void
+  type AuthPK = (user: string, key: unknown, keyAlgo?: string | Signer, sign?: Signer) => void
+  const proto = (client as unknown as {_protocol?: {authPK?: AuthPK}})._protocol
+  const original = proto?.authPK
+  if (!proto || typeof original !== 'function') return
+  proto.authPK = function (user, key, keyAlgo, sign) {
+    const parsed = key as Partial<ParsedKey> | undefined
+    if (
+      sign !== undefined ||
+      typeof keyAlgo === 'function' ||
+      typeof parsed?.isPrivateKey !== 'function' ||
+      !parsed.isPrivateKey() ||
+      typeof parsed.sign !== 'function'
+    ) {
+      return original.call(this, user, key, keyAlgo, sign)
+    }
+    const privateKey = parsed as ParsedKey
+    const signed: Signer = (data, done) => {
+      const signature = privateKey.sign(data, signatureHash(keyAlgo))
+      // Cannot sign: ask first after all, and ssh2 reports the error when it signs after PK_OK.
+      if (signature instanceof Error) original.call(this, user, key, keyAlgo)
+      else done(signature)
+    }
+    return original.call(this, user, key, keyAlgo, signed)
   }
 }
 
