@@ -128,6 +128,31 @@ describe('exec', () => {
     })
   })
 
+  it('respond: what is written to stdin depends on what the command printed first (one command)', async () => {
+    const c = await connect()
+    const seen: string[] = []
+    const script = `printf 'question: '; sleep 0.2; echo 'what is 6 times 7?'; IFS= read -r answer; echo "got $answer"`
+    const r = await c.exec(script, {
+      respond: (stdout) => {
+        seen.push(stdout.toString())
+        return stdout.toString().endsWith('?\n') ? '42\n' : undefined
+      },
+    })
+    expect(r).toMatchObject({stdout: 'question: what is 6 times 7?\ngot 42\n', exitCode: 0})
+    // Called as the output grew, until it answered.
+    expect(seen.at(-1)).toBe('question: what is 6 times 7?\n')
+    expect(seen.length).toBeGreaterThanOrEqual(2)
+    // An error from respond rejects, and stdin is closed (the command sees its end).
+    await expect(
+      c.exec('echo go; cat; echo done', {
+        respond: () => {
+          throw new Error('no answer')
+        },
+      }),
+    ).rejects.toThrow('no answer')
+    expect((await c.exec('echo still usable')).stdout).toBe('still usable\n')
+  })
+
   it('reads both streams completely when a command writes megabytes to each', async () => {
     const c = await connect()
     const r = await c.exec(
@@ -524,6 +549,19 @@ describe('authentication and connection errors', () => {
     expect(error.message).toMatch(
       /^Cannot resolve the host name no-such-host\.invalid \(E\w+\): check the server's address and DNS\.$/,
     )
+  })
+})
+
+describe('authentication without a query', () => {
+  it('logs in with a key file in one request: the signed one, no query first', async () => {
+    // sshd logs "Postponed publickey" for a query it answered with PK_OK; a signed request at once is
+    // accepted without it.
+    const before = fs.readFileSync(sshd.logPath, 'utf8')
+    const c = await connect()
+    expect((await c.exec('echo in')).stdout).toBe('in\n')
+    const log = fs.readFileSync(sshd.logPath, 'utf8').slice(before.length)
+    expect(log).toMatch(/Accepted publickey for root/)
+    expect(log).not.toMatch(/Postponed publickey/)
   })
 })
 
