@@ -28,7 +28,13 @@ import {unifiedDiff} from '../dovecot/unified-diff.js'
 import {runPerServer, type ServerResult} from '../remote/pool.js'
 import {reloadCommand, userFieldsOf, userLookupCommand} from '../dovecot/doveadm.js'
 import {type DoveadmReply, doveadmCommandLine, replyOfProcess, SshDoveadm} from '../remote/doveadm.js'
-import {type ExecResult, shellQuote, SshConnection, type SshConnectOptions} from '../remote/ssh.js'
+import {
+  type ExecResult,
+  shellQuote,
+  SshConnection,
+  type SshConnectOptions,
+  SshRunCache,
+} from '../remote/ssh.js'
 import {
   findServer,
   renderFor,
@@ -115,10 +121,12 @@ export function connectOptions(
   ctx: DovecotContext,
   address: string,
   options: RemoteOptions,
+  cache?: SshRunCache,
 ): SshConnectOptions {
   const ssh = ctx.ssh
   return {
     host: address,
+    ...(cache ? {cache} : {}),
     ...(ssh.user ? {user: ssh.user} : {}),
     ...(ssh.identityFiles ? {identityFiles: ssh.identityFiles} : {}),
     ...(ssh.knownHostsFiles ? {knownHostsFiles: ssh.knownHostsFiles} : {}),
@@ -198,6 +206,8 @@ export async function pushConfig(
     ctx.settings.verifyLookup && options.role !== 'proxy'
       ? await sampleUsers(ctx, names)
       : new Map<string, SampleUser>()
+  // The ssh config, known_hosts and key files are read once for all the servers.
+  const cache = new SshRunCache()
   return runOnTargets(ctx, options, async (target, started) => {
     const r = target.rendering
     const result = (
@@ -213,7 +223,7 @@ export async function pushConfig(
       ...extra,
       ms: Date.now() - started,
     })
-    const conn = await SshConnection.connect(connectOptions(ctx, r.address, options))
+    const conn = await SshConnection.connect(connectOptions(ctx, r.address, options, cache))
     try {
       return await pushOne(ctx, conn, r, samples.get(target.name), options, result)
     } finally {
@@ -557,9 +567,10 @@ export async function diffConfig(
   ctx: DovecotContext,
   options: RemoteOptions = {},
 ): Promise<ServerDiffResult[]> {
+  const cache = new SshRunCache()
   const results = await runOnTargets(ctx, {...options, continueOnError: true}, async (target, started) => {
     const r = target.rendering
-    const conn = await SshConnection.connect(connectOptions(ctx, r.address, options))
+    const conn = await SshConnection.connect(connectOptions(ctx, r.address, options, cache))
     try {
       const current = (await conn.readFile(r.path))?.toString('utf8')
       const same = current === r.rendered.text

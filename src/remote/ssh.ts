@@ -36,7 +36,13 @@ import {
   type KnownHosts,
 } from './known-hosts.js'
 import {Semaphore} from './pool.js'
-import {resolveSshHost, type HostKeyPolicy, type ResolveOptions, type ResolvedHost} from './ssh-config.js'
+import {
+  cached,
+  resolveSshHost,
+  type HostKeyPolicy,
+  type ResolveOptions,
+  type ResolvedHost,
+} from './ssh-config.js'
 
 const {Client, utils} = ssh2
 
@@ -84,7 +90,12 @@ export interface SshConnectOptions {
   /** Delay before retrying; default 1 s. */
   retryDelayMs?: number
   /** How ~/.ssh/config is read (paths, home folder, environment). */
-  resolve?: Omit<ResolveOptions, 'user' | 'port' | 'identityFiles'>
+  resolve?: Omit<ResolveOptions, 'user' | 'port' | 'identityFiles' | 'cache'>
+  /**
+   * Shared by the connections of one run (new SshRunCache()): the ssh config, known_hosts and key files are
+   * then read and parsed once per run, not once per server; changes to them during the run are not seen.
+   */
+  cache?: SshRunCache
   /** Receives notes worth showing in verbose output (skipped keys, added host keys, ignored options). */
   onNote?: (message: string) => void
 }
@@ -178,6 +189,11 @@ function seconds(ms: number): string {
   return ms % 1000 === 0 ? `${ms / 1000} s` : `${(ms / 1000).toFixed(1)} s`
 }
 
+/** What the connections of one run share: see SshConnectOptions.cache. */
+export class SshRunCache {
+  readonly files = new Map<string, Promise<unknown>>()
+}
+
 interface AuthCandidate {
   description: string
   method: AnyAuthMethod
@@ -191,38 +207,40 @@ async function loadIdentities(
   files: readonly string[],
   user: string,
   note: (m: string) => void,
+  cache: Map<string, Promise<unknown>> | undefined,
 ): Promise<AuthCandidate[]> {
   const out: AuthCandidate[] = []
   for (const file of files) {
-    let data: Buffer
-    try {
-      data = await fs.readFile(file)
-    } catch (error) {
-      note(`skipping key ${displayPath(file)}: ${message(error)}`)
-      continue
-    }
-    const parsed = utils.parseKey(data)
-    if (parsed instanceof Error) {
-      if (/encrypted/i.test(parsed.message)) {
-        note(
-          `skipping key ${displayPath(file)}: it is encrypted (add it to ssh-agent with ssh-add to use it)`,
-        )
-      } else {
-        note(`skipping key ${displayPath(file)}: ${parsed.message}`)
-      }
-      continue
-    }
-    const key: ParsedKey | undefined = Array.isArray(parsed) ? parsed[0] : parsed
-    if (!key || !key.isPrivateKey()) {
-      note(`skipping key ${displayPath(file)}: not a private key`)
+    const loaded = await cached(cache, `identity\0${file}`, () => loadIdentity(file))
+    if ('skip' in loaded) {
+      note(`skipping key ${displayPath(file)}: ${loaded.skip}`)
       continue
     }
     out.push({
-      description: `key ${displayPath(file)} (${key.type})`,
-      method: {type: 'publickey', username: user, key},
+      description: `key ${displayPath(file)} (${loaded.key.type})`,
+      method: {type: 'publickey', username: user, key: loaded.key},
     })
   }
   return out
+}
+
+/** One identity file's private key, or why it is skipped. */
+async function loadIdentity(file: string): Promise<{key: ParsedKey} | {skip: string}> {
+  let data: Buffer
+  try {
+    data = await fs.readFile(file)
+  } catch (error) {
+    return {skip: message(error)}
+  }
+  const parsed = utils.parseKey(data)
+  if (parsed instanceof Error) {
+    if (/encrypted/i.test(parsed.message))
+      return {skip: 'it is encrypted (add it to ssh-agent with ssh-add to use it)'}
+    return {skip: parsed.message}
+  }
+  const key: ParsedKey | undefined = Array.isArray(parsed) ? parsed[0] : parsed
+  if (!key || !key.isPrivateKey()) return {skip: 'not a private key'}
+  return {key}
 }
 
 /** The host key algorithms with those already known for the host first (as OpenSSH orders them). */
@@ -297,8 +315,10 @@ export class SshConnection {
   /** Opens and authenticates a connection; throws a one-line MailringError when it cannot. */
   static async connect(options: SshConnectOptions): Promise<SshConnection> {
     const note = options.onNote ?? (() => {})
+    const cache = options.cache?.files
     const target = await resolveSshHost(options.host, {
       ...options.resolve,
+      ...(cache ? {cache} : {}),
       user: options.user,
       port: options.port,
       identityFiles: options.identityFiles,
@@ -313,11 +333,14 @@ export class SshConnection {
       ...target.userKnownHostsFiles,
       ...target.globalKnownHostsFiles,
     ]
-    const knownHosts = await loadKnownHosts(knownHostsFiles)
+    // With a run cache, the connections share one KnownHosts (accept-new adds to it and to the file).
+    const knownHosts = await cached(cache, `known_hosts\0${knownHostsFiles.join('\0')}`, () =>
+      loadKnownHosts(knownHostsFiles),
+    )
     for (const p of knownHosts.problems) note(`${displayPath(p.file)} line ${p.line} ignored: ${p.reason}`)
 
     // The identity files are read once; ssh2 gets fresh auth attempts on each try.
-    const keys = await loadIdentities(target.identityFiles, target.user, note)
+    const keys = await loadIdentities(target.identityFiles, target.user, note, cache)
     let agent: string | undefined
     if (options.agent === undefined || options.agent === true) agent = target.agentSocket
     else if (typeof options.agent === 'string') agent = options.agent

@@ -11,7 +11,7 @@ import {afterAll, afterEach, beforeAll, describe, expect, it} from 'vitest'
 
 import {MailringError} from '../../src/core/errors.js'
 import {failures, runPerServer} from '../../src/remote/pool.js'
-import {SshConnection, type SshConnectOptions} from '../../src/remote/ssh.js'
+import {SshConnection, type SshConnectOptions, SshRunCache} from '../../src/remote/ssh.js'
 import {freePort} from '../support/ports.js'
 import {makeTempDir, removeDir} from '../support/proc.js'
 import {startSshd, type SshServer} from '../support/sshd.js'
@@ -562,6 +562,36 @@ describe('authentication without a query', () => {
     const log = fs.readFileSync(sshd.logPath, 'utf8').slice(before.length)
     expect(log).toMatch(/Accepted publickey for root/)
     expect(log).not.toMatch(/Postponed publickey/)
+  })
+})
+
+describe('a run cache', () => {
+  it('reads the ssh config, known_hosts and key files once for all the connections of a run', async () => {
+    const key = path.join(scratch, 'run-cache-key')
+    fs.copyFileSync(sshd.clientKeyPath, key)
+    fs.chmodSync(key, 0o600)
+    const hosts = file('run-cache-known-hosts', sshd.knownHostsLine + '\n')
+    const config = file('run-cache-config', `Host cached\n  HostName ${sshd.host}\n  Port ${sshd.port}\n`)
+    const cache = new SshRunCache()
+    const opts = options({
+      host: 'cached',
+      port: undefined,
+      identityFiles: [key],
+      knownHostsFiles: [hosts],
+      resolve: {...RESOLVE, configPath: config},
+      cache,
+    })
+    const first = await SshConnection.connect(opts)
+    opened.push(first)
+    // Emptied or spoilt after the first connection: the run goes on with what it read.
+    fs.writeFileSync(config, '')
+    fs.writeFileSync(hosts, '')
+    fs.writeFileSync(key, 'not a key\n')
+    const second = await SshConnection.connect(opts)
+    opened.push(second)
+    expect((await second.exec('echo again')).stdout).toBe('again\n')
+    // Without the cache, the files are read again.
+    await expect(SshConnection.connect({...opts, cache: undefined})).rejects.toThrow(MailringError)
   })
 })
 
