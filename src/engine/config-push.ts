@@ -256,6 +256,7 @@ async function pushOne(
   let installed: InstalledFile | undefined
   let decision: 'unchanged' | 'dry-run' | 'install' | undefined
   let diff = ''
+  let readChars = 0
   const newContent = Buffer.from(wanted, 'utf8')
   let install: ExecResult
   try {
@@ -278,6 +279,8 @@ async function pushOne(
           const read = parseInstalled(stdout, readMarker(temp))
           if (read === 'incomplete') return undefined
           installed = read
+          // Everything printed so far is the file; what the command prints from here on is its own.
+          readChars = stdout.toString('utf8').length
           const current = read?.data.toString('utf8')
           if (current === wanted) {
             decision = 'unchanged'
@@ -307,12 +310,14 @@ async function pushOne(
     }
     throw error
   }
-  const why = firstLine(install.stderr || install.stdout)
+  // The install steps' own output (after the file).
+  const stdout = install.stdout.slice(readChars)
+  const why = firstLine(install.stderr || stdout)
   if (decision === undefined) {
     // The command ended before it printed the file: it could not read it (EXIT_READ), or it did not run at
     // all (e.g. a login without a shell, nologin): then SFTP names the file's problem, if it has one.
     const who = `${conn.target.user}@${conn.label}`
-    const last = lastLine(install.stderr || install.stdout)
+    const last = lastLine(install.stderr || stdout)
     if (install.exitCode === EXIT_READ && /permission denied/i.test(install.stderr))
       throw new MailringError(`Permission denied: cannot read ${path} on ${who}.`, {
         code: 'ssh_permission_denied',
@@ -378,9 +383,9 @@ async function pushOne(
       })
     }
     const first = replyOfProcess({
-      stdout: install.stdout,
+      stdout,
       stderr: install.stderr,
-      exitCode: install.exitCode === EXIT_LOOKUP ? lookupExitCode(install.stdout) : 0,
+      exitCode: install.exitCode === EXIT_LOOKUP ? lookupExitCode(stdout) : 0,
     })
     const problem = await verifyLookup(new SshDoveadm(conn, s.doveadm), sample, r.version, first)
     if (problem) return rollback(`the lookup of ${sample.user} through the new file failed: ${problem}`)
