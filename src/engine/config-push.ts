@@ -1,12 +1,12 @@
 /**
  * Installing each server's Dovecot SQL configuration over SSH, the way a careful operator would
- * (`mailring config push` and `config diff`). Per server, over ONE SSH connection:
+ * (`mailring config push` and `config diff`). Per server, over ONE SSH connection, and for steps 1 to 4
+ * in ONE remote shell command (pushScript) that prints the file and is then sent the new one on its stdin:
  *
  *   1. read the installed file; unchanged: nothing is written and Dovecot is not reloaded;
- *   2. keep the installed file as FILE.mailring-backup (same owner and mode);
- *   3. write the new file atomically: temporary file (SFTP: content, mode, fsync), then in ONE remote shell
- *      command (installScript): owner from the config (default root:dovecot 0640, names resolved on the
- *      server), rename over the old one, and the first part of step 4;
+ *   2. keep the installed file as FILE.mailring-backup (same owner and mode: `cp -p` of the file read);
+ *   3. write the new file atomically: temporary file, owner from the config (default root:dovecot 0640,
+ *      names resolved on the server) and mode, fsync, rename over the old one;
  *   4. validate: `doveconf -n` must parse the configuration; `doveadm reload`; then `doveadm user` of a user
  *      this server holds must answer through the new file, with the mail_replica the store implies
  *      (Dovecot 2.3's auth process reads the SQL file only when it starts, so this lookup can only run once
