@@ -348,17 +348,22 @@ async function pushOne(
   const rollback = async (reason: string): Promise<never> => {
     let undo: string
     try {
-      if (installed) {
-        await conn.writeFileAtomic(path, installed.data, {
-          mode: installed.mode,
-          uid: installed.uid,
-          gid: installed.gid,
-        })
-        undo = 'the previous file was restored'
-      } else {
-        await conn.unlink(path)
-        undo = 'the new file was removed (there was none before)'
-      }
+      // Over exec as the push itself (no SFTP): the file read goes back, with its owner and mode.
+      const undone = installed
+        ? await conn.exec(
+            restoreScript({
+              path,
+              temp: tempPath(path),
+              bytes: installed.data.length,
+              owner: `${installed.uid}:${installed.gid}`,
+              mode: installed.mode,
+            }),
+            {label: 'restore', stdin: installed.data, timeoutMs: 60_000},
+          )
+        : await conn.exec(`rm -f ${shellQuote(path)}`, {label: 'remove', timeoutMs: 60_000})
+      if (undone.exitCode !== 0)
+        throw new Error(firstLine(undone.stderr || `exit ${undone.exitCode ?? undone.signal ?? '?'}`))
+      undo = installed ? 'the previous file was restored' : 'the new file was removed (there was none before)'
       const reload = await new SshDoveadm(conn, s.doveadm).run(reloadCommand())
       undo +=
         reload.outcome === 'ok' ? ' and Dovecot reloaded' : `, but doveadm reload failed: ${reload.message}`
@@ -501,11 +506,8 @@ export function pushScript(o: {
     `case $go in 'install '*) n=\${go#install } ;; *) exit 0 ;; esac`,
     `fail() { rm -f "$t" "$bt"; printf '%s\\n' "$out" >&2; exit "$1"; }`,
     `trap 'rm -f "$t" "$bt"; exit 1' HUP INT TERM PIPE`,
-    `umask 077`,
-    `if ! out=$(set -C; cat 2>&1 >"$t"); then fail ${EXIT_WRITE}; fi`,
-    `if [ "$(($(wc -c <"$t")))" != "$n" ]; then out='the new content arrived incomplete'; fail ${EXIT_WRITE}; fi`,
+    ...tempFileLines(o.owner, o.mode),
     `if [ -n "$had" ] && ! out=$(cp -p /dev/fd/3 "$bt" 2>&1); then fail ${EXIT_BACKUP}; fi`,
-    `if ! out=$(chown ${shellQuote(o.owner)} "$t" 2>&1 && chmod ${o.mode.toString(8).padStart(4, '0')} "$t" 2>&1); then fail ${EXIT_CHOWN}; fi`,
     `if [ -n "$had" ]; then sync -- "$t" "$bt" 2>/dev/null || sync; else sync -- "$t" 2>/dev/null || sync; fi`,
     `if [ -n "$had" ] && ! out=$(mv -f "$bt" ${shellQuote(o.path + BACKUP_SUFFIX)} 2>&1); then fail ${EXIT_BACKUP}; fi`,
     `if [ -d "$f" ]; then out=${shellQuote(`${o.path} is a directory`)}; fail ${EXIT_RENAME}; fi`,
@@ -525,6 +527,43 @@ export function pushScript(o: {
   }
   lines.push('exit 0')
   return lines.join('\n')
+}
+
+/**
+ * Shell lines that put the rest of stdin, exactly "$n" bytes, into the new file "$t" (created, never reused;
+ * mode 0600 until it is complete: EXIT_WRITE), then give it `owner` (user:group, names or numbers) and `mode`
+ * (EXIT_CHOWN; the mode after the owner, which can clear setuid bits). They call `fail CODE`, which must
+ * remove "$t" and print "$out".
+ */
+function tempFileLines(owner: string, mode: number): string[] {
+  return [
+    `umask 077`,
+    `if ! out=$(set -C; cat 2>&1 >"$t"); then fail ${EXIT_WRITE}; fi`,
+    `if [ "$(($(wc -c <"$t")))" != "$n" ]; then out='the content arrived incomplete'; fail ${EXIT_WRITE}; fi`,
+    `if ! out=$(chown ${shellQuote(owner)} "$t" 2>&1 && chmod ${mode.toString(8).padStart(4, '0')} "$t" 2>&1); then fail ${EXIT_CHOWN}; fi`,
+  ]
+}
+
+/**
+ * The rollback's command: its stdin (`bytes` long: the file read before the push) replaces `path`
+ * atomically as pushScript installs (temporary file `temp`, owner and mode, fsync, rename), with the owner
+ * and mode it had; a failing step prints its output to stderr and exits non-zero, leaving no temporary file.
+ */
+export function restoreScript(o: {
+  path: string
+  temp: string
+  bytes: number
+  owner: string
+  mode: number
+}): string {
+  return [
+    `f=${shellQuote(o.path)}; t=${shellQuote(o.temp)}; n=${o.bytes}`,
+    `fail() { rm -f "$t"; printf '%s\\n' "$out" >&2; exit "$1"; }`,
+    `trap 'rm -f "$t"; exit 1' HUP INT TERM PIPE`,
+    ...tempFileLines(o.owner, o.mode),
+    `sync -- "$t" 2>/dev/null || sync`,
+    `if ! out=$(mv -f "$t" "$f" 2>&1); then fail ${EXIT_RENAME}; fi`,
+  ].join('\n')
 }
 
 function lookupExitCode(stdout: string): number {
