@@ -313,21 +313,7 @@ async function pushOne(
   // The install steps' own output (after the file).
   const stdout = install.stdout.slice(readChars)
   const why = firstLine(install.stderr || stdout)
-  if (decision === undefined) {
-    // The command ended before it printed the file: it could not read it (EXIT_READ), or it did not run at
-    // all (e.g. a login without a shell, nologin): then SFTP names the file's problem, if it has one.
-    const who = `${conn.target.user}@${conn.label}`
-    const last = lastLine(install.stderr || stdout)
-    if (install.exitCode === EXIT_READ && /permission denied/i.test(install.stderr))
-      throw new MailringError(`Permission denied: cannot read ${path} on ${who}.`, {
-        code: 'ssh_permission_denied',
-      })
-    if (install.exitCode !== EXIT_READ) await conn.readFile(path)
-    throw new MailringError(
-      `Cannot ${install.exitCode === EXIT_READ ? 'read' : 'run the install command for'} ${path} on ${who}: ${last || `exit ${install.exitCode ?? install.signal ?? '?'}`}`,
-      {code: 'push_read'},
-    )
-  }
+  if (decision === undefined) return readFailed(conn, path, {...install, stdout}, 'install')
   if (decision === 'unchanged') return result('unchanged', 'unchanged: nothing written, no reload')
   if (decision === 'dry-run') {
     return result('would-update', installed === undefined ? `would create ${path}` : `would update ${path}`, {
@@ -490,18 +476,9 @@ export function pushScript(o: {
   lookupUser?: string
   settleMs?: number
 }): string {
-  const p = shellQuote(o.path)
   const lines = [
-    `f=${p}; t=${shellQuote(o.temp)}; bt=${shellQuote(o.backupTemp)}; had=`,
-    `if [ -d "$f" ]; then echo ${shellQuote(`${o.path} is a directory`)} >&2; exit ${EXIT_READ}; fi`,
-    `if [ -e "$f" ]; then`,
-    `  command exec 3<"$f" || exit ${EXIT_READ}`,
-    `  s=$(stat -L -c '%f %u %g' /dev/fd/3) || exit ${EXIT_READ}`,
-    `  cat <&3 || exit ${EXIT_READ}`,
-    `  had=1; printf '\\n%s %s\\n' ${shellQuote(o.marker)} "$s"`,
-    `else`,
-    `  printf '\\n%s missing\\n' ${shellQuote(o.marker)}`,
-    `fi`,
+    `t=${shellQuote(o.temp)}; bt=${shellQuote(o.backupTemp)}`,
+    ...readLines(o.path, o.marker),
     `IFS= read -r go || exit 0`,
     `case $go in 'install '*) n=\${go#install } ;; *) exit 0 ;; esac`,
     `fail() { rm -f "$t" "$bt"; printf '%s\\n' "$out" >&2; exit "$1"; }`,
@@ -527,6 +504,59 @@ export function pushScript(o: {
   }
   lines.push('exit 0')
   return lines.join('\n')
+}
+
+/**
+ * Shell lines that print the file at `path` (following a symlink) through one open descriptor, 3, kept
+ * open: its content, then `\nMARKER MODE UID GID\n` (raw mode in hex, `stat` of the descriptor), or only
+ * `\nMARKER missing\n`; "$f" is the path and "$had" is set when there was a file. A file that cannot be
+ * read exits EXIT_READ, its error on stderr.
+ */
+function readLines(path: string, marker: string): string[] {
+  return [
+    `f=${shellQuote(path)}; had=`,
+    `if [ -d "$f" ]; then echo ${shellQuote(`${path} is a directory`)} >&2; exit ${EXIT_READ}; fi`,
+    `if [ -e "$f" ]; then`,
+    `  command exec 3<"$f" || exit ${EXIT_READ}`,
+    `  s=$(stat -L -c '%f %u %g' /dev/fd/3) || exit ${EXIT_READ}`,
+    `  cat <&3 || exit ${EXIT_READ}`,
+    `  had=1; printf '\\n%s %s\\n' ${shellQuote(marker)} "$s"`,
+    `else`,
+    `  printf '\\n%s missing\\n' ${shellQuote(marker)}`,
+    `fi`,
+  ]
+}
+
+/**
+ * The installed file at `path` and its owner and mode (undefined: there is none), read by one command
+ * (readLines) as a push reads it; for `config diff`.
+ */
+async function readInstalled(conn: SshConnection, path: string): Promise<InstalledFile | undefined> {
+  const marker = readMarker(tempPath(path))
+  const read = await conn.exec(readLines(path, marker).join('\n'), {label: 'read', timeoutMs: 60_000})
+  const out = Buffer.from(read.stdout, 'utf8')
+  const installed = read.exitCode === 0 ? parseInstalled(out, marker) : 'incomplete'
+  if (installed === 'incomplete') return readFailed(conn, path, read, 'read')
+  return installed
+}
+
+/**
+ * The error of a command that ended before it printed the file (readLines): it could not read it
+ * (EXIT_READ), or it did not run at all (e.g. a login without a shell, nologin): then SFTP names the file's
+ * problem, if it has one.
+ */
+async function readFailed(conn: SshConnection, path: string, run: ExecResult, what: string): Promise<never> {
+  const who = `${conn.target.user}@${conn.label}`
+  const last = lastLine(run.stderr || run.stdout)
+  if (run.exitCode === EXIT_READ && /permission denied/i.test(run.stderr))
+    throw new MailringError(`Permission denied: cannot read ${path} on ${who}.`, {
+      code: 'ssh_permission_denied',
+    })
+  if (run.exitCode !== EXIT_READ) await conn.readFile(path)
+  throw new MailringError(
+    `Cannot ${run.exitCode === EXIT_READ ? 'read' : `run the ${what} command for`} ${path} on ${who}: ${last || `exit ${run.exitCode ?? run.signal ?? '?'}`}`,
+    {code: 'push_read'},
+  )
 }
 
 /**
@@ -616,7 +646,7 @@ export async function diffConfig(
     const r = target.rendering
     const conn = await SshConnection.connect(connectOptions(ctx, r.address, options, cache))
     try {
-      const current = (await conn.readFile(r.path))?.toString('utf8')
+      const current = (await readInstalled(conn, r.path))?.data.toString('utf8')
       const same = current === r.rendered.text
       const diff = same
         ? ''
