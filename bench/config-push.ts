@@ -233,9 +233,10 @@ async function runConfigPushBench(): Promise<void> {
 /**
  * The fewest round trips a push can take over SSH (the file changed, so it is read, then installed): TCP
  * handshake 1; key exchange 2 (version and KEXINIT both ways at once, then ECDH); service request and
- * public key authentication 2 (a signed request at once, no query first); a channel open 1 (a second
- * channel opened beside it); reading the file 1; one command that keeps the backup and installs the new
- * file (its content on stdin) 1. Closing need not be waited for.
+ * public key authentication 2 (a signed request at once, no query first); a channel open 1; reading the
+ * file 1; one command that keeps the backup and installs the new file (its content on stdin) 1. Closing
+ * need not be waited for. mailring now takes exactly these (src/engine/config-push.ts: the read and the
+ * install are the two halves of one command, the new file its answer on stdin).
  */
 const PROTOCOL_MIN_ROUND_TRIPS = 8
 
