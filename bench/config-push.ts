@@ -27,7 +27,7 @@ import {claimLoopbackIp, type LoopbackClaim} from '../test/support/ports.js'
 import {makeTempDir, removeDir} from '../test/support/proc.js'
 import {startSshd, type SshServer} from '../test/support/sshd.js'
 import {startRelayProcess} from './latency-relay.js'
-import {collectGarbage, ownCpuMs} from './measure.js'
+import {collectGarbage, ownCpuMs, wakeUpCost} from './measure.js'
 import {checkTarget, printTable, seconds} from './report.js'
 
 const SUITE = 'config-push'
@@ -221,7 +221,7 @@ async function runConfigPushBench(): Promise<void> {
         await via.relays.close()
       }
     }
-    reportRuns(runs, sshd)
+    reportRuns(runs, sshd, await wakeUpCost(LATENCIES_MS[LATENCIES_MS.length - 1]!))
   } finally {
     await store?.close()
     await Promise.all(servers.map((s) => s.stop()))
@@ -233,13 +233,18 @@ async function runConfigPushBench(): Promise<void> {
 /**
  * The fewest round trips a push can take over SSH (the file changed, so it is read, then installed): TCP
  * handshake 1; key exchange 2 (version and KEXINIT both ways at once, then ECDH); service request and
- * public key authentication 2 (a signed request at once, no query first); a channel open 1 (a second
- * channel opened beside it); reading the file 1; one command that keeps the backup and installs the new
- * file (its content on stdin) 1. Closing need not be waited for.
+ * public key authentication 2 (a signed request at once, no query first); a channel open 1; reading the
+ * file 1; one command that keeps the backup and installs the new file (its content on stdin) 1. Closing
+ * need not be waited for. mailring now takes exactly these (src/engine/config-push.ts: the read and the
+ * install are the two halves of one command, the new file its answer on stdin).
  */
 const PROTOCOL_MIN_ROUND_TRIPS = 8
 
-function reportRuns(runs: Run[], sshd: {extraArgs?: string[]}): void {
+function reportRuns(
+  runs: Run[],
+  sshd: {extraArgs?: string[]},
+  wake: Awaited<ReturnType<typeof wakeUpCost>>,
+): void {
   const find = (oneWayMs: number, parallel: number) =>
     runs.find((r) => r.oneWayMs === oneWayMs && r.parallel === parallel)!
   const base = find(LATENCIES_MS[0]!, 1)
@@ -322,6 +327,11 @@ function reportRuns(runs: Run[], sshd: {extraArgs?: string[]}): void {
         'authentication 2, channel open 1, read 1, one install command 1 (see PROTOCOL_MIN_ROUND_TRIPS).',
       `mailring CPU: user + system time of this process (the relays run in a child process), divided by ` +
         `${SERVERS} servers; ${cores} cores, shared with the sshd servers and the relays.`,
+      `waking up costs CPU here: an empty timer wake-up after ${LATENCIES_MS[LATENCIES_MS.length - 1]} ms idle ` +
+        `${wake.wakeMs.toFixed(2)} ms, and a unit of SSH-like work ${wake.workMs.toFixed(2)} ms back to back but ` +
+        `${wake.workAfterSleepMs.toFixed(2)} ms right after such a sleep (bench/measure.ts wakeUpCost): so ` +
+        'mailring CPU per push grows with the latency one at a time (a wake-up or more per round trip), and ' +
+        'less with --parallel (one wake-up serves several connections).',
       'doveconf and doveadm are `true` (no Dovecot here); real validation adds its own time per server.',
       `the test sshd servers run ${sshd.extraArgs ? 'with -r (no re-exec per connection)' : 'with their defaults'}.`,
     ],

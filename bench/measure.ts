@@ -41,3 +41,41 @@ export function ownCpuMs(): number {
 export function collectGarbage(): void {
   ;(globalThis as {gc?: () => void}).gc?.()
 }
+
+/**
+ * What waking up costs this process on this machine, which is why mailring's CPU per server push grows with
+ * the latency when servers are worked on one at a time (every round trip is a sleep and a wake-up or
+ * more): the CPU time of an empty timer wake-up after `sleepMs` of idleness, and how much more CPU the same
+ * small unit of work (8 Ed25519 signatures and SHA-256 hashes of 16 KiB, SSH-like work) takes right
+ * after such a sleep than back to back (cold caches, a parked CPU, a virtual CPU's halt and wake).
+ */
+export async function wakeUpCost(
+  sleepMs: number,
+  rounds = 40,
+): Promise<{wakeMs: number; workMs: number; workAfterSleepMs: number}> {
+  const {createHash, generateKeyPairSync, sign} = await import('node:crypto')
+  const {privateKey} = generateKeyPairSync('ed25519')
+  const data = Buffer.alloc(16 * 1024, 7)
+  const unit = () => {
+    for (let i = 0; i < 8; i++) {
+      sign(null, data.subarray(0, 64), privateKey)
+      createHash('sha256').update(data).digest()
+    }
+  }
+  const pause = (ms: number) =>
+    new Promise<void>((resolve) => (ms > 0 ? setTimeout(resolve, ms) : setImmediate(resolve)))
+  for (let i = 0; i < rounds; i++) unit() // warm up
+  const perRound = async (work: boolean, ms: number): Promise<number> => {
+    const before = ownCpuMs()
+    for (let i = 0; i < rounds; i++) {
+      if (work) unit()
+      await pause(ms)
+    }
+    return (ownCpuMs() - before) / rounds
+  }
+  const idle = await perRound(false, 0)
+  const wakeMs = (await perRound(false, sleepMs)) - idle
+  const workMs = (await perRound(true, 0)) - idle
+  const workAfterSleepMs = (await perRound(true, sleepMs)) - idle - wakeMs
+  return {wakeMs, workMs, workAfterSleepMs}
+}

@@ -65,6 +65,11 @@ export interface ResolveOptions {
   user?: string
   port?: number
   identityFiles?: string[]
+  /**
+   * Where a run of many connections keeps the config files it read and parsed, so that each is read once
+   * per run rather than once per server (changes to them during the run are not seen).
+   */
+  cache?: Map<string, Promise<unknown>>
 }
 
 const DEFAULT_IDENTITY_FILES = ['id_ed25519', 'id_ecdsa', 'id_rsa']
@@ -219,6 +224,44 @@ function yes(value: string | string[] | undefined): boolean {
   return first(value)?.toLowerCase() === 'yes'
 }
 
+/** `load()`, or what an earlier call with the same key gave in this cache (a failure is not kept). */
+export function cached<T>(
+  cache: Map<string, Promise<unknown>> | undefined,
+  key: string,
+  load: () => Promise<T>,
+): Promise<T> {
+  if (!cache) return load()
+  let entry = cache.get(key) as Promise<T> | undefined
+  if (!entry) {
+    entry = load()
+    cache.set(key, entry)
+    entry.catch(() => cache.delete(key))
+  }
+  return entry
+}
+
+/** The user's and the system's config files, parsed as one (undefined when neither is read). */
+async function readConfig(
+  configPath: string | false,
+  systemPath: string | false,
+  home: string,
+): Promise<{parsed: SSHConfig; matchExec: boolean} | undefined> {
+  const texts: string[] = []
+  if (configPath !== false) texts.push(await readConfigText(configPath, home, path.join(home, '.ssh')))
+  if (systemPath !== false) texts.push(await readConfigText(systemPath, home, path.dirname(systemPath)))
+  if (texts.length === 0) return undefined
+  // A Host block does not end at the end of a file; `Host *` resets to "applies to every host".
+  const text = texts.join('\nHost *\n')
+  try {
+    return {parsed: SSHConfig.parse(text), matchExec: /^\s*match\b.*\bexec\b/im.test(text)}
+  } catch (error) {
+    throw new MailringError(`Cannot parse ssh config: ${(error as Error).message}.`, {
+      code: 'ssh_config',
+      cause: error,
+    })
+  }
+}
+
 /** Resolves a server name the way `ssh NAME` would, from ~/.ssh/config and the OpenSSH defaults. */
 export async function resolveSshHost(alias: string, options: ResolveOptions = {}): Promise<ResolvedHost> {
   const env = options.env ?? process.env
@@ -228,24 +271,13 @@ export async function resolveSshHost(alias: string, options: ResolveOptions = {}
   const systemPath = options.systemConfigPath === undefined ? '/etc/ssh/ssh_config' : options.systemConfigPath
   const notes: string[] = []
 
-  const texts: string[] = []
-  if (configPath !== false) texts.push(await readConfigText(configPath, home, path.join(home, '.ssh')))
-  if (systemPath !== false) texts.push(await readConfigText(systemPath, home, path.dirname(systemPath)))
+  const config = await cached(options.cache, `ssh-config\0${configPath}\0${systemPath}\0${home}`, () =>
+    readConfig(configPath, systemPath, home),
+  )
   let computed: Record<string, string | string[]> = {}
-  if (texts.length > 0) {
-    // A Host block does not end at the end of a file; `Host *` resets to "applies to every host".
-    const text = texts.join('\nHost *\n')
-    let parsed: SSHConfig
-    try {
-      parsed = SSHConfig.parse(text)
-    } catch (error) {
-      throw new MailringError(`Cannot parse ssh config: ${(error as Error).message}.`, {
-        code: 'ssh_config',
-        cause: error,
-      })
-    }
-    computed = parsed.compute({Host: alias}, {ignoreCase: true, matchExec: false})
-    if (/^\s*match\b.*\bexec\b/im.test(text)) notes.push('ssh config: "Match exec" blocks are not evaluated.')
+  if (config) {
+    computed = config.parsed.compute({Host: alias}, {ignoreCase: true, matchExec: false})
+    if (config.matchExec) notes.push('ssh config: "Match exec" blocks are not evaluated.')
   }
   const get = (name: string): string | string[] | undefined => computed[name.toLowerCase()]
 

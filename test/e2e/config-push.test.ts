@@ -154,6 +154,13 @@ describe('config push', () => {
     const rendered = await cli(['config', 'render', '--server', 'mx-a'])
     expect(fs.readFileSync(sqlPath, 'utf8')).toBe(rendered.stdout)
     expect(fs.readFileSync(sqlPath + '.mailring-backup', 'utf8')).toBe(before)
+    // The backup has the owner and mode of the file it keeps (0644 root, as beforeAll left it).
+    const kept = fs.statSync(sqlPath + '.mailring-backup')
+    expect([kept.mode & 0o777, kept.uid]).toEqual([0o644, 0])
+    // No temporary file stays.
+    expect(
+      fs.readdirSync(path.dirname(sqlPath)).filter((n) => n.includes('.mailring-') && n.endsWith('.tmp')),
+    ).toEqual([])
     const st = fs.statSync(sqlPath)
     expect(st.mode & 0o777).toBe(0o640)
     expect(st.uid).toBe(0)
@@ -253,6 +260,7 @@ describe('config push', () => {
 
   it('rolls back a configuration that breaks Dovecot, which keeps serving', async () => {
     const good = fs.readFileSync(sqlPath, 'utf8')
+    const goodStat = fs.statSync(sqlPath)
     // The new file points Dovecot at a database file that does not exist: every lookup fails.
     writeConfig('broken.yaml', {dovecot: ['  sqlite_path: /nonexistent/mailring/cluster.db']})
     const r = await cli(['config', 'push', '--server', 'mx-a', '--json'], 'broken.yaml')
@@ -263,6 +271,16 @@ describe('config push', () => {
       /lookup of alice@example.com .*failed.*previous file was restored and Dovecot reloaded/,
     )
     expect(fs.readFileSync(sqlPath, 'utf8')).toBe(good)
+    // With its owner and mode, and no temporary file left.
+    const restored = fs.statSync(sqlPath)
+    expect([restored.mode & 0o7777, restored.uid, restored.gid]).toEqual([
+      goodStat.mode & 0o7777,
+      goodStat.uid,
+      goodStat.gid,
+    ])
+    expect(
+      fs.readdirSync(path.dirname(sqlPath)).filter((n) => n.includes('.mailring-') && n.endsWith('.tmp')),
+    ).toEqual([])
     // Dovecot still answers through the restored file (after the reload settles).
     let lookup = await host.doveadm(['user', 'alice@example.com'])
     for (let i = 0; i < 20 && lookup.exitCode !== 0; i++) {

@@ -11,7 +11,7 @@ import {afterAll, afterEach, beforeAll, describe, expect, it} from 'vitest'
 
 import {MailringError} from '../../src/core/errors.js'
 import {failures, runPerServer} from '../../src/remote/pool.js'
-import {SshConnection, type SshConnectOptions} from '../../src/remote/ssh.js'
+import {SshConnection, type SshConnectOptions, SshRunCache} from '../../src/remote/ssh.js'
 import {freePort} from '../support/ports.js'
 import {makeTempDir, removeDir} from '../support/proc.js'
 import {startSshd, type SshServer} from '../support/sshd.js'
@@ -126,6 +126,31 @@ describe('exec', () => {
       stderr: '',
       exitCode: 4,
     })
+  })
+
+  it('respond: what is written to stdin depends on what the command printed first (one command)', async () => {
+    const c = await connect()
+    const seen: string[] = []
+    const script = `printf 'question: '; sleep 0.2; echo 'what is 6 times 7?'; IFS= read -r answer; echo "got $answer"`
+    const r = await c.exec(script, {
+      respond: (stdout) => {
+        seen.push(stdout.toString())
+        return stdout.toString().endsWith('?\n') ? '42\n' : undefined
+      },
+    })
+    expect(r).toMatchObject({stdout: 'question: what is 6 times 7?\ngot 42\n', exitCode: 0})
+    // Called as the output grew, until it answered.
+    expect(seen.at(-1)).toBe('question: what is 6 times 7?\n')
+    expect(seen.length).toBeGreaterThanOrEqual(2)
+    // An error from respond rejects, and stdin is closed (the command sees its end).
+    await expect(
+      c.exec('echo go; cat; echo done', {
+        respond: () => {
+          throw new Error('no answer')
+        },
+      }),
+    ).rejects.toThrow('no answer')
+    expect((await c.exec('echo still usable')).stdout).toBe('still usable\n')
   })
 
   it('reads both streams completely when a command writes megabytes to each', async () => {
@@ -524,6 +549,49 @@ describe('authentication and connection errors', () => {
     expect(error.message).toMatch(
       /^Cannot resolve the host name no-such-host\.invalid \(E\w+\): check the server's address and DNS\.$/,
     )
+  })
+})
+
+describe('authentication without a query', () => {
+  it('logs in with a key file in one request: the signed one, no query first', async () => {
+    // sshd logs "Postponed publickey" for a query it answered with PK_OK; a signed request at once is
+    // accepted without it.
+    const before = fs.readFileSync(sshd.logPath, 'utf8')
+    const c = await connect()
+    expect((await c.exec('echo in')).stdout).toBe('in\n')
+    const log = fs.readFileSync(sshd.logPath, 'utf8').slice(before.length)
+    expect(log).toMatch(/Accepted publickey for root/)
+    expect(log).not.toMatch(/Postponed publickey/)
+  })
+})
+
+describe('a run cache', () => {
+  it('reads the ssh config, known_hosts and key files once for all the connections of a run', async () => {
+    const key = path.join(scratch, 'run-cache-key')
+    fs.copyFileSync(sshd.clientKeyPath, key)
+    fs.chmodSync(key, 0o600)
+    const hosts = file('run-cache-known-hosts', sshd.knownHostsLine + '\n')
+    const config = file('run-cache-config', `Host cached\n  HostName ${sshd.host}\n  Port ${sshd.port}\n`)
+    const cache = new SshRunCache()
+    const opts = options({
+      host: 'cached',
+      port: undefined,
+      identityFiles: [key],
+      knownHostsFiles: [hosts],
+      resolve: {...RESOLVE, configPath: config},
+      cache,
+    })
+    const first = await SshConnection.connect(opts)
+    opened.push(first)
+    // Emptied or spoilt after the first connection: the run goes on with what it read.
+    fs.writeFileSync(config, '')
+    fs.writeFileSync(hosts, '')
+    fs.writeFileSync(key, 'not a key\n')
+    const second = await SshConnection.connect(opts)
+    opened.push(second)
+    expect((await second.exec('echo again')).stdout).toBe('again\n')
+    // Without the cache, the files are read again.
+    await expect(SshConnection.connect({...opts, cache: undefined})).rejects.toThrow(MailringError)
   })
 })
 
