@@ -27,11 +27,11 @@
  *
  * BENCH_REPLICATOR_SECONDS (default 60) and BENCH_REPLICATOR_RATE (default 50) change the load.
  */
+import {execFile, type ChildProcess} from 'node:child_process'
 import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
 
-import {startCli, type JsonEnvelope} from '../test/e2e/cli.js'
 import {startRingCluster, type RingCluster} from '../test/e2e/ring-cluster.js'
 import {REPLICATION_CONFIG} from '../test/support/dovecot.js'
 import {lmtpDeliver} from '../test/support/mailclients.js'
@@ -332,6 +332,33 @@ async function syncHistogram(port: number): Promise<{sum: number; count: number}
   return {sum, count: n}
 }
 
+/**
+ * The built CLI (`node bin/run.js`), found from here whether the bench runs from bench/ (tsx) or from
+ * dist/bench/ (`npm run bench`); test/e2e/cli.ts finds it from test/e2e/ only. A small environment, as there.
+ */
+function cli(
+  args: readonly string[],
+  ring: RingCluster,
+): {child: ChildProcess; result: Promise<{stdout: string; stderr: string}>} {
+  let root = import.meta.dirname
+  while (!fs.existsSync(path.join(root, 'bin', 'run.js'))) {
+    if (path.dirname(root) === root) throw new Error('bin/run.js not found above the bench')
+    root = path.dirname(root)
+  }
+  const env: Record<string, string> = {NO_COLOR: '1', HOME: ring.dir, MAILRING_CONFIG: ring.configPath}
+  for (const name of ['PATH', 'TMPDIR', 'LANG']) if (process.env[name]) env[name] = process.env[name]
+  let child!: ChildProcess
+  const result = new Promise<{stdout: string; stderr: string}>((resolve) => {
+    child = execFile(
+      process.execPath,
+      [path.join(root, 'bin', 'run.js'), ...args],
+      {cwd: ring.dir, env, maxBuffer: 64 * 1024 * 1024, encoding: 'utf8'},
+      (_error, stdout, stderr) => resolve({stdout, stderr}),
+    )
+  })
+  return {child, result}
+}
+
 async function mailringPhase(): Promise<Phase> {
   const users = benchUsers('ring.example', 3)
   const port = await freePort('127.0.0.1')
@@ -342,13 +369,9 @@ async function mailringPhase(): Promise<Phase> {
     replicator: {port, settings: SERVICE_SETTINGS},
   })
   let stderr = ''
-  const service = startCli(
+  const service = cli(
     ['replicator', 'run', ...(PARALLEL === undefined ? [] : ['--parallel', PARALLEL])],
-    {
-      cwd: ring.dir,
-      env: {HOME: ring.dir, MAILRING_CONFIG: ring.configPath},
-      timeoutMs: 900_000,
-    },
+    ring,
   )
   service.child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()))
   try {
@@ -356,8 +379,13 @@ async function mailringPhase(): Promise<Phase> {
     const catchUpMs = await until(
       'the start-up catch-up has drained',
       async () => {
-        const r = await ring.cli<JsonEnvelope<ReplicatorStatus>>(['replicator', 'status', '--json'])
-        const queue = r.json?.result?.queue
+        const r = await cli(['replicator', 'status', '--json'], ring).result
+        let queue: ReplicatorStatus['queue'] | undefined
+        try {
+          queue = (JSON.parse(r.stdout) as {result?: ReplicatorStatus}).result?.queue
+        } catch {
+          queue = undefined
+        }
         return queue !== undefined && queue.waiting === 0 && queue.inFlight === 0
       },
       READY_TIMEOUT_MS,
