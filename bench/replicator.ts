@@ -25,7 +25,8 @@
  * users with messages outstanding. Nothing opens a mailbox on a copy (that would race the first dsync
  * that creates INBOX there; see REPLICATION_CONFIG).
  *
- * BENCH_REPLICATOR_SECONDS (default 60) and BENCH_REPLICATOR_RATE (default 50) change the load.
+ * BENCH_REPLICATOR_SECONDS (default 60) and BENCH_REPLICATOR_RATE (default 50) change the load;
+ * BENCH_REPLICATOR_DOVEADM_REUSE=1 runs both phases with doveadm-server processes reused (see below).
  */
 import {execFile, type ChildProcess} from 'node:child_process'
 import * as fs from 'node:fs'
@@ -64,6 +65,13 @@ const SERVICE_SETTINGS: Record<string, string | number> = {
   probe_timeout: '1s',
   ...(PER_SERVER === undefined ? {} : {per_server: Number(PER_SERVER)}),
 }
+/**
+ * BENCH_REPLICATOR_DOVEADM_REUSE=1: every server in both phases keeps its doveadm-server processes for more
+ * than one request (service_count = 0; Dovecot's default 1 forks one per request, i.e. per doveadm HTTP
+ * request and per dsync connection). All users here share one uid (vmail), which reuse needs.
+ */
+const DOVEADM_REUSE = process.env.BENCH_REPLICATOR_DOVEADM_REUSE === '1'
+const DOVEADM_REUSE_CONFIG = DOVEADM_REUSE ? 'service doveadm {\n  service_count = 0\n}\n' : ''
 /** BENCH_REPLICATOR_PHASES=mailring (or stock) runs one phase only, while working on it. */
 const PHASES = (process.env.BENCH_REPLICATOR_PHASES ?? 'mailring,stock').split(',')
 
@@ -365,6 +373,7 @@ async function mailringPhase(): Promise<Phase> {
     users: users.map((u): [string, string[]] => [u.user, u.copies]),
     copies: 3,
     replicator: {port, settings: SERVICE_SETTINGS},
+    extraConfig: DOVEADM_REUSE_CONFIG,
   })
   let stderr = ''
   const service = cli(
@@ -461,7 +470,7 @@ async function stockPhase(): Promise<Phase> {
     servers: SERVERS,
     users: users.map((u): [string, string[]] => [u.user, u.copies]),
     copies: 2,
-    extraConfig: REPLICATION_CONFIG,
+    extraConfig: REPLICATION_CONFIG + DOVEADM_REUSE_CONFIG,
   })
   try {
     const readyMs = await until(
@@ -555,6 +564,9 @@ async function runReplicatorBench(): Promise<void> {
         '. Per delivery is not a fixed cost for mailring: the longer users wait in its queue, the more deliveries one sync carries.',
       'Dovecot CPU/delivery includes the LMTP delivery itself and every doveadm request: each doveadm HTTP request starts a fresh doveadm-server process (service_count = 1); a mailring sync of one R = 3 user is a status read per copy, a dsync from the first copy to each other one, and a status read per copy again (8 requests).',
       'mailring lag floor: debounce 500 ms after the last change (max_delay 5 s), then the claim (woken by the debounce timer, else the 250 ms queue poll), then the syncs; the stock replicator syncs at once on the notification (replication_max_conns = 10 per server), one dsync to the one other copy.',
+      DOVEADM_REUSE
+        ? 'Both phases with `service doveadm { service_count = 0 }` on every server (BENCH_REPLICATOR_DOVEADM_REUSE=1): doveadm-server processes serve many requests.'
+        : "Both phases with Dovecot's default `service doveadm { service_count = 1 }`: one doveadm-server process per doveadm HTTP request and per dsync connection (BENCH_REPLICATOR_DOVEADM_REUSE=1 keeps them).",
       `Presence is polled every ${POLL_MS} ms on disk (Maildir new/ + cur/ counts): lags are up to that much late.`,
     ],
   )
