@@ -38,6 +38,7 @@ import {REPLICATION_CONFIG} from '../test/support/dovecot.js'
 import {lmtpDeliver} from '../test/support/mailclients.js'
 import {freePort} from '../test/support/ports.js'
 import {sleep} from '../test/support/proc.js'
+import {seededGenerator} from '../src/core/combinatorics.js'
 import {replicatorStatus, type ReplicatorStatus} from '../src/engine/replicator/status.js'
 import {SqliteStore} from '../src/store/sqlite.js'
 import {dovecotCpuMs} from './measure.js'
@@ -110,16 +111,10 @@ function benchUsers(domain: string, copies: number): BenchUser[] {
   }))
 }
 
-/** A small deterministic PRNG (mulberry32): both phases pick the same sequence of user indexes. */
+/** Uniform in [0, 1), seeded (src/core/combinatorics.ts): both phases pick the same sequence of users. */
 function random(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
+  const next = seededGenerator(seed)
+  return () => next() / 4294967296
 }
 
 function maildirCount(ring: RingCluster, server: string, user: string): number {
