@@ -10,6 +10,7 @@ import {storeBench} from './store.js'
 import {mysqlBench} from './mysql.js'
 import {syncBench} from './sync.js'
 import {rebalanceBench} from './rebalance.js'
+import {replicatorBench} from './replicator.js'
 import {printTable, seconds, targetResults} from './report.js'
 
 interface BenchSuite {
@@ -25,6 +26,7 @@ const suites: BenchSuite[] = [
   mysqlBench,
   syncBench,
   rebalanceBench,
+  replicatorBench,
 ]
 
 const wanted = process.argv.slice(2)
