@@ -13,7 +13,7 @@ import {errorText} from '../../core/errors.js'
 import type {ReplicationRequest, ReplicationTask, ServerHealthState, Store} from '../../store/store.js'
 import type {DovecotContext} from '../config-render.js'
 import {DoveadmFleet} from '../doveadm-fleet.js'
-import {syncOneUser, type UserSyncResult} from '../sync.js'
+import {syncOneUser, syncPair, type UserSyncResult} from '../sync.js'
 import {FullSyncScheduler} from './full-sync.js'
 
 export interface ReplicatorTuning {
@@ -206,17 +206,17 @@ export class Replicator {
         await this.refreshContext()
         await this.refreshHealth()
         await this.fullSync.tick(this.now())
-        const free = this.tuning.parallel - this.inFlight.size
-        if (free > 0 && !this.stopping) {
+        const limit = this.claimLimit()
+        if (limit > 0 && !this.stopping) {
           const tasks = await this.store.claimReplication({
             owner: this.owner,
             nowMs: this.now(),
-            limit: free,
+            limit,
             leaseMs: this.tuning.leaseMs,
             avoidServers: this.busyServers(),
           })
-          for (const task of tasks) this.begin(task)
-          if (tasks.length === free) continue
+          for (const task of tasks) this.begin(task, await this.takeCopies(task))
+          if (tasks.length === limit) continue
         }
       } catch (error) {
         // The store may be briefly unavailable (a locked SQLite file, a dropped connection): say so, go on.
@@ -231,8 +231,31 @@ export class Replicator {
     return busy
   }
 
-  private begin(task: ReplicationTask): void {
-    const job = this.runTask(task)
+  /**
+   * How many tasks one claim may take: the free workers, but no more than the room left on the busiest
+   * server not at its limit (those at it are avoided), so that one claim cannot push a server past
+   * per_server, whichever servers the claimed users turn out to be on.
+   */
+  private claimLimit(): number {
+    const free = this.tuning.parallel - this.inFlight.size
+    const counts = [...this.perServer.values()].filter((n) => n < this.tuning.perServer)
+    const room = this.tuning.perServer - Math.max(0, ...counts)
+    return Math.max(0, Math.min(free, room))
+  }
+
+  /** The user's copies, counted against their servers at once (before the next claim looks). */
+  private async takeCopies(task: ReplicationTask): Promise<string[]> {
+    const record = await this.store.getUser(task.user)
+    const copies = record?.copies ?? []
+    // A server added since the servers were last read: read them again.
+    if (copies.some((s) => !this.ctx.servers.some((known) => known.name === s)))
+      await this.refreshContext(true)
+    for (const s of copies) this.perServer.set(s, (this.perServer.get(s) ?? 0) + 1)
+    return copies
+  }
+
+  private begin(task: ReplicationTask, copies: string[]): void {
+    const job = this.runTask(task, copies)
       .catch((error: unknown) => this.log(`replicator: ${task.user}: ${errorText(error)}`))
       .finally(() => {
         this.inFlight.delete(task.user)
@@ -241,13 +264,7 @@ export class Replicator {
     this.inFlight.set(task.user, job)
   }
 
-  private async runTask(task: ReplicationTask): Promise<void> {
-    const record = await this.store.getUser(task.user)
-    const copies = record?.copies ?? []
-    // A server added since the servers were last read: read them again.
-    if (copies.some((s) => !this.ctx.servers.some((known) => known.name === s)))
-      await this.refreshContext(true)
-    for (const s of copies) this.perServer.set(s, (this.perServer.get(s) ?? 0) + 1)
+  private async runTask(task: ReplicationTask, copies: string[]): Promise<void> {
     try {
       const outcome = await this.syncCopies(task, copies)
       if (outcome.ok) {
@@ -291,6 +308,8 @@ export class Replicator {
       }
       return {ok: true, result}
     }
+    const fast = await this.syncFromSource(task, live)
+    if (fast) return {ok: true, result: fast}
     const result = await syncOneUser(this.fleet, task.user, live, task.priority === 'full')
     if (result.status === 'synced' || result.status === 'in-sync') return {ok: true, result}
     for (const skipped of result.skipped)
@@ -301,6 +320,46 @@ export class Replicator {
       error: result.message ?? result.status,
       ...(server === undefined ? {} : {server}),
     }
+  }
+
+  /**
+   * The fast path for a change Dovecot told us about: the copy it happened on is known, so that copy is
+   * synced (two-way) with each other copy at once, without reading every copy's state first: one doveadm
+   * request per other copy instead of about four (a fresh doveadm-server process each on a stock Dovecot).
+   * Any failure, even "not fully synced", falls back to the full N-way sync, which reads every copy's state
+   * and repairs what it must (twin mailboxes) before it syncs. Full and catch-up syncs always take that way.
+   */
+  private async syncFromSource(
+    task: ReplicationTask,
+    live: readonly string[],
+  ): Promise<UserSyncResult | undefined> {
+    const source = task.source
+    if ((task.priority !== 'mail' && task.priority !== 'change') || source === null || !live.includes(source))
+      return undefined
+    const started = this.now()
+    const wasUnusable = this.fleet.problemOf(source) !== undefined
+    const result: UserSyncResult = {
+      user: task.user,
+      status: 'synced',
+      copies: [...live],
+      hub: source,
+      skipped: [],
+      syncs: 0,
+      ms: 0,
+    }
+    const outcomes = await Promise.allSettled(
+      live
+        .filter((s) => s !== source)
+        .map((target) => syncPair(this.fleet, task.user, source, target, false, result, 1)),
+    )
+    if (outcomes.some((o) => o.status === 'rejected')) {
+      // A sync with a copy that cannot be reached fails on the source's side (its doveadm closes the
+      // request): the source is not to blame. The full sync reads every copy and finds the one that is.
+      if (!wasUnusable) this.fleet.forget(source)
+      return undefined
+    }
+    result.ms = this.now() - started
+    return result
   }
 
   private isDown(server: string): boolean {
