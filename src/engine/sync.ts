@@ -147,6 +147,9 @@ export async function syncOneUser(
   // an INBOX on each side on its own, twins that never converge once mail arrives on one of them
   // (docs/dovecot-facts.md). The first delivery creates the INBOX that the next sync copies with its GUID.
   if (live.every((copy) => rows.get(copy)!.length === 0)) {
+    // Every live copy is (empty and) as good as any other: the first one is the hub (a move verifies
+    // against it).
+    result.hub = live[0]!
     const note = partialNote()
     return done(note === undefined ? 'in-sync' : skippedStatus(), note)
   }
