@@ -260,6 +260,26 @@ export class DoveadmFleet {
     }
   }
 
+  /**
+   * Several doveadm calls on one server, in ONE request where the transport can (the HTTP API: one
+   * doveadm-server process for all of them, run in order), else one after another. Failures as run().
+   */
+  async runAll(server: string, commands: readonly DoveadmCommand[]): Promise<DoveadmReply[]> {
+    const known = this.problemOf(server)
+    if (known !== undefined) throw new CopyProblem(server, known, true)
+    try {
+      const transport = await this.transport(server)
+      if (transport instanceof HttpDoveadm) return await transport.runBatch(commands)
+      const replies: DoveadmReply[] = []
+      for (const command of commands) replies.push(await transport.run(command))
+      return replies
+    } catch (error) {
+      if (!isMailringError(error)) throw error
+      this.markUnusable(server, error.message)
+      throw new CopyProblem(server, this.problemOf(server) ?? error.message, true)
+    }
+  }
+
   /** A user's mailboxes on one copy with the given status fields; throws CopyProblem. */
   async mailboxStatus(server: string, user: string, fields: readonly string[]): Promise<Row[]> {
     const reply = await this.run(server, mailboxStatusCommand(user, fields))

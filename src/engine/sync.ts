@@ -201,8 +201,6 @@ export async function syncPair(
   target: string,
   full: boolean,
   result: {syncs: number},
-  /** Runs of doveadm sync while Dovecot answers "not fully synced" (default MAX_SYNC_RUNS). */
-  maxRuns = MAX_SYNC_RUNS,
 ): Promise<void> {
   const command = syncCommand({
     user,
@@ -214,10 +212,10 @@ export async function syncPair(
     const reply = await fleet.run(hub, command)
     result.syncs++
     if (reply.outcome === 'ok') return
-    if (reply.outcome === 'not-fully-synced' && run < maxRuns) continue
+    if (reply.outcome === 'not-fully-synced' && run < MAX_SYNC_RUNS) continue
     const why =
       reply.outcome === 'not-fully-synced'
-        ? `still not fully synced after ${maxRuns} runs of doveadm sync with ${target}`
+        ? `still not fully synced after ${MAX_SYNC_RUNS} runs of doveadm sync with ${target}`
         : `doveadm sync with ${target} failed: ${reply.message || `exit ${reply.exitCode}`} (see the Dovecot log of ${hub} and ${target})`
     throw new CopyProblem(hub, why, false)
   }

@@ -13,7 +13,8 @@ import {errorText} from '../../core/errors.js'
 import type {ReplicationRequest, ReplicationTask, ServerHealthState, Store} from '../../store/store.js'
 import type {DovecotContext} from '../config-render.js'
 import {DoveadmFleet} from '../doveadm-fleet.js'
-import {syncOneUser, syncPair, type UserSyncResult} from '../sync.js'
+import {syncCommand} from '../../dovecot/doveadm.js'
+import {syncOneUser, type UserSyncResult} from '../sync.js'
 import {FullSyncScheduler} from './full-sync.js'
 
 export interface ReplicatorTuning {
@@ -324,10 +325,11 @@ export class Replicator {
 
   /**
    * The fast path for a change Dovecot told us about: the copy it happened on is known, so that copy is
-   * synced (two-way) with each other copy at once, without reading every copy's state first: one doveadm
-   * request per other copy instead of about four (a fresh doveadm-server process each on a stock Dovecot).
-   * Any failure, even "not fully synced", falls back to the full N-way sync, which reads every copy's state
-   * and repairs what it must (twin mailboxes) before it syncs. Full and catch-up syncs always take that way.
+   * synced (two-way) with each other copy, without reading every copy's state first: the syncs go in ONE
+   * doveadm request to that copy (one doveadm-server process on a stock Dovecot, where the full N-way sync
+   * costs about eight). Any failure, even "not fully synced", falls back to the full N-way sync, which
+   * reads every copy's state and repairs what it must (twin mailboxes) before it syncs. Full and catch-up
+   * syncs always take that way.
    */
   private async syncFromSource(
     task: ReplicationTask,
@@ -338,28 +340,36 @@ export class Replicator {
       return undefined
     const started = this.now()
     const wasUnusable = this.fleet.problemOf(source) !== undefined
-    const result: UserSyncResult = {
+    const targets = live.filter((s) => s !== source)
+    const commands = targets.map((target) =>
+      syncCommand({
+        user: task.user,
+        destination: this.fleet.syncDestination(target),
+        full: false,
+        lockSeconds: this.fleet.ctx.doveadm.lockSeconds,
+      }),
+    )
+    let ok = false
+    try {
+      ok = (await this.fleet.runAll(source, commands)).every((reply) => reply.outcome === 'ok')
+    } catch {
+      ok = false
+    }
+    if (!ok) {
+      // A sync with a copy that cannot be reached fails on the source's side (its doveadm may close the
+      // request): the source is not to blame. The full sync reads every copy and finds the one that is.
+      if (!wasUnusable) this.fleet.forget(source)
+      return undefined
+    }
+    return {
       user: task.user,
       status: 'synced',
       copies: [...live],
       hub: source,
       skipped: [],
-      syncs: 0,
-      ms: 0,
+      syncs: commands.length,
+      ms: this.now() - started,
     }
-    const outcomes = await Promise.allSettled(
-      live
-        .filter((s) => s !== source)
-        .map((target) => syncPair(this.fleet, task.user, source, target, false, result, 1)),
-    )
-    if (outcomes.some((o) => o.status === 'rejected')) {
-      // A sync with a copy that cannot be reached fails on the source's side (its doveadm closes the
-      // request): the source is not to blame. The full sync reads every copy and finds the one that is.
-      if (!wasUnusable) this.fleet.forget(source)
-      return undefined
-    }
-    result.ms = this.now() - started
-    return result
   }
 
   private isDown(server: string): boolean {
