@@ -132,6 +132,18 @@ describe('proxy hosts', () => {
     expect(text.exitCode, text.stderr).toBe(0)
     expect(text.stdout).toMatch(/^proxy02\s+192\.0\.2\.11\s+proxy\s+2\.4\s*$/m)
     expect(text.stdout).toContain('config push --role proxy --server proxy02')
+    const director = await cli<{host: HostRow}>([
+      'proxy',
+      'add',
+      'dir01',
+      '--address',
+      '192.0.2.12',
+      '--role',
+      'director',
+      '--json',
+    ])
+    expect(director.json!.result!.host).toMatchObject({name: 'dir01', role: 'director'})
+    expect((await cli(['proxy', 'remove', 'dir01'])).exitCode).toBe(0)
 
     const server = await cli(['proxy', 'add', 'mx-a', '--address', '192.0.2.99'])
     expect(server.exitCode).toBe(1)

@@ -3,7 +3,7 @@ import {Args, Flags} from '@oclif/core'
 import {StoreCommand} from '../../cli/store-command.js'
 import type {DovecotVersion} from '../../dovecot/render.js'
 import {checkHost, HOST_DOVECOT_VERSIONS, putHost} from '../../engine/hosts.js'
-import type {Host} from '../../store/store.js'
+import type {Host, HostRole} from '../../store/store.js'
 import {hostsTable} from '../../ui/hosts.js'
 
 export interface ProxyAddResult {
@@ -23,6 +23,7 @@ Exit codes: 0 added or changed, 1 bad input (invalid name or address, a mail ser
   static override examples = [
     '<%= config.bin %> proxy add proxy01 --address 192.0.2.10',
     '<%= config.bin %> proxy add proxy02 --address proxy02.example.net --dovecot-version 2.4',
+    '<%= config.bin %> proxy add director01 --address 192.0.2.11 --role director',
   ]
 
   static override args = {
@@ -33,6 +34,10 @@ Exit codes: 0 added or changed, 1 bad input (invalid name or address, a mail ser
     address: Flags.string({
       summary: 'Host name or IP address where mailring reaches it over SSH.',
       required: true,
+    }),
+    role: Flags.string({
+      summary: 'proxy (default) or director (Dovecot 2.3): both get the proxy passdb.',
+      options: ['proxy', 'director'],
     }),
     'dovecot-version': Flags.string({
       summary: "Its Dovecot version, when it differs from the config file's dovecot.version.",
@@ -48,6 +53,7 @@ Exit codes: 0 added or changed, 1 bad input (invalid name or address, a mail ser
     const {host, previous} = await putHost(store, {
       name: args.name,
       address: flags.address,
+      ...(flags.role ? {role: flags.role as HostRole} : {}),
       ...(version ? {dovecotVersion: version} : {}),
     })
     this.log(hostsTable([host]))
