@@ -557,7 +557,7 @@ async function runReplicatorBench(): Promise<void> {
           )
           .join('; ') +
         '. Per delivery is not a fixed cost for mailring: the longer users wait in its queue, the more deliveries one sync carries.',
-      'Dovecot CPU/delivery includes the LMTP delivery itself and every doveadm request: each doveadm HTTP request starts a fresh doveadm-server process (service_count = 1); a mailring sync of a notified change of one R = 3 user is a dsync from the copy that changed to each other copy, at once (2 requests); a full or catch-up sync, or one after a failure, reads the state of every copy before and after (8 requests).',
+      'Dovecot CPU/delivery includes the LMTP delivery itself and every doveadm request: each doveadm HTTP request starts a fresh doveadm-server process (service_count = 1); a mailring sync of a notified change of one R = 3 user is a dsync from the copy that changed to each other copy, in one request to that copy; a full or catch-up sync, or one after a failure, reads the state of every copy before and after (8 requests).',
       'mailring lag floor: debounce 500 ms after the last change (max_delay 5 s), then the claim (woken by the debounce timer, else the 250 ms queue poll), then the syncs; the stock replicator syncs at once on the notification (replication_max_conns = 10 per server), one dsync to the one other copy.',
       DOVEADM_REUSE
         ? 'Both phases with `service doveadm { service_count = 0 }` on every server (BENCH_REPLICATOR_DOVEADM_REUSE=1): doveadm-server processes serve many requests.'
