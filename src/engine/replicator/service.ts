@@ -185,16 +185,6 @@ export class Replicator {
     this.poke()
   }
 
-  /** Servers still being caught up, with the users left. */
-  catchUpProgress(): {server: string; left: number}[] {
-    return [...this.catchingUp].map(([server, users]) => ({server, left: users.size}))
-  }
-
-  /** Syncs in flight now. */
-  busy(): number {
-    return this.inFlight.size
-  }
-
   private log(line: string): void {
     this.events.log?.(line)
   }
