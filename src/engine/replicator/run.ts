@@ -78,7 +78,9 @@ export async function startReplicator(options: ReplicatorRunOptions): Promise<Ru
       ...options.tuning,
     },
     ...(options.acceptNew ? {acceptNew: true} : {}),
-    markCaughtUp: async (server) => (prober ? prober.markCaughtUp(server) : false),
+    // Before the prober runs (a catch-up begun at start-up), straight in the store; the prober adopts it.
+    markCaughtUp: async (server) =>
+      prober ? prober.markCaughtUp(server) : store.setServerHealth(server, 'returning', 'up', 'caught up'),
     events: {
       synced: (task, _result, lagMs) => {
         counts.synced++
