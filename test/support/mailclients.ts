@@ -285,6 +285,25 @@ export class ImapClient {
   }
 }
 
+/**
+ * Resolves once the server has closed an IMAP session (a NOOP fails with the connection closed or reset),
+ * e.g. after `doveadm kick`, which signals the session's process and returns before it is gone; throws
+ * when the session still answers after `timeoutMs`.
+ */
+export async function sessionClosed(session: ImapClient, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    try {
+      await session.command('NOOP')
+    } catch (error) {
+      if (/connection closed|ECONNRESET|EPIPE/.test(String(error))) return
+      throw error
+    }
+    if (Date.now() > deadline) throw new Error(`the IMAP session still answers after ${timeoutMs} ms`)
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+}
+
 export interface ImapMessage {
   uid: number
   flags: string[]
