@@ -286,7 +286,7 @@ export class ImapClient {
 }
 
 /**
- * Resolves once the server has closed an IMAP session (a NOOP fails with the connection closed or reset),
+ * Resolves once the server has closed an IMAP session (a NOOP fails: closed, reset, or ended),
  * e.g. after `doveadm kick`, which signals the session's process and returns before it is gone; throws
  * when the session still answers after `timeoutMs`.
  */
@@ -296,7 +296,8 @@ export async function sessionClosed(session: ImapClient, timeoutMs = 5_000): Pro
     try {
       await session.command('NOOP')
     } catch (error) {
-      if (/connection closed|ECONNRESET|EPIPE/.test(String(error))) return
+      // Closed, reset, or written to after the server ended it: gone. An IMAP answer (NO, BAD) is not.
+      if (!String(error).includes('IMAP NOOP failed')) return
       throw error
     }
     if (Date.now() > deadline) throw new Error(`the IMAP session still answers after ${timeoutMs} ms`)
