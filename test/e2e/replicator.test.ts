@@ -18,7 +18,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {freePort} from '../support/ports.js'
 import {sleep} from '../support/proc.js'
-import {ImapClient, lmtpDeliver} from '../support/mailclients.js'
+import {lmtpDeliver} from '../support/mailclients.js'
 import {reserveDovecotAddress, startDovecot, type DovecotHost} from '../support/dovecot.js'
 import {startCli, type CliResult} from './cli.js'
 import {PASSWORD, RING_OF_THREE, startRingCluster, type RingCluster} from './ring-cluster.js'
@@ -140,11 +140,7 @@ describe('mailring replicator run', () => {
     await until('the mail is on mx-a', async () =>
       (await subjects('mx-a', 'bob@example.com')).includes('flag this'),
     )
-    const imap = await ImapClient.connect(ring.host('mx-a').ip, ring.host('mx-a').imapPort)
-    await imap.login('bob@example.com', PASSWORD)
-    await imap.select('INBOX')
-    await imap.command('STORE 1:* +FLAGS (\\Flagged)')
-    await imap.logout()
+    await ring.flagAll('mx-a', 'bob@example.com', '\\Flagged')
     for (const server of ['mx-b', 'mx-c'])
       await until(`the flag is on ${server}`, async () =>
         (await ring.mailbox(server, 'bob@example.com')).some((m) => m.flags.includes('\\Flagged')),

@@ -25,6 +25,7 @@ import {
   type DovecotAddress,
   type DovecotHost,
 } from '../support/dovecot.js'
+import {ImapClient} from '../support/mailclients.js'
 import {canConnect, freePort} from '../support/ports.js'
 import {startSshd, type SshServer} from '../support/sshd.js'
 import {makeTempDir, removeDir} from '../support/proc.js'
@@ -80,6 +81,8 @@ export interface RingCluster {
    * INBOX is replicated before they look with IMAP.
    */
   inboxCount(server: string, user: string): Promise<number>
+  /** Sets a flag on every message of the user's INBOX on one server, over IMAP as a mail client would. */
+  flagAll(server: string, user: string, flag: string): Promise<void>
   stop(): Promise<void>
 }
 
@@ -276,6 +279,13 @@ export async function startRingCluster(options: {
         return box.messages
           .map((m) => ({subject: m.subject ?? '', flags: m.flags.filter((f) => f !== '\\Recent').sort()}))
           .sort((x, y) => x.subject.localeCompare(y.subject))
+      },
+      flagAll: async (server, user, flag) => {
+        const imap = await ImapClient.connect(host(server).ip, host(server).imapPort)
+        await imap.login(user, PASSWORD)
+        await imap.select('INBOX')
+        await imap.command(`STORE 1:* +FLAGS (${flag})`)
+        await imap.logout()
       },
       inboxCount: async (server, user) => {
         // The mask '*' names only mailboxes that exist: naming INBOX itself would create it on maildir.

@@ -11,9 +11,8 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {loadDovecotContext} from '../../src/engine/config-render.js'
 import {Replicator} from '../../src/engine/replicator/service.js'
 import {SqliteStore} from '../../src/store/sqlite.js'
-import {ImapClient} from '../support/mailclients.js'
 import {sleep} from '../support/proc.js'
-import {PASSWORD, RING_OF_THREE, startRingCluster, type RingCluster} from '../e2e/ring-cluster.js'
+import {RING_OF_THREE, startRingCluster, type RingCluster} from '../e2e/ring-cluster.js'
 
 let ring: RingCluster
 let store: SqliteStore
@@ -112,11 +111,7 @@ describe('the replicator service', () => {
     await until('bob has the mail on mx-c', async () =>
       (await subjects('mx-c', 'bob@example.com')).includes('flag me'),
     )
-    const imap = await ImapClient.connect(ring.host('mx-c').ip, ring.host('mx-c').imapPort)
-    await imap.login('bob@example.com', PASSWORD)
-    await imap.select('INBOX')
-    await imap.command('STORE 1:* +FLAGS (\\Flagged)')
-    await imap.logout()
+    await ring.flagAll('mx-c', 'bob@example.com', '\\Flagged')
     await replicator!.enqueue([{user: 'bob@example.com', priority: 'change', source: 'mx-c'}])
     for (const server of ['mx-a', 'mx-b'])
       await until(`the flag is on ${server}`, async () =>
