@@ -4,6 +4,7 @@ import {confirmOrRefuse} from '../cli/confirm.js'
 import {lockFlags} from '../cli/flags.js'
 import {StoreCommand, type StoreFlagValues} from '../cli/store-command.js'
 import {loadTopologyFile} from '../config/topology-file.js'
+import {formatBytes, parseByteRate} from '../core/bytes.js'
 import {parseDuration} from '../core/duration.js'
 import {ExitCode, MailringError} from '../core/errors.js'
 import type {PlanMove, PlanSummary} from '../core/plan.js'
@@ -70,6 +71,8 @@ function emptyRun(): Omit<RebalanceRunOutput, 'dryRun' | 'fingerprint'> {
       interrupted: false,
       seconds: 0,
       movesPerSecond: 0,
+      bytes: 0,
+      bytesPerSecond: 0,
     },
     moves: [],
     failures: [],
@@ -133,6 +136,7 @@ Exit codes: --dry-run: 0 planned (with --detailed-exitcode: nothing to move), 2 
     '<%= config.bin %> rebalance',
     '<%= config.bin %> rebalance --plan plan.json --yes --parallel 8 --json-lines',
     '<%= config.bin %> rebalance --yes --max-moves 100',
+    '<%= config.bin %> rebalance --yes --bwlimit 50MB/s',
   ]
 
   static override flags = {
@@ -174,6 +178,12 @@ Exit codes: --dry-run: 0 planned (with --detailed-exitcode: nothing to move), 2 
       exclusive: ['out'],
     }),
     'max-moves': Flags.integer({summary: 'Start at most this many moves in this run.', min: 1}),
+    bwlimit: Flags.string({
+      summary:
+        'Limit the copying to this rate on average, for the run as a whole, e.g. 50MB/s (K, M, G: powers of 1024; KB, MB, GB: of 1000).',
+      description:
+        'doveadm sync copies server to server, so mailring paces the moves rather than the bytes: a move starts copying only when the mailboxes started before it (each one\'s size is asked first) fit in the rate. One mailbox still copies at full speed; for a hard cap on the wire, shape the traffic on the servers (tc).',
+    }),
     'retire-after': Flags.string({
       summary:
         'Wait this long after a move catches up before retiring the old copy (deliveries routed there before the switch land first).',
@@ -248,6 +258,7 @@ Exit codes: --dry-run: 0 planned (with --detailed-exitcode: nothing to move), 2 
       )
     const lines = flags['json-lines']
     const retireAfterMs = parseDuration(flags['retire-after'], '--retire-after')
+    const bytesPerSecond = flags.bwlimit === undefined ? undefined : parseByteRate(flags.bwlimit, '--bwlimit')
     return this.locked(flags, 'rebalance', async (store) => {
       const outcome = flags.plan ? await verifyPlanFile(store, flags.plan) : await computePlan(store)
       if (flags.plan) checkPlanTargetsStore(flags.plan, outcome)
@@ -294,8 +305,10 @@ Exit codes: --dry-run: 0 planned (with --detailed-exitcode: nothing to move), 2 
         total: toMove + open.length,
         unit: 'moves',
         eta: true,
+        detail: true,
       })
       let finished = 0
+      let bytes = 0
       let run: RebalanceRunResult
       try {
         await fleet.checkBeforeWork(new Set(ctx.servers.map((s) => s.name)))
@@ -304,12 +317,14 @@ Exit codes: --dry-run: 0 planned (with --detailed-exitcode: nothing to move), 2 
           perServer: flags['per-server'],
           ...(flags['max-moves'] === undefined ? {} : {maxMoves: flags['max-moves']}),
           retireAfterMs,
+          ...(bytesPerSecond === undefined ? {} : {bytesPerSecond}),
           signal: stop.signal,
           plan: outcome,
           ...(only ? {only} : {}),
           onEvent: (event) => {
             if (event.event === 'finish') {
-              progress.update(++finished)
+              if (event.error === undefined) bytes += event.bytes
+              progress.update(++finished, `${formatBytes(bytes)} copied`)
               if (!lines) {
                 const line = moveLine(event)
                 if (line) process.stderr.write(`${line}\n`)

@@ -38,6 +38,8 @@ export interface MoveOutcome {
   trash?: string | null
   /** Messages the new copy holds (counted when it was verified in this run). */
   messages: number
+  /** Their size in bytes (Dovecot's vsize), what the copy step moved; 0 for a dropped copy. */
+  bytes: number
   /** What the operator should know about a move that finished (e.g. an old copy left on a down server). */
   note?: string
   syncs: number
@@ -71,6 +73,7 @@ export async function executeMove(
     to: move.to,
     syncs: 0,
     messages: 0,
+    bytes: 0,
     ...options.carry,
     state: move.state,
     ms: 0,
@@ -228,8 +231,13 @@ async function copyAndVerify(
   const checked = move.to !== null ? [move.to] : copies.filter((c) => c !== source && up(c))
   const what = move.to !== null ? `the new copy on ${move.to}` : `the copies (${checked.join(', ')})`
   for (let round = 1; ; round++) {
-    const check = await verifyOneUser(fleet, {user: move.user, copies: [source, ...checked]})
+    const check = await verifyOneUser(
+      fleet,
+      {user: move.user, copies: [source, ...checked]},
+      {measureBytes: move.to !== null},
+    )
     outcome.messages = check.messages
+    outcome.bytes = check.bytes ?? 0
     if (check.status === 'agree') return
     if (round >= VERIFY_ROUNDS)
       throw new Error(

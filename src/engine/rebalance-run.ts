@@ -7,6 +7,7 @@
  * them), and plans again, until nothing is left to move or only moves that failed in this run remain
  * (they stay in the journal and are tried again by the next run).
  */
+import {ByteBudget} from '../core/byte-budget.js'
 import {MailringError} from '../core/errors.js'
 import type {PlanMove} from '../core/plan.js'
 import type {MoveRecord, NewMove, Store} from '../store/store.js'
@@ -24,6 +25,11 @@ export interface RebalanceRunOptions {
   maxMoves?: number
   /** How long a caught-up move waits before its old copy is retired (default 10 s). */
   retireAfterMs?: number
+  /**
+   * A bandwidth limit, bytes per second for the run as a whole: a move starts copying only when the
+   * mailboxes started before it (their size asked first) fit in the limit; see core/byte-budget.ts.
+   */
+  bytesPerSecond?: number
   /** Once aborted (Ctrl-C), no move starts; the moves in flight finish. */
   signal?: AbortSignal
   /** Only the moves this keeps (rebalance --server, --user); open moves of earlier runs all finish. */
@@ -60,6 +66,9 @@ export interface RebalanceSummary {
   interrupted: boolean
   seconds: number
   movesPerSecond: number
+  /** Bytes the finished moves copied (each new copy's size when verified). */
+  bytes: number
+  bytesPerSecond: number
 }
 
 export interface RebalanceRunResult {
@@ -92,6 +101,8 @@ export async function runRebalance(
   let left = 0
   let copyCountChanges = 0
   let plan = options.plan
+  const byteBudget =
+    options.bytesPerSecond === undefined ? undefined : new ByteBudget(options.bytesPerSecond)
 
   const earlier = await store.openMoves()
   if (earlier.length > 0) {
@@ -131,7 +142,7 @@ export async function runRebalance(
       fleet,
       store,
       open,
-      options,
+      {...options, byteBudget},
       (outcome) => {
         outcomes.push(outcome)
         emit({event: 'finish', ...outcome})
@@ -142,7 +153,9 @@ export async function runRebalance(
   const failures = outcomes.filter((o) => o.error !== undefined)
   const seconds = (Date.now() - started) / 1000
   const moved = outcomes.filter((o) => o.state === 'retired').length
+  // Moves journaled but not started (Ctrl-C) are still in the last wave's plan, so in `left` already.
   const unretired = outcomes.length - failures.length - moved
+  const bytes = outcomes.reduce((n, o) => n + (o.error === undefined ? o.bytes : 0), 0)
   const emptied = (await store.serverUsage()).filter((u) => u.copies === 0).map((u) => u.server)
   const draining = new Set(
     (await store.readTopology()).servers.filter((s) => s.state === 'draining').map((s) => s.name),
@@ -157,6 +170,8 @@ export async function runRebalance(
       interrupted: aborted(),
       seconds,
       movesPerSecond: seconds > 0 ? moved / seconds : 0,
+      bytes,
+      bytesPerSecond: seconds > 0 ? bytes / seconds : 0,
     },
     moves: outcomes,
     failures,
@@ -208,24 +223,44 @@ async function positionMoves(
   return out
 }
 
+/**
+ * What the copy of a move will carry: the size of U's mail on the copy it is synced from (the leaving copy,
+ * or the first one not marked down). 0 when it cannot be asked (the move itself then meets the problem).
+ */
+async function copySize(fleet: DoveadmFleet, store: Store, move: MoveRecord): Promise<number> {
+  const up = (c: string | null): c is string => c !== null && fleet.server(c).state !== 'down'
+  try {
+    const source = up(move.from) ? move.from : (await store.getUser(move.user))?.copies.find(up)
+    if (source === undefined) return 0
+    const rows = await fleet.mailboxStatus(source, move.user, ['vsize'])
+    return rows.reduce((n, row) => n + (Number(row.vsize) || 0), 0)
+  } catch {
+    return 0
+  }
+}
+
 interface Task {
   move: MoveRecord
   /** Not before this time (ms since the epoch): a caught-up move waits before its old copy is retired. */
   readyAt: number
   carry?: MoveOutcome
+  /** Its bytes are reserved in the byte budget: it starts at readyAt. */
+  reserved?: boolean
 }
 
 /**
  * Runs moves at most `parallel` at once and `perServer` per server, always starting the first waiting
  * move whose two servers have room, so that every server stays busy while one is slow. A move that has
  * caught up gives its slot back and is retired `retireAfterMs` later (a delivery routed to the old copy
- * before the switch lands meanwhile, and the retire step catches it up first).
+ * before the switch lands meanwhile, and the retire step catches it up first). With a byte budget, a move
+ * that has yet to copy asks its size, reserves it, and gives its slot back until the budget lets it start
+ * (retires and moves past their copy need no budget, and go on meanwhile).
  */
 async function runMoves(
   fleet: DoveadmFleet,
   store: Store,
   moves: readonly MoveRecord[],
-  options: RebalanceRunOptions,
+  options: RebalanceRunOptions & {byteBudget: ByteBudget | undefined},
   onFinish: (outcome: MoveOutcome) => void,
   emit: (event: RebalanceEvent) => void,
 ): Promise<void> {
@@ -239,6 +274,10 @@ async function runMoves(
     if (server !== null) load.set(server, (load.get(server) ?? 0) + delta)
   }
   const aborted = () => options.signal?.aborted === true
+  const stopped = new Promise<void>((resolve) => {
+    if (aborted()) resolve()
+    options.signal?.addEventListener('abort', () => resolve(), {once: true})
+  })
   for (;;) {
     const now = Date.now()
     while (!aborted() && running.size < Math.max(1, options.parallel)) {
@@ -248,16 +287,28 @@ async function runMoves(
       const {move} = task
       take(move.from, 1)
       take(move.to, 1)
-      if (!task.carry)
-        emit({event: 'start', id: move.id, user: move.user, from: move.from, to: move.to, state: move.state})
       const retiring = move.state === 'caught-up'
-      const work = executeMove(fleet, store, move, {
-        ...(retiring ? {} : {stopAt: 'caught-up' as const}),
-        ...(task.carry ? {carry: task.carry} : {}),
-      }).then((outcome) => {
+      const copies = move.to !== null && (move.state === 'planned' || move.state === 'copying')
+      const start = async (): Promise<MoveOutcome | undefined> => {
+        if (options.byteBudget && copies && !task.carry && !task.reserved) {
+          const wait = options.byteBudget.reserve(await copySize(fleet, store, move), Date.now())
+          if (wait > 0) {
+            waiting.push({...task, reserved: true, readyAt: Date.now() + wait})
+            return undefined
+          }
+        }
+        if (!task.carry)
+          emit({event: 'start', id: move.id, user: move.user, from: move.from, to: move.to, state: move.state})
+        return executeMove(fleet, store, move, {
+          ...(retiring ? {} : {stopAt: 'caught-up' as const}),
+          ...(task.carry ? {carry: task.carry} : {}),
+        })
+      }
+      const work = start().then((outcome) => {
         take(move.from, -1)
         take(move.to, -1)
         running.delete(work)
+        if (outcome === undefined) return
         if (outcome.state === 'caught-up' && outcome.error === undefined && !retiring)
           waiting.push({
             move: {...move, state: 'caught-up'},
@@ -283,7 +334,8 @@ async function runMoves(
       // Nothing runs and nothing waits on time: only servers without room, which cannot happen.
       throw new Error('the rebalance scheduler found no move it can start')
     }
-    await Promise.race([...running, ...(sleep ? [sleep] : [])])
+    // Ctrl-C wakes the loop too: what waits on time (a retire, the byte budget) is left to the next run.
+    await Promise.race([...running, ...(sleep ? [sleep] : []), stopped])
     clearTimeout(timer)
   }
 }

@@ -28,6 +28,8 @@ export interface UserVerifyResult {
   unchecked: {server: string; reason: string}[]
   /** Messages on the first copy read (every mailbox). */
   messages: number
+  /** Their size (Dovecot's vsize) on the first copy read; only when asked for (`measureBytes`). */
+  bytes?: number
   ms: number
 }
 
@@ -70,7 +72,11 @@ export async function verifyUsers(
   }
 }
 
-export async function verifyOneUser(fleet: DoveadmFleet, entry: UserCopies): Promise<UserVerifyResult> {
+export async function verifyOneUser(
+  fleet: DoveadmFleet,
+  entry: UserCopies,
+  options: {measureBytes?: boolean} = {},
+): Promise<UserVerifyResult> {
   const started = Date.now()
   const result: UserVerifyResult = {
     user: entry.user,
@@ -81,6 +87,8 @@ export async function verifyOneUser(fleet: DoveadmFleet, entry: UserCopies): Pro
     messages: 0,
     ms: 0,
   }
+  // vsize is kept in the index (Maildir: in the file names), so asking for it costs no message reads.
+  const fields = options.measureBytes ? [...COMPARED_FIELDS, 'vsize'] : COMPARED_FIELDS
   const done = (status: UserVerifyStatus) => {
     result.status = status
     result.ms = Date.now() - started
@@ -90,7 +98,7 @@ export async function verifyOneUser(fleet: DoveadmFleet, entry: UserCopies): Pro
   await Promise.all(
     entry.copies.map(async (copy) => {
       try {
-        statuses.push({copy, mailboxes: await fleet.mailboxStatus(copy, entry.user, COMPARED_FIELDS)})
+        statuses.push({copy, mailboxes: await fleet.mailboxStatus(copy, entry.user, fields)})
       } catch (error) {
         result.unchecked.push({
           server: copy,
@@ -101,7 +109,10 @@ export async function verifyOneUser(fleet: DoveadmFleet, entry: UserCopies): Pro
   )
   // Compare in the user's copy order, whatever order the answers came in.
   statuses.sort((a, b) => entry.copies.indexOf(a.copy) - entry.copies.indexOf(b.copy))
-  result.messages = (statuses[0]?.mailboxes ?? []).reduce((n, m) => n + (Number(m.messages) || 0), 0)
+  const total = (field: string) =>
+    (statuses[0]?.mailboxes ?? []).reduce((n, m) => n + (Number(m[field]) || 0), 0)
+  result.messages = total('messages')
+  if (options.measureBytes) result.bytes = total('vsize')
   if (result.unchecked.length > 0) {
     // What can be compared still is, but the user is not known to agree.
     if (statuses.length > 1) result.differences = describeDifferences(statuses)

@@ -1,4 +1,5 @@
 /** `mailring rebalance` executing, for people: a line per move that needs attention, and a summary. */
+import {formatBytes} from '../core/bytes.js'
 import type {MoveOutcome} from '../engine/move.js'
 import type {RebalanceRunResult} from '../engine/rebalance-run.js'
 
@@ -21,7 +22,7 @@ export function rebalanceSummaryLines(run: RebalanceRunResult): string[] {
   if (s.resumed > 0) parts.push(`${s.resumed} resumed from an earlier run`)
   if (s.left > 0) parts.push(`${s.left} left for the next run`)
   const lines = [
-    `Rebalance ${s.interrupted ? 'stopped' : 'finished'}: ${parts.join(', ')}; ${messages} messages in ${s.seconds.toFixed(1)} s (${s.movesPerSecond.toFixed(2)} moves/s).`,
+    `Rebalance ${s.interrupted ? 'stopped' : 'finished'}: ${parts.join(', ')}; ${messages} messages, ${formatBytes(s.bytes)}, in ${s.seconds.toFixed(1)} s (${s.movesPerSecond.toFixed(2)} moves/s, ${formatBytes(s.bytesPerSecond)}/s).`,
   ]
   if (s.failed > 0)
     lines.push(

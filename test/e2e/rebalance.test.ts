@@ -66,6 +66,12 @@ describe('rebalance onto an added server', () => {
     expect(r.exitCode).toBe(1)
     expect(r.stderr).toContain('pass --yes')
     expect(r.stderr.trim().split('\n')).toHaveLength(1)
+    // A rate without a unit is refused before anything is journaled.
+    const rate = await ring.cli(['rebalance', '--yes', '--bwlimit', '50'])
+    expect(rate.exitCode).toBe(1)
+    expect(rate.stderr.trim()).toBe(
+      'Error: --bwlimit "50" is not a rate: use a number and a unit, e.g. 20MB/s, 500KB/s or 1GiB/s',
+    )
     const status = await ring.cli<JsonEnvelope<RebalanceStatusResult>>(['rebalance', 'status', '--json'])
     expect(status.json?.result?.moves).toEqual([])
   })
@@ -118,6 +124,49 @@ describe('rebalance onto an added server', () => {
     expect(after.get(user)).toContain(first!.to)
   })
 
+  it('with --bwlimit, Ctrl-C does not wait for the budget: the moves not started stay journaled, cancel rolls them back', async () => {
+    const plan = await ring.cli<JsonEnvelope<RebalanceResult>>(['rebalance', '--dry-run', '--json'])
+    const planned = plan.json!.result!.moves.length
+    expect(planned).toBeGreaterThan(2)
+    const before = await copiesInStore()
+    // 1 byte/s: the first move starts at once, each other one would wait for the bytes before it.
+    const run = ring.startCli([
+      'rebalance',
+      '--yes',
+      '--json-lines',
+      '--bwlimit',
+      '1B/s',
+      '--retire-after',
+      '0s',
+      '--parallel',
+      '2',
+    ])
+    let out = ''
+    run.child.stdout!.on('data', (chunk: Buffer) => (out += chunk.toString()))
+    const deadline = Date.now() + 60_000
+    while (!out.includes('"type":"move"')) {
+      if (Date.now() > deadline) throw new Error(`no move finished within 60 s:\n${out}`)
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    }
+    run.child.kill('SIGINT')
+    const r = await run.result
+    expect(r.exitCode, r.stderr).toBe(2)
+    const summary = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as RebalanceRunOutput['summary']
+    expect(summary).toMatchObject({moved: 1, failed: 0, interrupted: true, left: planned - 1})
+    const status = await ring.cli<JsonEnvelope<RebalanceStatusResult>>(['rebalance', 'status', '--json'])
+    const open = status.json!.result!.moves
+    expect(open).toHaveLength(planned - 1)
+    expect(open.every((m) => m.state === 'planned')).toBe(true)
+    const cancelled = await ring.cli(['rebalance', 'cancel'])
+    expect(cancelled.exitCode, cancelled.stderr).toBe(0)
+    const after = await ring.cli<JsonEnvelope<RebalanceStatusResult>>(['rebalance', 'status', '--json'])
+    expect(after.json!.result!.moves).toEqual([])
+    // Only the one move changed a placement.
+    const now = await copiesInStore()
+    const changed = USERS.filter((u) => before.get(u)!.join() !== now.get(u)!.join())
+    expect(changed).toHaveLength(1)
+  })
+
   it('moves every planned copy, keeps every message, and retires the old copies into the trash', async () => {
     const plan = await ring.cli<JsonEnvelope<RebalanceResult>>(['rebalance', '--dry-run', '--json'])
     const moves = plan.json!.result!.moves
@@ -139,13 +188,17 @@ describe('rebalance onto an added server', () => {
     const sets = (m: Map<string, string[]>) => new Map([...m].map(([u, c]) => [u, [...c].sort()]))
     expect(sets(await copiesInStore())).toEqual(sets(placed(SERVERS)))
     await expectEveryMessageOnEveryCopy()
-    // Each old copy is whole in the trash of the server it left.
+    // Each old copy is whole in the trash of the server it left, and the move counted its bytes: the
+    // virtual sizes Dovecot wrote into the Maildir file names (",W=<size>").
     for (const move of result.moves) {
       expect(move.trash, move.user).toContain(path.join(ring.host(move.from!).dir, 'home', '.mailring-trash'))
       const maildir = path.join(move.trash!, 'Maildir')
-      const count = ['new', 'cur'].reduce((n, f) => n + fs.readdirSync(path.join(maildir, f)).length, 0)
-      expect(count, move.user).toBe(1)
+      const files = ['new', 'cur'].flatMap((f) => fs.readdirSync(path.join(maildir, f)))
+      expect(files, move.user).toHaveLength(1)
+      const vsize = files.reduce((n, f) => n + Number(/,W=(\d+)/.exec(f)?.[1] ?? NaN), 0)
+      expect(move.bytes, move.user).toBe(vsize)
     }
+    expect(result.summary.bytes).toBe(result.moves.reduce((n, m) => n + m.bytes, 0))
     const again = await ring.cli(['rebalance', '--dry-run', '--detailed-exitcode'])
     expect(again.exitCode, again.stdout).toBe(0)
     const nothing = await ring.cli(['rebalance', '--yes'])
@@ -199,6 +252,7 @@ describe('draining two servers at once', () => {
     }
     const before = await copiesInStore()
     const both = USERS.filter((u) => before.get(u)!.every((s) => s === 'mx-a' || s === 'mx-b'))
+    const rate = 1500
     const r = await ring.cli([
       'rebalance',
       '--yes',
@@ -207,19 +261,29 @@ describe('draining two servers at once', () => {
       '1',
       '--retire-after',
       '0s',
+      '--bwlimit',
+      `${rate}B/s`,
     ])
     expect(r.exitCode, r.stderr + r.stdout).toBe(0)
     const events = r.stdout
       .trim()
       .split('\n')
-      .map((l) => JSON.parse(l) as {type: string; wave?: number; user?: string})
+      .map((l) => JSON.parse(l) as {type: string; wave?: number; user?: string; bytes?: number})
     const summary = events.at(-1) as unknown as {
       type: string
       moved: number
       failed: number
       emptied: string[]
+      bytes: number
+      seconds: number
     }
     expect(summary).toMatchObject({type: 'summary', failed: 0})
+    // --bwlimit: the moves started no faster than the rate allows (one second of burst, and the last move's
+    // own bytes, which it copies after it starts). A lower bound on the run's time: slowness cannot fail it.
+    const sizes = events.filter((e) => e.type === 'move').map((e) => e.bytes!)
+    expect(summary.bytes).toBe(sizes.reduce((n, b) => n + b, 0))
+    expect(summary.bytes).toBeGreaterThan(3 * rate)
+    expect(summary.seconds).toBeGreaterThanOrEqual((summary.bytes - Math.max(...sizes)) / rate - 1)
     expect(summary.emptied.sort()).toEqual(['mx-a', 'mx-b'])
     if (both.length > 0) expect(events.filter((e) => e.type === 'journal').length).toBeGreaterThanOrEqual(2)
     const after = await copiesInStore()

@@ -29,7 +29,7 @@ import {ImapClient} from '../support/mailclients.js'
 import {canConnect, freePort} from '../support/ports.js'
 import {startSshd, type SshServer} from '../support/sshd.js'
 import {makeTempDir, removeDir} from '../support/proc.js'
-import {runCli, type CliResult} from './cli.js'
+import {runCli, startCli, type CliOptions, type CliResult} from './cli.js'
 
 export const PASSWORD = 'pw-secret'
 const DOVECOT_DB_PASSWORD = 'dovecot-db-pw-1'
@@ -72,6 +72,8 @@ export interface RingCluster {
   /** The doveadm password of every server (also in the password file the config names). */
   doveadmPassword: string
   cli<T = unknown>(args: string[], env?: Record<string, string | undefined>): Promise<CliResult<T>>
+  /** The same, started: the process (to signal it) and its result to come. */
+  startCli(args: string[], env?: Record<string, string | undefined>): ReturnType<typeof startCli>
   /** Subjects (sorted) and the flags of each, read over IMAP as a mail client would. */
   mailbox(server: string, user: string): Promise<{subject: string; flags: string[]}[]>
   /**
@@ -259,6 +261,11 @@ export async function startRingCluster(options: {
     const cliEnv: Record<string, string> = mysql
       ? {MAILRING_DB_PASSWORD: mysql.password!, MAILRING_DOVECOT_DB_PASSWORD: DOVECOT_DB_PASSWORD}
       : {}
+    const cliOptions = (env: Record<string, string | undefined>): CliOptions => ({
+      cwd: dir,
+      env: {HOME: dir, MAILRING_CONFIG: configPath, ...cliEnv, ...env},
+      timeoutMs: 120_000,
+    })
     return {
       dir,
       dbPath: mysql ? '' : dbPath,
@@ -268,12 +275,8 @@ export async function startRingCluster(options: {
       host,
       sshds,
       doveadmPassword,
-      cli: (args, env = {}) =>
-        runCli(args, {
-          cwd: dir,
-          env: {HOME: dir, MAILRING_CONFIG: configPath, ...cliEnv, ...env},
-          timeoutMs: 120_000,
-        }),
+      cli: (args, env = {}) => runCli(args, cliOptions(env)),
+      startCli: (args, env = {}) => startCli(args, cliOptions(env)),
       mailbox: async (server, user) => {
         const box = await host(server).imapListMessages(user, PASSWORD)
         return box.messages
