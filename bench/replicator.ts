@@ -1,16 +1,17 @@
 /**
  * Replicator benchmark: replication lag under a sustained delivery rate, `mailring replicator run` (the
- * built CLI as a child process, as production runs it) with R = 3 against Dovecot 2.3's own replicator with
- * R = 2, in the same run, on three real Dovecot 2.3 servers (test/e2e/ring-cluster.ts: each on its own
- * 127.0.0.N, configured by mailring's rendered SQL over a SQLite store).
+ * built CLI as a child process, as production runs it) with R = 3, and with R = 2, against Dovecot 2.3's own
+ * replicator with R = 2, in the same run, on three real Dovecot 2.3 servers (test/e2e/ring-cluster.ts: each
+ * on its own 127.0.0.N, configured by mailring's rendered SQL over a SQLite store).
  *
- * - Phase 1, mailring: USERS users, R = 3, primaries spread over the three servers; every server has the
+ * - Phases 1 and 2, mailring: USERS users, R = 3, then (fresh servers) R = 2, primaries spread over the
+ *   three servers; every server has the
  *   event-exporter snippet of `config render --notify`. The service starts with the default settings
  *   (debounce 500ms, max_delay 5s, per_server 4, --parallel 8) except probe_interval/probe_timeout, which
  *   the ring cluster sets to 200ms/500ms (production default 500ms/1s: put back here) and listen/secret_file.
  *   Its start-up catch-up (every user queued, as after any gap) is waited out (`replicator status --json`:
  *   nothing waiting) before the load starts.
- * - Phase 2, stock: a fresh cluster of three servers (same code, same machine: fresh servers are cleaner
+ * - Phase 3, stock: a fresh cluster of three servers (same code, same machine: fresh servers are cleaner
  *   than reconfiguring the first, whose stock replicators would also full-sync its R = 3 users), with
  *   REPLICATION_CONFIG (notify + replication plugins, replicator and aggregator on every server) and
  *   neither the mailring snippet nor the service; USERS other users with R = 2, each user's mail_replica
@@ -73,8 +74,11 @@ const SERVICE_SETTINGS: Record<string, string | number> = {
  */
 const DOVEADM_REUSE = process.env.BENCH_REPLICATOR_DOVEADM_REUSE === '1'
 const DOVEADM_REUSE_CONFIG = DOVEADM_REUSE ? 'service doveadm {\n  service_count = 0\n}\n' : ''
-/** BENCH_REPLICATOR_PHASES=mailring (or stock) runs one phase only, while working on it. */
-const PHASES = (process.env.BENCH_REPLICATOR_PHASES ?? 'mailring,stock').split(',')
+/**
+ * The phases: mailring with R = 3 (the target's), mailring with R = 2 (the same work per delivery as the
+ * stock replicator's), the stock replicator (R = 2). BENCH_REPLICATOR_PHASES=mailring,stock (e.g.) runs some.
+ */
+const PHASES = (process.env.BENCH_REPLICATOR_PHASES ?? 'mailring,mailring2,stock').split(',')
 
 interface Phase {
   label: string
@@ -360,13 +364,13 @@ function cli(
   return {child, result}
 }
 
-async function mailringPhase(): Promise<Phase> {
-  const users = benchUsers('ring.example', 3)
+async function mailringPhase(copies: number): Promise<Phase> {
+  const users = benchUsers(`ring${copies}.example`, copies)
   const port = await freePort('127.0.0.1')
   const ring = await startRingCluster({
     servers: SERVERS,
     users: users.map((u): [string, string[]] => [u.user, u.copies]),
-    copies: 3,
+    copies,
     replicator: {port, settings: SERVICE_SETTINGS},
     extraConfig: DOVEADM_REUSE_CONFIG,
   })
@@ -394,7 +398,7 @@ async function mailringPhase(): Promise<Phase> {
     )
     const sampler = sampleQueue(ring.dbPath)
     const histogramBefore = await syncHistogram(port)
-    const phase = await loadAndMeasure(ring, users, 'mailring replicator run', 3, service.child.pid)
+    const phase = await loadAndMeasure(ring, users, 'mailring replicator run', copies, service.child.pid)
     const samples = await sampler.stop()
     const histogram = await syncHistogram(port)
     const syncs = histogram.count - histogramBefore.count
@@ -404,19 +408,21 @@ async function mailringPhase(): Promise<Phase> {
     const window = P99_TARGET_MS / 1000
     const distinctPerSecond = (USERS * (1 - Math.exp(-(RATE * window) / USERS))) / window
     phase.notes.push(
-      `mailring: start-up catch-up of ${USERS} users drained in ${seconds(catchUpMs)}`,
-      `mailring: settings debounce 500ms, max_delay 5s (defaults), per_server ${PER_SERVER ?? '4 (default)'}, --parallel ${PARALLEL ?? '8 (default)'}, probes 500ms/1s; ` +
-        `every R = 3 user has a copy on each of the 3 servers, so per_server is also the cap of syncs in flight`,
-      `mailring profile: ${count(syncs)} user syncs for ${count(phase.deliveries)} deliveries (${(phase.deliveries / Math.max(1, syncs)).toFixed(2)} deliveries merged per sync), ${syncsPerSecond.toFixed(1)} syncs/s; ` +
+      `mailring R = ${copies}: start-up catch-up of ${USERS} users drained in ${seconds(catchUpMs)}`,
+      `mailring R = ${copies}: settings debounce 500ms, max_delay 5s (defaults), per_server ${PER_SERVER ?? '4 (default)'}, --parallel ${PARALLEL ?? '8 (default)'}, probes 500ms/1s; ` +
+        (copies === SERVERS.length
+          ? `every user has a copy on each of the ${SERVERS.length} servers, so per_server is also the cap of syncs in flight`
+          : `every user has copies on ${copies} of the ${SERVERS.length} servers`),
+      `mailring R = ${copies} profile: ${count(syncs)} user syncs for ${count(phase.deliveries)} deliveries (${(phase.deliveries / Math.max(1, syncs)).toFixed(2)} deliveries merged per sync), ${syncsPerSecond.toFixed(1)} syncs/s; ` +
         `syncs in flight ${meanInFlight.toFixed(1)} on average (max ${Math.max(0, ...samples.map((x) => x.inFlight))}), so one sync took about ${ms((meanInFlight / Math.max(0.001, syncsPerSecond)) * 1000)} (Little's law); ` +
         `users waiting in the queue up to ${Math.max(0, ...samples.map((x) => x.waiting))}; ` +
         `queued to synced (service's histogram) ${ms(((histogram.sum - histogramBefore.sum) / Math.max(1, syncs)) * 1000)} on average`,
-      `mailring bound: Dovecot used ${ms(phase.dovecotCpuMs / Math.max(1, syncs))} of CPU per user sync (LMTP deliveries included), and the service's syncs and the deliveries kept ${((phase.dovecotCpuMs + (phase.mailringCpuMs ?? 0)) / phase.windowMs).toFixed(2)} cores busy of the ${os.cpus().length} shared with the rest of the machine; ` +
+      `mailring R = ${copies} bound: Dovecot used ${ms(phase.dovecotCpuMs / Math.max(1, syncs))} of CPU per user sync (LMTP deliveries included), and the service's syncs and the deliveries kept ${((phase.dovecotCpuMs + (phase.mailringCpuMs ?? 0)) / phase.windowMs).toFixed(2)} cores busy of the ${os.cpus().length} shared with the rest of the machine; ` +
         `a lag of ${ms(P99_TARGET_MS)} needs every user changed in ${ms(P99_TARGET_MS)} synced within ${ms(P99_TARGET_MS)}: ${distinctPerSecond.toFixed(0)} user syncs/s at ${RATE} deliveries/s over ${USERS} users, ${(distinctPerSecond / Math.max(0.001, syncsPerSecond)).toFixed(1)}x what it did, about ${((distinctPerSecond * phase.dovecotCpuMs) / Math.max(1, syncs) / 1000).toFixed(1)} cores of Dovecot at most at that cost per sync (the LMTP deliveries are in it)`,
     )
     const failures = stderr.split('\n').filter((line) => /failed/.test(line))
     if (failures.length > 0)
-      phase.notes.push(`mailring: ${failures.length} failed syncs logged, e.g. ${failures[0]!.slice(0, 200)}`)
+      phase.notes.push(`mailring R = ${copies}: ${failures.length} failed syncs logged, e.g. ${failures[0]!.slice(0, 200)}`)
     return phase
   } finally {
     service.child.kill('SIGTERM')
@@ -488,12 +494,13 @@ async function stockPhase(): Promise<Phase> {
 }
 
 async function runReplicatorBench(): Promise<void> {
-  const mailring = PHASES.includes('mailring') ? await mailringPhase() : undefined
+  const mailring = PHASES.includes('mailring') ? await mailringPhase(3) : undefined
+  const mailring2 = PHASES.includes('mailring2') ? await mailringPhase(2) : undefined
   const stock = PHASES.includes('stock') ? await stockPhase() : undefined
-  const phases = [mailring, stock].filter((phase): phase is Phase => phase !== undefined)
+  const phases = [mailring, mailring2, stock].filter((phase): phase is Phase => phase !== undefined)
   const p = (phase: Phase, q: number) => percentile(phase.lags, q)
-  const ratio = (q: number) => {
-    const r = mailring && stock ? p(mailring, q) / p(stock, q) : NaN
+  const ratio = (phase: Phase, q: number) => {
+    const r = stock ? p(phase, q) / p(stock, q) : NaN
     return Number.isFinite(r) ? times(r) : '-'
   }
   const perDelivery = (value: number | undefined, phase: Phase) =>
@@ -507,8 +514,8 @@ async function runReplicatorBench(): Promise<void> {
     ms(p(phase, 90)),
     ms(p(phase, 99)),
     ms(phase.lags[phase.lags.length - 1] ?? NaN),
-    phase === mailring ? ratio(50) : '1.00x',
-    phase === mailring ? ratio(99) : '1.00x',
+    ratio(phase, 50),
+    ratio(phase, 99),
     perDelivery(phase.mailringCpuMs, phase),
     perDelivery(phase.dovecotCpuMs, phase),
     `${ms(phase.lmtpP50)} / ${ms(phase.lmtpP99)}`,
@@ -569,6 +576,6 @@ async function runReplicatorBench(): Promise<void> {
 
 export const replicatorBench = {
   name: SUITE,
-  description: `replication lag at ${RATE} deliveries/s for ${LOAD_SECONDS} s: mailring replicator run (R = 3) against the stock 2.3 replicator (R = 2)`,
+  description: `replication lag at ${RATE} deliveries/s for ${LOAD_SECONDS} s: mailring replicator run (R = 3, and R = 2) against the stock 2.3 replicator (R = 2)`,
   run: runReplicatorBench,
 }
