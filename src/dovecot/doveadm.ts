@@ -162,6 +162,32 @@ export function fetchCommand(user: string, fields: readonly string[], query = ['
   }
 }
 
+/**
+ * `doveadm log errors -s SINCE`: the errors the log process keeps in memory (the last 1000), logged at or
+ * after SINCE (Unix seconds); rows of timestamp, prefix, type, text.
+ */
+export function logErrorsCommand(since: number): DoveadmCommand {
+  return {method: 'logErrors', words: ['log', 'errors'], params: {since}, args: ['-s', String(since)]}
+}
+
+/**
+ * What Dovecot said about one user: the text of the errors whose prefix names the user (a mail process's
+ * prefix is `doveadm(USER)<pid><session>`, or `doveadm(IP,USER)`), oldest first, each once.
+ */
+export function userErrors(rows: readonly Row[], user: string): string[] {
+  const named = (prefix: string) => {
+    const open = prefix.indexOf('(')
+    const close = prefix.indexOf(')', open)
+    if (open < 0 || close < 0) return false
+    return prefix
+      .slice(open + 1, close)
+      .split(',')
+      .some((part) => part.toLowerCase() === user.toLowerCase())
+  }
+  const texts = rows.filter((r) => named(r.prefix ?? '')).map((r) => r.text ?? '')
+  return [...new Set(texts.filter((t) => t !== ''))]
+}
+
 /** The command line after the binary, with tab-separated output (one header row, then one row each). */
 export function doveadmArgv(command: DoveadmCommand): string[] {
   return ['-f', 'tab', ...command.words, ...command.args]

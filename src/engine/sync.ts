@@ -18,7 +18,7 @@
  */
 import {errorText} from '../core/errors.js'
 import {identityRepairs, STATE_FIELDS, stateFingerprint} from '../core/mailbox-state.js'
-import {mailboxIdentityCommand, syncCommand, type Row} from '../dovecot/doveadm.js'
+import {logErrorsCommand, mailboxIdentityCommand, syncCommand, userErrors, type Row} from '../dovecot/doveadm.js'
 import {CopyProblem, type DoveadmFleet} from './doveadm-fleet.js'
 import {forEachUser, type UserCopies} from './user-selection.js'
 
@@ -208,17 +208,51 @@ export async function syncPair(
     full,
     lockSeconds: fleet.ctx.doveadm.lockSeconds,
   })
+  // Whole seconds, as Dovecot's log keeps them: an error of this second is not missed.
+  const since = Math.floor(Date.now() / 1000)
   for (let run = 1; ; run++) {
     const reply = await fleet.run(hub, command)
     result.syncs++
     if (reply.outcome === 'ok') return
     if (reply.outcome === 'not-fully-synced' && run < MAX_SYNC_RUNS) continue
-    const why =
-      reply.outcome === 'not-fully-synced'
-        ? `still not fully synced after ${MAX_SYNC_RUNS} runs of doveadm sync with ${target}`
-        : `doveadm sync with ${target} failed: ${reply.message || `exit ${reply.exitCode}`} (see the Dovecot log of ${hub} and ${target})`
-    throw new CopyProblem(hub, why, false)
+    if (reply.outcome === 'not-fully-synced')
+      throw new CopyProblem(
+        hub,
+        `still not fully synced after ${MAX_SYNC_RUNS} runs of doveadm sync with ${target}`,
+        false,
+      )
+    const failed = `doveadm sync with ${target} failed: ${reply.message || `exit ${reply.exitCode}`}`
+    const said = await whatDovecotSaid(fleet, user, [target, hub], since)
+    throw new CopyProblem(
+      hub,
+      said === undefined ? `${failed} (see the Dovecot log of ${hub} and ${target})` : `${failed}: ${said}`,
+      false,
+    )
   }
+}
+
+/**
+ * Dovecot's own words for a failure of `user`'s commands since `since` (Unix seconds), from the first of
+ * `servers` whose log process kept one (`doveadm log errors`): the HTTP API answers only an exit code.
+ * The last error is the one that stopped the command. Undefined when none can be read.
+ */
+async function whatDovecotSaid(
+  fleet: DoveadmFleet,
+  user: string,
+  servers: readonly string[],
+  since: number,
+): Promise<string | undefined> {
+  for (const server of servers) {
+    try {
+      const reply = await fleet.run(server, logErrorsCommand(since))
+      if (reply.outcome !== 'ok' || !Array.isArray(reply.rows)) continue
+      const said = userErrors(reply.rows, user).at(-1)
+      if (said !== undefined) return `${server} said "${said}"`
+    } catch {
+      // A server that cannot be asked has nothing to add.
+    }
+  }
+  return undefined
 }
 
 /** A copy's state; throws CopyProblem. */

@@ -11,11 +11,13 @@ import {
   doveadmArgv,
   fetchCommand,
   httpRequestEntry,
+  logErrorsCommand,
   mailboxStatusCommand,
   outcomeOfExit,
   parseTabRows,
   reloadCommand,
   syncCommand,
+  userErrors,
   userFieldsOf,
   userLookupCommand,
 } from '../../src/dovecot/doveadm.js'
@@ -148,5 +150,44 @@ describe('doveadm auth lookup (a proxy passdb check)', () => {
     )
     expect(Object.fromEntries(fields)).toEqual({user: 'alice@example.com', proxy: 'y', host: '192.0.2.7'})
     expect(authLookupFields("\npassdb lookup: user nobody@example.com doesn't exist\n").size).toBe(0)
+  })
+})
+
+describe('doveadm log errors', () => {
+  it('is asked since a time, on the command line and in the HTTP API', () => {
+    const command = logErrorsCommand(1796325097)
+    expect(doveadmArgv(command)).toEqual(['-f', 'tab', 'log', 'errors', '-s', '1796325097'])
+    expect(httpRequestEntry(command, 't1')).toEqual(['logErrors', {since: 1796325097}, 't1'])
+  })
+
+  it("keeps the errors that name the user in their prefix, each once, oldest first", () => {
+    // As Dovecot 2.3.19 answered through the HTTP API after a sync onto a full disk (paths shortened).
+    const rows = [
+      {timestamp: 'Dec 03 19:11:37', prefix: 'doveadm(22622)', type: 'Error', text: 'Command sync failed'},
+      {
+        timestamp: 'Dec 03 19:11:37',
+        prefix: 'doveadm(erin@example.com)<22623><nDnfK+m+EWtfWAAAg+zDdQ>',
+        type: 'Error',
+        text: 'Mailbox INBOX: Saving failed: write(/home/erin/Maildir/tmp/1.vm) failed: No space left on device',
+      },
+      {
+        timestamp: 'Dec 03 19:11:37',
+        prefix: 'doveadm(127.0.0.1,erin@example.com)',
+        type: 'Error',
+        text: 'Mailbox INBOX: Saving mail: write(/home/erin/Maildir/tmp/1.vm) failed: No space left on device',
+      },
+      {
+        timestamp: 'Dec 03 19:11:38',
+        prefix: 'doveadm(erin@example.com)<22627><miBBO+m+EWtjWAAAg+zDdQ>',
+        type: 'Error',
+        text: 'Mailbox INBOX: Saving failed: write(/home/erin/Maildir/tmp/1.vm) failed: No space left on device',
+      },
+      {timestamp: 'Dec 03 19:11:38', prefix: 'doveadm(xerin@example.com)<1><s>', type: 'Error', text: 'other'},
+    ]
+    expect(userErrors(rows, 'Erin@Example.com')).toEqual([
+      'Mailbox INBOX: Saving failed: write(/home/erin/Maildir/tmp/1.vm) failed: No space left on device',
+      'Mailbox INBOX: Saving mail: write(/home/erin/Maildir/tmp/1.vm) failed: No space left on device',
+    ])
+    expect(userErrors(rows, 'bob@example.com')).toEqual([])
   })
 })

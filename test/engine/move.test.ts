@@ -4,6 +4,7 @@
  * drives each step, a move resumes from the state it was left in, a move whose target is down changes
  * nothing, mail delivered to the leaving copy during the switch is caught up, and the old copy ends in a
  * dated trash folder on the server it left (moved there over SSH: a real sshd on each server's address).
+ * A move onto a full disk (a tmpfs) fails with Dovecot's words and changes nothing, and completes later.
  */
 import * as fs from 'node:fs'
 import * as path from 'node:path'
@@ -17,6 +18,7 @@ import {syncUsers} from '../../src/engine/sync.js'
 import {SqliteStore} from '../../src/store/sqlite.js'
 import type {MoveRecord} from '../../src/store/store.js'
 import {setState} from '../dovecot/helpers.js'
+import {run} from '../support/proc.js'
 import {startRingCluster, type RingCluster} from '../e2e/ring-cluster.js'
 
 let ring: RingCluster
@@ -224,5 +226,87 @@ describe('a move', () => {
     await f.close()
     expect(outcome.error).toMatch(/no copy of carol@example.com that stays is usable/)
     expect((await store.getUser('carol@example.com'))?.copies).toEqual(['mx-c', 'mx-d', 'mx-a'])
+  })
+})
+
+/**
+ * A target whose disk is full: the user's home on it is a tmpfs of 48 KiB (mounted by the test, as root)
+ * and the user holds more mail than that. The move fails with Dovecot's message and changes nothing; once
+ * there is room (the tmpfs unmounted), the same move completes from where the journal left it.
+ */
+describe('a move onto a full disk', () => {
+  let full: RingCluster
+  let fullStore: SqliteStore
+  let mounted: string | undefined
+  const USER = 'erin@example.com'
+  /** About 20 KB: four of them do not fit in the tmpfs. */
+  const big = (n: number) =>
+    `From: s@example.net\r\nSubject: big ${n}\r\n\r\n${`${'y'.repeat(78)}\r\n`.repeat(250)}`
+
+  beforeAll(async () => {
+    full = await startRingCluster({
+      servers: ['mx-a', 'mx-b', 'mx-c'],
+      users: [[USER, ['mx-a', 'mx-b']]],
+      copies: 2,
+      ssh: true,
+    })
+    fullStore = await SqliteStore.open(full.dbPath)
+    for (let n = 1; n <= 4; n++) await full.host('mx-a').deliver(USER, big(n))
+  }, 120_000)
+
+  afterAll(async () => {
+    if (mounted) await run('umount', [mounted])
+    await fullStore?.close()
+    await full?.stop()
+  })
+
+  it("fails with Dovecot's message and changes nothing; with room again, the same move completes", async () => {
+    const f = new DoveadmFleet(
+      await loadDovecotContext({
+        store: fullStore,
+        location: {kind: 'sqlite', path: full.dbPath, source: 'test'},
+        config: full.configPath,
+        env: {},
+      }),
+    )
+    try {
+      const home = path.join(full.host('mx-c').dir, 'home', 'example.com', 'erin')
+      fs.mkdirSync(home, {recursive: true})
+      // Under the tmpfs, the home as Dovecot would have made it: the mail user's.
+      const owner = fs.statSync(full.host('mx-c').mailDir)
+      for (const dir of [path.dirname(home), home]) fs.chownSync(dir, owner.uid, owner.gid)
+      const mount = await run('mount', [
+        '-t',
+        'tmpfs',
+        '-o',
+        `size=48k,mode=0700,uid=${owner.uid},gid=${owner.gid}`,
+        'tmpfs',
+        home,
+      ])
+      expect(mount.exitCode, mount.stderr).toBe(0)
+      mounted = home
+      await fullStore.journalMoves('test-plan', [{user: USER, position: 1, from: 'mx-b', to: 'mx-c'}])
+      const move = (await fullStore.openMoves()).find((m) => m.user === USER)!
+
+      const failed = await executeMove(f, fullStore, move)
+      expect(failed.state).toBe('copying')
+      // Dovecot's own words, from the target's log (the HTTP API answers only an exit code).
+      expect(failed.error, failed.error).toMatch(/mx-c said ".*write\(.*erin.*\) failed: No space left on device"$/)
+      expect((await fullStore.getUser(USER))?.copies).toEqual(['mx-a', 'mx-b'])
+      const [kept] = (await fullStore.openMoves()).filter((m) => m.id === move.id)
+      expect(kept).toMatchObject({state: 'copying', attempts: 1})
+      // Logins and deliveries still go to the copies the user had; mx-b still holds everything.
+      expect(await full.mailbox('mx-b', USER)).toHaveLength(4)
+
+      expect((await run('umount', [home])).exitCode).toBe(0)
+      mounted = undefined
+      const done = await executeMove(f, fullStore, {...move, state: 'copying'}, {carry: failed})
+      expect(done.error).toBeUndefined()
+      expect(done.state).toBe('retired')
+      expect((await fullStore.getUser(USER))?.copies).toEqual(['mx-a', 'mx-c'])
+      expect(await full.mailbox('mx-c', USER)).toHaveLength(4)
+    } finally {
+      await f.close()
+    }
   })
 })
