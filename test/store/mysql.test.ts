@@ -237,15 +237,7 @@ describe('mysql store on MariaDB', () => {
     expect(error.message).not.toContain(db.password)
     expect(await store.countUsers()).toBe(0)
     // Every idle pooled connection killed too: the next calls connect anew.
-    await db.rootExec(
-      `DELIMITER //
-BEGIN NOT ATOMIC
-  FOR c IN (SELECT ID FROM information_schema.PROCESSLIST WHERE USER = '${db.user}') DO
-    KILL CONNECTION c.ID;
-  END FOR;
-END//
-`,
-    )
+    await db.killConnections(db.user)
     await store.insertUsers([usersBatch(['after@example.com'])], {skipExisting: false})
     expect(await store.countUsers()).toBe(1)
   })
