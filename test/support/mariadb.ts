@@ -74,6 +74,7 @@ export interface MariaDb {
   dir: string
   dataDir: string
   logPath: string
+  /** The server's process (a new one after restart()). */
   pid: number
   /** Runs SQL as root over the Unix socket (batch mode, no column names); returns stdout, throws on error. */
   rootExec(sql: string): Promise<string>
@@ -97,6 +98,11 @@ export interface MariaDb {
    * Returns how many were killed.
    */
   killConnections(user: string): Promise<number>
+  /**
+   * Stops the server (SIGTERM, as a service restart does: every connection dropped), waits `downMs`, and
+   * starts it again on the same port and data; resolves once it answers.
+   */
+  restart(downMs?: number): Promise<void>
   /** SIGTERM, wait for the server to exit (SIGKILL after 30 s), remove the folder. Idempotent. */
   stop(): Promise<void>
 }
@@ -259,11 +265,8 @@ export async function startMariaDb(options: MariaDbOptions = {}): Promise<MariaD
     if (template) fs.cpSync(template, dataDir, {recursive: true})
     else await installDb(bin, dataDir, path.join(dir, 'install.log'))
 
-    let port = 0
-    for (let attempt = 1; ; attempt++) {
-      port = await freePort('127.0.0.1')
-      fs.writeFileSync(logPath, '')
-      daemon = startDaemon(
+    const launch = (port: number) =>
+      startDaemon(
         bin.mariadbd,
         [
           '--no-defaults',
@@ -280,6 +283,11 @@ export async function startMariaDb(options: MariaDbOptions = {}): Promise<MariaD
         ],
         {logPath, cwd: dir},
       )
+    let port = 0
+    for (let attempt = 1; ; attempt++) {
+      port = await freePort('127.0.0.1')
+      fs.writeFileSync(logPath, '')
+      daemon = launch(port)
       unregister = registerDaemon(daemon.pid, dir)
       const ready = await waitUntilAnswers(daemon, rootExec, timeoutMs)
       if (ready) break
@@ -305,7 +313,7 @@ export async function startMariaDb(options: MariaDbOptions = {}): Promise<MariaD
       ].join('\n'),
     )
 
-    const running = daemon
+    let running = daemon
     let stopping: Promise<void> | undefined
     const db: MariaDb = {
       host: '127.0.0.1',
@@ -318,7 +326,9 @@ export async function startMariaDb(options: MariaDbOptions = {}): Promise<MariaD
       dir,
       dataDir,
       logPath,
-      pid: running.pid,
+      get pid() {
+        return running.pid
+      },
       rootExec,
       exec: (sql, as = {}) => {
         const db = as.database === undefined ? database : as.database
@@ -360,6 +370,15 @@ BEGIN NOT ATOMIC
 END//
 `)
         return Number(out.trim())
+      },
+      restart: async (downMs = 0) => {
+        await stopDaemon(running, () => killGroup(running.pid, 'SIGTERM'), 30_000)
+        unregister?.()
+        await sleep(downMs)
+        running = launch(port)
+        unregister = registerDaemon(running.pid, dir)
+        if (!(await waitUntilAnswers(running, rootExec, timeoutMs)))
+          throw new Error(`mariadbd did not answer again after a restart:\n${tailFile(logPath)}`)
       },
       stop: () =>
         (stopping ??= (async () => {
