@@ -11,10 +11,12 @@
  *     another copy of the moves in flight, whichever it is;
  *   - the store taken away:
  *     - MariaDB: every connection of mailring's database user killed (`KILL CONNECTION` for each of its
- *       rows in information_schema.PROCESSLIST), the one holding the cluster lock too; once, or every
- *       100 ms (each new connection killed as soon as it shows) for 0.5-4 s, or for 15 s (longer than any
- *       retry or connect timeout of mailring's). Only mailring's database user is hit: Dovecot's userdb
- *       connections and the test's own reader use other users, so delivery goes on;
+ *       rows in information_schema.PROCESSLIST), the one holding the cluster lock too; once (30%), or
+ *       every 100 ms (each new connection killed as soon as it shows) for 0.5-4 s (35%) or for 15 s
+ *       (15%: longer than any retry or connect timeout of mailring's). Only mailring's database user is
+ *       hit: Dovecot's userdb connections and the test's own reader use other users, so delivery goes on.
+ *       Or (20%) MariaDB itself restarted (SIGTERM, down 0-3 s, started again): every connection drops,
+ *       Dovecot's too, and new ones are refused meanwhile;
  *     - SQLite: another process holds the write lock, 0.5-4 s or 16 s (longer than mailring's busy
  *       timeout): the SQLite counterpart of a dropped database connection.
  * A run may end done (0), with moves failed (1) or left (2), on a store error (4), or on MariaDB, once its
@@ -129,8 +131,13 @@ function mariadbStore(): StoreUnderTest {
     fault: async (ring, {rnd, between}) => {
       const user = ring.mysql!.user
       const mode = rnd()
-      if (mode < 0.35) return `mailring's connections killed once (${await maria!.killConnections(user)})`
-      const span = mode < 0.85 ? between(500, 4000) : 15_000
+      if (mode < 0.3) return `mailring's connections killed once (${await maria!.killConnections(user)})`
+      if (mode >= 0.8) {
+        const down = between(0, 3000)
+        await maria!.restart(down)
+        return `MariaDB restarted, down for ${down.toFixed(0)} ms`
+      }
+      const span = mode < 0.65 ? between(500, 4000) : 15_000
       let killed = 0
       const end = Date.now() + span
       while (Date.now() < end) {
