@@ -13,6 +13,7 @@ import {randomBytes} from 'node:crypto'
 
 import {renderNotifyConfig} from '../../src/dovecot/notify.js'
 import {MysqlStore} from '../../src/store/mysql.js'
+import type {MysqlSettings} from '../../src/store/mysql-settings.js'
 import {SqliteStore} from '../../src/store/sqlite.js'
 import type {Store} from '../../src/store/store.js'
 import type {StoreLocation} from '../../src/store/open.js'
@@ -63,7 +64,11 @@ export interface RingCluster {
   dbPath: string
   /** Opens the cluster's store (SQLite or MySQL), as the CLI would; close it after use. */
   openStore(): Promise<Store>
+  /** On MariaDB: how mailring reaches the store (its database user, the database); undefined on SQLite. */
+  mysql?: MysqlSettings
   configPath: string
+  /** The CLI's environment: HOME, MAILRING_CONFIG and, on MariaDB, the database passwords. */
+  env: Record<string, string>
   /** Dovecot hosts by server name. */
   hosts: Map<string, DovecotHost>
   host(name: string): DovecotHost
@@ -258,19 +263,25 @@ export async function startRingCluster(options: {
       if (!h) throw new Error(`no server ${name}`)
       return h
     }
-    const cliEnv: Record<string, string> = mysql
-      ? {MAILRING_DB_PASSWORD: mysql.password!, MAILRING_DOVECOT_DB_PASSWORD: DOVECOT_DB_PASSWORD}
-      : {}
+    const cliEnv: Record<string, string> = {
+      HOME: dir,
+      MAILRING_CONFIG: configPath,
+      ...(mysql
+        ? {MAILRING_DB_PASSWORD: mysql.password!, MAILRING_DOVECOT_DB_PASSWORD: DOVECOT_DB_PASSWORD}
+        : {}),
+    }
     const cliOptions = (env: Record<string, string | undefined>): CliOptions => ({
       cwd: dir,
-      env: {HOME: dir, MAILRING_CONFIG: configPath, ...cliEnv, ...env},
+      env: {...cliEnv, ...env},
       timeoutMs: 120_000,
     })
     return {
       dir,
       dbPath: mysql ? '' : dbPath,
       openStore: async () => (mysql ? await MysqlStore.open(mysql) : await SqliteStore.open(dbPath)),
+      ...(mysql ? {mysql} : {}),
       configPath,
+      env: cliEnv,
       hosts,
       host,
       sshds,

@@ -216,6 +216,32 @@ describe('mysql store on MariaDB', () => {
     await lock.release()
   })
 
+  it('a connection killed in the middle of a write: a store error (exit 4), nothing written, the store goes on', async () => {
+    const users = Array.from({length: 200_000}, (_, i) => `k${i}@example.com`)
+    const inserting = failure(store.insertUsers([usersBatch(users)], {skipExisting: false}))
+    // KILL the connection once its transaction has written users and is writing their copies (InnoDB does
+    // not count the rows of a bulk insert into an empty table in INNODB_TRX: the statement is what shows).
+    let killed = ''
+    for (const deadline = Date.now() + 30_000; !killed && Date.now() < deadline;) {
+      killed = (
+        await db.rootExec(
+          `SELECT ID FROM information_schema.PROCESSLIST WHERE USER = '${db.user}' AND INFO LIKE 'INSERT INTO mailring_copies%'`,
+        )
+      ).trim()
+      if (killed) await db.rootExec(`KILL CONNECTION ${killed}`)
+    }
+    expect(killed).toMatch(/^\d+$/)
+    const error = await inserting
+    expect(error.exitCode).toBe(ExitCode.store)
+    expect(error.message).toMatch(/lost the connection to the server; nothing of the interrupted step/)
+    expect(error.message).not.toContain(db.password)
+    expect(await store.countUsers()).toBe(0)
+    // Every idle pooled connection killed too: the next calls connect anew.
+    await db.killConnections(db.user)
+    await store.insertUsers([usersBatch(['after@example.com'])], {skipExisting: false})
+    expect(await store.countUsers()).toBe(1)
+  })
+
   it('unlock ends only the connection that holds GET_LOCK, never one the lock row does not name', async () => {
     const lock = await store.acquireLock('users sync')
     const holder = (await store.lockHolder())!

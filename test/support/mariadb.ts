@@ -6,6 +6,7 @@
  *   afterAll(() => db.stop())
  *   await db.rootExec('CREATE TABLE ...')            // as root over the socket
  *   const r = await db.exec('SELECT 1')              // as db.user over TCP with its password
+ *   await db.killConnections(db.user)                // every connection of db.user, as a dropped network would
  */
 import {createHash} from 'node:crypto'
 import * as fs from 'node:fs'
@@ -73,6 +74,7 @@ export interface MariaDb {
   dir: string
   dataDir: string
   logPath: string
+  /** The server's process (a new one after restart()). */
   pid: number
   /** Runs SQL as root over the Unix socket (batch mode, no column names); returns stdout, throws on error. */
   rootExec(sql: string): Promise<string>
@@ -90,6 +92,17 @@ export interface MariaDb {
     grants: string | string[],
     options?: {password?: string; hosts?: string[]},
   ): Promise<CreatedUser>
+  /**
+   * Kills every connection of a database user (`KILL CONNECTION` for each of its rows in
+   * information_schema.PROCESSLIST, in one statement run as root); one that ended meanwhile is skipped.
+   * Returns how many were killed.
+   */
+  killConnections(user: string): Promise<number>
+  /**
+   * Stops the server (SIGTERM, as a service restart does: every connection dropped), waits `downMs`, and
+   * starts it again on the same port and data; resolves once it answers.
+   */
+  restart(downMs?: number): Promise<void>
   /** SIGTERM, wait for the server to exit (SIGKILL after 30 s), remove the folder. Idempotent. */
   stop(): Promise<void>
 }
@@ -252,11 +265,8 @@ export async function startMariaDb(options: MariaDbOptions = {}): Promise<MariaD
     if (template) fs.cpSync(template, dataDir, {recursive: true})
     else await installDb(bin, dataDir, path.join(dir, 'install.log'))
 
-    let port = 0
-    for (let attempt = 1; ; attempt++) {
-      port = await freePort('127.0.0.1')
-      fs.writeFileSync(logPath, '')
-      daemon = startDaemon(
+    const launch = (port: number) =>
+      startDaemon(
         bin.mariadbd,
         [
           '--no-defaults',
@@ -273,6 +283,11 @@ export async function startMariaDb(options: MariaDbOptions = {}): Promise<MariaD
         ],
         {logPath, cwd: dir},
       )
+    let port = 0
+    for (let attempt = 1; ; attempt++) {
+      port = await freePort('127.0.0.1')
+      fs.writeFileSync(logPath, '')
+      daemon = launch(port)
       unregister = registerDaemon(daemon.pid, dir)
       const ready = await waitUntilAnswers(daemon, rootExec, timeoutMs)
       if (ready) break
@@ -298,7 +313,7 @@ export async function startMariaDb(options: MariaDbOptions = {}): Promise<MariaD
       ].join('\n'),
     )
 
-    const running = daemon
+    let running = daemon
     let stopping: Promise<void> | undefined
     const db: MariaDb = {
       host: '127.0.0.1',
@@ -311,7 +326,9 @@ export async function startMariaDb(options: MariaDbOptions = {}): Promise<MariaD
       dir,
       dataDir,
       logPath,
-      pid: running.pid,
+      get pid() {
+        return running.pid
+      },
       rootExec,
       exec: (sql, as = {}) => {
         const db = as.database === undefined ? database : as.database
@@ -336,6 +353,32 @@ export async function startMariaDb(options: MariaDbOptions = {}): Promise<MariaD
         const list = typeof grantList === 'string' ? [grantList] : grantList
         await rootExec(createUserSql(name, pw, opts.hosts ?? ['127.0.0.1', 'localhost'], list))
         return {user: name, password: pw}
+      },
+      killConnections: async (name) => {
+        checkName('user', name)
+        const out = await rootExec(`DELIMITER //
+BEGIN NOT ATOMIC
+  DECLARE killed INT DEFAULT 0;
+  FOR c IN (SELECT ID FROM information_schema.PROCESSLIST WHERE USER = ${sqlString(name)}) DO
+    BEGIN
+      DECLARE CONTINUE HANDLER FOR SQLEXCEPTION BEGIN END;
+      KILL CONNECTION c.ID;
+      SET killed = killed + 1;
+    END;
+  END FOR;
+  SELECT killed;
+END//
+`)
+        return Number(out.trim())
+      },
+      restart: async (downMs = 0) => {
+        await stopDaemon(running, () => killGroup(running.pid, 'SIGTERM'), 30_000)
+        unregister?.()
+        await sleep(downMs)
+        running = launch(port)
+        unregister = registerDaemon(running.pid, dir)
+        if (!(await waitUntilAnswers(running, rootExec, timeoutMs)))
+          throw new Error(`mariadbd did not answer again after a restart:\n${tailFile(logPath)}`)
       },
       stop: () =>
         (stopping ??= (async () => {

@@ -125,6 +125,22 @@ describe('MariaDB test server', () => {
     expect(overSocket.stdout).toBe('mailring@localhost\n')
   })
 
+  it("kills a user's connections, and restarts on the same port with the same data", async () => {
+    // A client that holds its connection open: killed, it ends.
+    const holding = db.exec('SELECT SLEEP(30)')
+    const users = `SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = '${db.user}'`
+    for (let i = 0; i < 100 && (await db.rootExec(users)).trim() === '0'; i++)
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    expect(await db.killConnections(db.user)).toBe(1)
+    expect((await holding).exitCode).not.toBe(0)
+    expect(await db.killConnections(db.user)).toBe(0)
+    const pid = db.pid
+    await timed('MariaDB restart', () => db.restart(200))
+    expect(isAlive(pid)).toBe(false)
+    expect(db.pid).not.toBe(pid)
+    expect((await db.exec('SELECT name FROM t')).stdout).toBe('ä\n')
+  })
+
   it('stop() ends the server and removes its folder', async () => {
     await timed('MariaDB stop', () => db.stop())
     expect(isAlive(db.pid)).toBe(false)
