@@ -10,9 +10,11 @@
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {loadDovecotContext} from '../../src/engine/config-render.js'
+import {startReplicator, type RunningReplicator} from '../../src/engine/replicator/run.js'
 import {Replicator} from '../../src/engine/replicator/service.js'
 import {SqliteStore} from '../../src/store/sqlite.js'
 import {describeDovecot24, type DovecotVersion} from '../support/dovecot24.js'
+import {freePort} from '../support/ports.js'
 import {sleep} from '../support/proc.js'
 import {RING_OF_THREE, startRingCluster, type RingCluster} from '../e2e/ring-cluster.js'
 
@@ -22,6 +24,7 @@ function scenario(version: DovecotVersion): void {
   let ring: RingCluster
   let store: SqliteStore
   let replicator: Replicator | undefined
+  let running: RunningReplicator | undefined
   const log: string[] = []
   const synced: {user: string; syncs: number}[] = []
   let startupSyncs: {user: string; syncs: number}[] = []
@@ -42,6 +45,8 @@ function scenario(version: DovecotVersion): void {
     return stats.byPriority.every((p) => p.waiting === 0) && stats.inFlight === 0
   }
 
+  const tuning = {debounceMs: 100, maxDelayMs: 1_000, fullSyncIntervalMs: 0, pollMs: 100, backoffMs: 200}
+
   function newReplicator(): Replicator {
     return new Replicator({
       store,
@@ -52,7 +57,7 @@ function scenario(version: DovecotVersion): void {
           config: ring.configPath,
           env: {},
         }),
-      tuning: {debounceMs: 100, maxDelayMs: 1_000, fullSyncIntervalMs: 0, pollMs: 100, backoffMs: 200},
+      tuning,
       events: {
         log: (line) => log.push(line),
         synced: (task, result) => synced.push({user: task.user, syncs: result.syncs}),
@@ -61,7 +66,13 @@ function scenario(version: DovecotVersion): void {
   }
 
   beforeAll(async () => {
-    ring = await startRingCluster({...RING_OF_THREE, version})
+    // Every server posts its changes to the replicator's endpoint (the notify snippet of its version), which
+    // listens only in the last test: until then changes are queued by hand, as the endpoint would.
+    ring = await startRingCluster({
+      ...RING_OF_THREE,
+      version,
+      replicator: {port: await freePort('127.0.0.1')},
+    })
     store = await SqliteStore.open(ring.dbPath)
     replicator = newReplicator()
     await replicator.start()
@@ -82,6 +93,7 @@ function scenario(version: DovecotVersion): void {
   }, 120_000)
 
   afterAll(async () => {
+    await running?.stop()
     await replicator?.stop()
     await store?.close()
     await ring?.stop()
@@ -188,6 +200,33 @@ function scenario(version: DovecotVersion): void {
         (await subjects(server, 'carol@example.org')).includes('while nobody listened'),
       )
     expect(log.join('\n')).toMatch(/no replicator was listening .*all 3 users are queued/)
+  })
+
+  it("with its endpoint and probes (replicator run), replicates changes from Dovecot's notifications alone", async () => {
+    await replicator!.stop()
+    replicator = undefined
+    running = await startReplicator({
+      store,
+      location: {kind: 'sqlite', path: ring.dbPath, source: 'test'},
+      config: ring.configPath,
+      env: {},
+      log: (line) => log.push(line),
+      tuning,
+    })
+    await until('the start-up catch-up is done', queueEmpty)
+    const notified = running.counts.notified
+    // Nothing queued by hand from here on.
+    await ring.host('mx-b').deliver('bob@example.com', message('told by dovecot'))
+    for (const server of ['mx-c', 'mx-a'])
+      await until(`bob's mail is on ${server}`, async () =>
+        (await subjects(server, 'bob@example.com')).includes('told by dovecot'),
+      )
+    await ring.flagAll('mx-a', 'bob@example.com', '\\Answered')
+    for (const server of ['mx-b', 'mx-c'])
+      await until(`the flag is on ${server}`, async () =>
+        (await ring.mailbox(server, 'bob@example.com')).every((m) => m.flags.includes('\\Answered')),
+      )
+    expect(running.counts.notified).toBeGreaterThanOrEqual(notified + 2)
   })
 }
 
