@@ -2,10 +2,12 @@
  * The replicator's workers on three real Dovecot servers, R = 3, configured by mailring's rendered SQL
  * over a SQLite store (test/e2e/ring-cluster.ts), doveadm over its HTTP API: the same scenario on Dovecot
  * 2.3 and on 2.4 (the test bed's, test/support/dovecot24.ts; 2.4 has no replication of its own). Changes
- * are queued here as the notification endpoint would queue them; what is checked is what a mail client sees on every copy: a
- * delivery to the primary reaches the other two, a flag set on a secondary reaches the others, a copy on a
- * server that is down is skipped without failing, and a server that returns is caught up and only then
- * marked up. The store's queue ends empty.
+ * are queued here as the notification endpoint would queue them; what is checked is what a mail client
+ * sees on every copy: a delivery to the primary reaches the other two, a flag set on a secondary reaches
+ * the others, a copy on a server that is down is skipped without failing, and a server that returns is
+ * caught up and only then marked up. The store's queue ends empty. Last, `replicator run`'s wiring
+ * (src/engine/replicator/run.ts: endpoint, probes, workers) replicates a delivery and a flag change from
+ * the notifications every server posts (the notify snippet of its version), nothing queued by hand.
  */
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
