@@ -2,7 +2,7 @@
  * Shared by the Dovecot configuration tests: a mailring store with given servers and users (through the
  * store API), and a render context built on it without a config file.
  */
-import {DEFAULT_DOVECOT_SETTINGS, type DovecotSettings} from '../../src/dovecot/settings.js'
+import {DEFAULT_DOVECOT_SETTINGS, versionOf, type DovecotSettings} from '../../src/dovecot/settings.js'
 import * as path from 'node:path'
 
 import {renderFor, type DovecotContext} from '../../src/engine/config-render.js'
@@ -142,19 +142,24 @@ export async function proxyHost(proxy: DovecotHost, user: string): Promise<strin
 
 /**
  * startDovecot options for a backend whose userdb is the SQL file mailring renders for `server`, with the
- * homes in the host's own folder.
+ * homes in the host's own folder. 2.3 (the context's version for the server): a `userdb { driver = sql }`
+ * block naming the file; 2.4: the file `!include`d where the userdb block goes (after
+ * dovecot_config_version, which it must not set; docs/dovecot-facts.md), bringing its own `userdb sql`.
  */
 export function renderedUserdb(
   ctx: DovecotContext,
   server: string,
 ): Pick<DovecotOptions, 'files' | 'userdb'> {
+  const render = (home: string) =>
+    renderFor({...ctx, settings: {...ctx.settings, home: `${home}/%d/%n`}}, server)
+  if (versionOf(ctx.settings, server) === '2.4') {
+    return {
+      files: (c) => ({'mailring-sql.conf': render(path.join(c.dir, 'home')).rendered.text}),
+      userdb: (c) => `!include ${path.join(c.dir, 'mailring-sql.conf')}`,
+    }
+  }
   return {
-    files: (c) => ({
-      'dovecot-sql.conf.ext': renderFor(
-        {...ctx, settings: {...ctx.settings, home: `${path.join(c.dir, 'home')}/%d/%n`}},
-        server,
-      ).rendered.text,
-    }),
+    files: (c) => ({'dovecot-sql.conf.ext': render(path.join(c.dir, 'home')).rendered.text}),
     userdb: (c) => `userdb {\n  driver = sql\n  args = ${path.join(c.dir, 'dovecot-sql.conf.ext')}\n}`,
   }
 }

@@ -1,8 +1,9 @@
 /**
- * A ring of real Dovecot 2.3 servers for end-to-end tests, configured the way an operator would with
- * mailring: a mailring store (SQLite, or with `mariadb` a MySQL store on a real MariaDB) holds the servers
- * and users with their copies; each Dovecot's userdb is the SQL file `mailring config render` produces for
- * it (Dovecot's sqlite driver reads the store file; its mysql driver connects as a read-only user);
+ * A ring of real Dovecot servers (2.3, or with `version: '2.4'` the test bed's 2.4) for end-to-end tests,
+ * configured the way an operator would with mailring: a mailring store (SQLite, or with `mariadb` a MySQL
+ * store on a real MariaDB) holds the servers and users with their copies; each Dovecot's userdb is the SQL
+ * file `mailring config render` produces for it in its version's form (Dovecot's sqlite driver reads the
+ * store file, which 2.4's chroot sees at the same path; its mysql driver connects as a read-only user);
  * passwords come from a passwd-file (the operator's passdb). Every server listens on its own 127.0.0.N
  * with the same doveadm port (doveadm sync tcp:HOST:PORT) and the same doveadm HTTP API port, as servers
  * of one cluster do. A mailring config file points the CLI at all of it.
@@ -29,6 +30,7 @@ import {
 import {ImapClient} from '../support/mailclients.js'
 import {canConnect, freePort} from '../support/ports.js'
 import {startSshd, type SshServer} from '../support/sshd.js'
+import type {DovecotVersion} from '../support/dovecot24.js'
 import {makeTempDir, removeDir} from '../support/proc.js'
 import {runCli, startCli, type CliOptions, type CliResult} from './cli.js'
 
@@ -47,8 +49,9 @@ export const RING_OF_THREE = {
 }
 
 /**
- * What docs/operators-guide.md tells operators to set so that the doveadm HTTP API serves several mail
- * commands in one request (docs/dovecot-facts.md): auth-userdb owned by the mail user.
+ * What docs/operators-guide.md tells operators to set so that the doveadm HTTP API of Dovecot 2.3 serves
+ * several mail commands in one request (docs/dovecot-facts.md): auth-userdb owned by the mail user. 2.4.1
+ * serves them with its default socket: a 2.4 ring does without.
  */
 export const AUTH_USERDB_FOR_BATCHES = `service auth {
   unix_listener auth-userdb {
@@ -107,6 +110,12 @@ export async function startRingCluster(options: {
   servers: string[]
   users: [string, string[]][]
   copies: number
+  /**
+   * The servers' Dovecot (default 2.3). '2.4': the test bed's 2.4 on every server, the config file's
+   * `dovecot.version` "2.4", so that the SQL file, the notification snippet and anything else mailring
+   * renders are in 2.4's form.
+   */
+  version?: DovecotVersion
   /**
    * Start an sshd (root, host key in known_hosts) on each server's address, as a rebalance needs to retire
    * old copies; the config file's ssh section points at them.
@@ -172,7 +181,9 @@ export async function startRingCluster(options: {
     const location: StoreLocation = mysql
       ? ({kind: 'mysql', settings: mysql, source: 'test'} as never)
       : {kind: 'sqlite', path: dbPath, source: 'test'}
+    const version = options.version ?? '2.3'
     const ctx = await contextFor(store, location, {
+      version,
       doveadmPort,
       ...(dovecotDbUser ? {dbUser: dovecotDbUser} : {}),
     })
@@ -184,20 +195,25 @@ export async function startRingCluster(options: {
         ? ''
         : renderNotifyConfig({
             server: name,
-            version: '2.3',
+            version,
             url: `http://127.0.0.1:${replicator.port}`,
             secret,
           }).text
     const started = await Promise.all(
       options.servers.map((name, i) =>
         startDovecot({
+          version,
           address: addresses[i]!,
           users: options.users.map(([user]) => ({user, password: PASSWORD})),
           ...renderedUserdb(ctx, name),
-          extraConfig: [AUTH_USERDB_FOR_BATCHES, notify(name), options.extraConfig ?? ''].join('\n'),
+          extraConfig: [
+            ...(version === '2.3' ? [AUTH_USERDB_FOR_BATCHES] : []),
+            notify(name),
+            options.extraConfig ?? '',
+          ].join('\n'),
           ...(replicator ? {hostname: name} : {}),
           // As the operator's guide says: the mail lives in the home, which a rebalance retires as a whole.
-          mailLocation: 'maildir:~/Maildir',
+          ...(version === '2.3' ? {mailLocation: 'maildir:~/Maildir'} : {mailPath: '~/Maildir'}),
         }),
       ),
     )
@@ -246,6 +262,7 @@ export async function startRingCluster(options: {
       [
         `db: ${mysql ? mysql.location : `sqlite:${dbPath}`}`,
         'dovecot:',
+        ...(version === '2.3' ? [] : [`  version: "${version}"`]),
         `  doveadm_port: ${doveadmPort}`,
         ...(dovecotDbUser ? [`  db_user: ${dovecotDbUser}`] : []),
         'doveadm:',

@@ -1,87 +1,106 @@
 /**
- * The replicator's workers on three real Dovecot 2.3 servers, R = 3, configured by mailring's rendered SQL
- * over a SQLite store (test/e2e/ring-cluster.ts), doveadm over its HTTP API. Changes are queued here as the
- * notification endpoint would queue them; what is checked is what a mail client sees on every copy: a
- * delivery to the primary reaches the other two, a flag set on a secondary reaches the others, a copy on a
- * server that is down is skipped without failing, and a server that returns is caught up and only then
- * marked up. The store's queue ends empty.
+ * The replicator's workers on three real Dovecot servers, R = 3, configured by mailring's rendered SQL
+ * over a SQLite store (test/e2e/ring-cluster.ts), doveadm over its HTTP API: the same scenario on Dovecot
+ * 2.3 and on 2.4 (the test bed's, test/support/dovecot24.ts; 2.4 has no replication of its own). Changes
+ * are queued here as the notification endpoint would queue them; what is checked is what a mail client
+ * sees on every copy: a delivery to the primary reaches the other two, a flag set on a secondary reaches
+ * the others, a copy on a server that is down is skipped without failing, and a server that returns is
+ * caught up and only then marked up. The store's queue ends empty. Last, `replicator run`'s wiring
+ * (src/engine/replicator/run.ts: endpoint, probes, workers) replicates a delivery and a flag change from
+ * the notifications every server posts (the notify snippet of its version), nothing queued by hand.
  */
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {loadDovecotContext} from '../../src/engine/config-render.js'
+import {startReplicator, type RunningReplicator} from '../../src/engine/replicator/run.js'
 import {Replicator} from '../../src/engine/replicator/service.js'
 import {SqliteStore} from '../../src/store/sqlite.js'
+import {describeDovecot24, type DovecotVersion} from '../support/dovecot24.js'
+import {freePort} from '../support/ports.js'
 import {sleep} from '../support/proc.js'
 import {RING_OF_THREE, startRingCluster, type RingCluster} from '../e2e/ring-cluster.js'
 
-let ring: RingCluster
-let store: SqliteStore
-let replicator: Replicator | undefined
-const log: string[] = []
-const synced: {user: string; syncs: number}[] = []
-let startupSyncs: {user: string; syncs: number}[] = []
-
 const message = (subject: string) => `From: s@example.net\r\nSubject: ${subject}\r\n\r\n${subject}\r\n`
 
-async function until(what: string, check: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}; log:\n${log.join('\n')}`)
-    await sleep(100)
+function scenario(version: DovecotVersion): void {
+  let ring: RingCluster
+  let store: SqliteStore
+  let replicator: Replicator | undefined
+  let running: RunningReplicator | undefined
+  const log: string[] = []
+  const synced: {user: string; syncs: number}[] = []
+  let startupSyncs: {user: string; syncs: number}[] = []
+
+  async function until(what: string, check: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs
+    while (!(await check())) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}; log:\n${log.join('\n')}`)
+      await sleep(100)
+    }
   }
-}
 
-const subjects = async (server: string, user: string) =>
-  (await ring.mailbox(server, user)).map((m) => m.subject)
+  const subjects = async (server: string, user: string) =>
+    (await ring.mailbox(server, user)).map((m) => m.subject)
 
-async function queueEmpty(): Promise<boolean> {
-  const stats = await store.replicationStats(Date.now())
-  return stats.byPriority.every((p) => p.waiting === 0) && stats.inFlight === 0
-}
+  async function queueEmpty(): Promise<boolean> {
+    const stats = await store.replicationStats(Date.now())
+    return stats.byPriority.every((p) => p.waiting === 0) && stats.inFlight === 0
+  }
 
-function newReplicator(): Replicator {
-  return new Replicator({
-    store,
-    loadContext: () =>
-      loadDovecotContext({
-        store,
-        location: {kind: 'sqlite', path: ring.dbPath, source: 'test'},
-        config: ring.configPath,
-        env: {},
-      }),
-    tuning: {debounceMs: 100, maxDelayMs: 1_000, fullSyncIntervalMs: 0, pollMs: 100, backoffMs: 200},
-    events: {
-      log: (line) => log.push(line),
-      synced: (task, result) => synced.push({user: task.user, syncs: result.syncs}),
-    },
+  const tuning = {debounceMs: 100, maxDelayMs: 1_000, fullSyncIntervalMs: 0, pollMs: 100, backoffMs: 200}
+
+  function newReplicator(): Replicator {
+    return new Replicator({
+      store,
+      loadContext: () =>
+        loadDovecotContext({
+          store,
+          location: {kind: 'sqlite', path: ring.dbPath, source: 'test'},
+          config: ring.configPath,
+          env: {},
+        }),
+      tuning,
+      events: {
+        log: (line) => log.push(line),
+        synced: (task, result) => synced.push({user: task.user, syncs: result.syncs}),
+      },
+    })
+  }
+
+  beforeAll(async () => {
+    // Every server posts its changes to the replicator's endpoint (the notify snippet of its version), which
+    // listens only in the last test: until then changes are queued by hand, as the endpoint would.
+    ring = await startRingCluster({
+      ...RING_OF_THREE,
+      version,
+      replicator: {port: await freePort('127.0.0.1')},
+    })
+    store = await SqliteStore.open(ring.dbPath)
+    replicator = newReplicator()
+    await replicator.start()
+    // The start-up catch-up queued every user; none has mail yet.
+    await until('the start-up catch-up is done', queueEmpty)
+    startupSyncs = [...synced]
+    // Each user's INBOX made on its primary and replicated before any IMAP login (see ring.inboxCount).
+    for (const [user, copies] of RING_OF_THREE.users) {
+      await ring.host(copies[0]!).deliver(user, message('welcome'))
+      await replicator.enqueue([{user, priority: 'mail', source: copies[0]!}])
+    }
+    for (const [user, copies] of RING_OF_THREE.users)
+      for (const server of copies)
+        await until(
+          `${user}'s INBOX is on ${server}`,
+          async () => (await ring.inboxCount(server, user)) === 1,
+        )
+  }, 120_000)
+
+  afterAll(async () => {
+    await running?.stop()
+    await replicator?.stop()
+    await store?.close()
+    await ring?.stop()
   })
-}
 
-beforeAll(async () => {
-  ring = await startRingCluster(RING_OF_THREE)
-  store = await SqliteStore.open(ring.dbPath)
-  replicator = newReplicator()
-  await replicator.start()
-  // The start-up catch-up queued every user; none has mail yet.
-  await until('the start-up catch-up is done', queueEmpty)
-  startupSyncs = [...synced]
-  // Each user's INBOX made on its primary and replicated before any IMAP login (see ring.inboxCount).
-  for (const [user, copies] of RING_OF_THREE.users) {
-    await ring.host(copies[0]!).deliver(user, message('welcome'))
-    await replicator.enqueue([{user, priority: 'mail', source: copies[0]!}])
-  }
-  for (const [user, copies] of RING_OF_THREE.users)
-    for (const server of copies)
-      await until(`${user}'s INBOX is on ${server}`, async () => (await ring.inboxCount(server, user)) === 1)
-}, 120_000)
-
-afterAll(async () => {
-  await replicator?.stop()
-  await store?.close()
-  await ring?.stop()
-})
-
-describe('the replicator service', () => {
   it('runs no dsync for a user without a mailbox on any copy', async () => {
     expect(startupSyncs.filter((s) => s.user === 'bob@example.com')).toEqual([
       {user: 'bob@example.com', syncs: 0},
@@ -89,12 +108,17 @@ describe('the replicator service', () => {
   })
 
   it("brings a delivery to the primary onto the other two copies, reading no copy's state first", async () => {
+    // What the doveadm server logs for a status read, in each version's words (docs/dovecot-facts.md).
+    const statusRead =
+      version === '2.3'
+        ? "Executing command 'mailbox status' as 'alice@example.com'"
+        : "cmd mailbox status: Executing command as 'alice@example.com'"
     const statusReads = (server: string) =>
       ring
         .host(server)
         .readLog()
         .split('\n')
-        .filter((l) => l.includes("Executing command 'mailbox status' as 'alice@example.com'")).length
+        .filter((l) => l.includes(statusRead)).length
     const before = ['mx-a', 'mx-b', 'mx-c'].map(statusReads)
     await ring.host('mx-a').deliver('alice@example.com', message('hello alice'))
     await replicator!.enqueue([{user: 'alice@example.com', priority: 'mail', source: 'mx-a'}])
@@ -103,6 +127,13 @@ describe('the replicator service', () => {
     expect(['mx-a', 'mx-b', 'mx-c'].map(statusReads)).toEqual(before)
     for (const server of ['mx-b', 'mx-c'])
       expect(await subjects(server, 'alice@example.com')).toContain('hello alice')
+    // A status read through the HTTP API is counted: none above means none.
+    await ring
+      .host('mx-b')
+      .doveadmHttp([
+        ['mailboxStatus', {user: 'alice@example.com', field: ['messages'], mailboxMask: ['*']}, 't'],
+      ])
+    await until('the status read is logged', async () => statusReads('mx-b') === before[1]! + 1)
   })
 
   it('brings a flag set on a secondary to the other copies', async () => {
@@ -172,4 +203,34 @@ describe('the replicator service', () => {
       )
     expect(log.join('\n')).toMatch(/no replicator was listening .*all 3 users are queued/)
   })
-})
+
+  it("with its endpoint and probes (replicator run), replicates changes from Dovecot's notifications alone", async () => {
+    await replicator!.stop()
+    replicator = undefined
+    running = await startReplicator({
+      store,
+      location: {kind: 'sqlite', path: ring.dbPath, source: 'test'},
+      config: ring.configPath,
+      env: {},
+      log: (line) => log.push(line),
+      tuning,
+    })
+    await until('the start-up catch-up is done', queueEmpty)
+    const notified = running.counts.notified
+    // Nothing queued by hand from here on.
+    await ring.host('mx-b').deliver('bob@example.com', message('told by dovecot'))
+    for (const server of ['mx-c', 'mx-a'])
+      await until(`bob's mail is on ${server}`, async () =>
+        (await subjects(server, 'bob@example.com')).includes('told by dovecot'),
+      )
+    await ring.flagAll('mx-a', 'bob@example.com', '\\Answered')
+    for (const server of ['mx-b', 'mx-c'])
+      await until(`the flag is on ${server}`, async () =>
+        (await ring.mailbox(server, 'bob@example.com')).every((m) => m.flags.includes('\\Answered')),
+      )
+    expect(running.counts.notified).toBeGreaterThanOrEqual(notified + 2)
+  })
+}
+
+describe('the replicator service on Dovecot 2.3', () => scenario('2.3'))
+describeDovecot24('the replicator service on Dovecot 2.4', () => scenario('2.4'))

@@ -115,8 +115,13 @@ export interface DovecotOptions {
   protocols?: DovecotProtocol[]
   /** Sets DOVECOT_HOSTNAME (what %{hostname} expands to) for the server and for doveadm() calls. */
   hostname?: string
-  /** mail_location; default maildir:<mailDir>/%d/%n (outside the home). */
+  /** mail_location (2.3 only); default maildir:<mailDir>/%d/%n (outside the home). */
   mailLocation?: string
+  /**
+   * mail_path (2.4 only; the driver is maildir), e.g. `~/Maildir` for mail in the home as 2.3's
+   * maildir:~/Maildir; default <mailDir>/%{user|domain}/%{user|username} (outside the home).
+   */
+  mailPath?: string
   /** auth_debug, mail_debug and auth_verbose. */
   debug?: boolean
   /** Time allowed for all listeners to come up (default 30 s). */
@@ -395,7 +400,9 @@ function buildConfig(
   const {ip, dir} = ctx
   const v24 = options.version === '2.4'
   if (v24 && options.mailLocation !== undefined)
-    throw new Error('mailLocation is a Dovecot 2.3 setting; give a 2.4 host mail settings in extraConfig')
+    throw new Error('mailLocation is a Dovecot 2.3 setting; give a 2.4 host mailPath')
+  if (!v24 && options.mailPath !== undefined)
+    throw new Error('mailPath is a Dovecot 2.4 setting; give a 2.3 host mailLocation')
   const passdb =
     resolve(parts.passdb, ctx) ??
     (v24
@@ -421,7 +428,10 @@ function buildConfig(
     `listen = ${ip}`,
     `protocols = ${protocols.join(' ')}`,
     ...(v24
-      ? ['mail_driver = maildir', `mail_path = ${ctx.mailDir}/%{user|domain}/%{user|username}`]
+      ? [
+          'mail_driver = maildir',
+          `mail_path = ${options.mailPath ?? `${ctx.mailDir}/%{user|domain}/%{user|username}`}`,
+        ]
       : [`mail_location = ${options.mailLocation ?? `maildir:${ctx.mailDir}/%d/%n`}`]),
     'mail_uid = vmail',
     'mail_gid = vmail',

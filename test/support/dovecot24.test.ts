@@ -78,6 +78,27 @@ describeDovecot24('a Dovecot 2.4 host beside a 2.3 one', () => {
     ])
   })
 
+  it('answers every mail command of one HTTP request with the default auth-userdb socket, where 2.3 answers 75 after the first', async () => {
+    // Neither host sets auth-userdb's owner (docs/dovecot-facts.md: 2.3 needs it owned by the mail user).
+    const status = (user: string, tag: string) => [
+      'mailboxStatus',
+      {user, field: ['messages'], mailboxMask: ['*']},
+      tag,
+    ]
+    const batch = [
+      status('alice@example.com', 't1'),
+      status('bob@example.com', 't2'),
+      status('alice@example.com', 't3'),
+    ]
+    const kinds = async (h: DovecotHost) => ((await h.doveadmHttp(batch)) as unknown[][]).map((r) => r[0])
+    expect(await kinds(h24)).toEqual(['doveadmResponse', 'doveadmResponse', 'doveadmResponse'])
+    expect(await h23.doveadmHttp(batch)).toEqual([
+      ['doveadmResponse', [], 't1'],
+      ['error', {type: 'exitCode', exitCode: 75}, 't2'],
+      ['error', {type: 'exitCode', exitCode: 75}, 't3'],
+    ])
+  })
+
   it('syncs a user with the 2.3 host, both ways (doveadm sync over TCP)', async () => {
     const sync = (from: DovecotHost, to: DovecotHost) =>
       from.doveadm(['sync', '-u', 'bob@example.com', `tcp:${to.ip}:${to.doveadmPort}`])
