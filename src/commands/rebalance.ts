@@ -259,7 +259,7 @@ Exit codes: --dry-run: 0 planned (with --detailed-exitcode: nothing to move), 2 
     const lines = flags['json-lines']
     const retireAfterMs = parseDuration(flags['retire-after'], '--retire-after')
     const bytesPerSecond = flags.bwlimit === undefined ? undefined : parseByteRate(flags.bwlimit, '--bwlimit')
-    return this.locked(flags, 'rebalance', async (store) => {
+    return this.locked(flags, 'rebalance', async (store, lock) => {
       const outcome = flags.plan ? await verifyPlanFile(store, flags.plan) : await computePlan(store)
       if (flags.plan) checkPlanTargetsStore(flags.plan, outcome)
       const only = await narrowing(store, outcome, flags)
@@ -300,6 +300,13 @@ Exit codes: --dry-run: 0 planned (with --detailed-exitcode: nothing to move), 2 
       }
       process.on('SIGINT', onSigint)
       process.on('SIGTERM', onSigint)
+      // A lost lock (its database connection broke, or `mailring unlock`) stops the run as Ctrl-C does: no
+      // move starts, the ones in flight end at their next write, and the run exits 3 with the lock's error.
+      let lockLost: Error | undefined
+      void lock.lost.then((error) => {
+        lockLost = error
+        stop.abort()
+      })
       const progress = startProgress('Moving', {
         json: this.jsonEnabled() || lines,
         total: toMove + open.length,
@@ -339,6 +346,9 @@ Exit codes: --dry-run: 0 planned (with --detailed-exitcode: nothing to move), 2 
               )
           },
         })
+      } catch (error) {
+        // What failed after the lock was lost (a read of a store that went away) is its consequence.
+        throw lockLost ?? error
       } finally {
         progress.stop()
         process.off('SIGINT', onSigint)
@@ -347,6 +357,7 @@ Exit codes: --dry-run: 0 planned (with --detailed-exitcode: nothing to move), 2 
       }
       if (lines) this.log(JSON.stringify({type: 'summary', ...run.summary, emptied: run.emptied}))
       else for (const line of rebalanceSummaryLines(run)) this.log(line)
+      if (lockLost) throw lockLost
       process.exitCode =
         run.summary.failed > 0
           ? ExitCode.error

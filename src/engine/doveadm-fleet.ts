@@ -292,7 +292,7 @@ export class DoveadmFleet {
     throw new CopyProblem(
       server,
       unknown
-        ? `${server} does not know ${user}: push its configuration (mailring config push --server ${server})`
+        ? `${server} does not know ${user}: push its configuration (mailring config push --server ${server}); if its userdb could not read the store just then (a database restart), run again`
         : `doveadm mailbox status failed: ${reply.message || `exit ${reply.exitCode}`}`,
       false,
     )

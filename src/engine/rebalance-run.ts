@@ -335,7 +335,8 @@ async function runMoves(
       throw new Error('the rebalance scheduler found no move it can start')
     }
     // Ctrl-C wakes the loop too: what waits on time (a retire, the byte budget) is left to the next run.
-    await Promise.race([...running, ...(sleep ? [sleep] : []), stopped])
+    // Once stopped, only the moves in flight are waited for (the settled `stopped` would spin the loop).
+    await Promise.race([...running, ...(sleep ? [sleep] : []), ...(aborted() ? [] : [stopped])])
     clearTimeout(timer)
   }
 }

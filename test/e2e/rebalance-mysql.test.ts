@@ -4,7 +4,8 @@
  * as a read-only database user, an sshd on each server's address for retiring old copies. A server is
  * added and rebalanced onto, then a domain's copy count is raised from 2 to 3: every message on every
  * current copy over IMAP, Dovecot knows each user on exactly its servers (the rendered queries read the
- * journal on MariaDB), old copies in the trash.
+ * journal on MariaDB), old copies in the trash. A run whose lock connection is killed stops with exit 3,
+ * and the next run finishes its moves.
  */
 import * as fs from 'node:fs'
 import * as path from 'node:path'
@@ -77,4 +78,31 @@ describe('rebalance on the MySQL store (MariaDB)', () => {
     expect(sets(await copiesInStore())).toEqual(sets(placed(SERVERS, 3)))
     await expectEveryMessageOnEveryCopy()
   })
+
+  it('stops at once with exit 3 when the connection holding its lock breaks; the next run finishes', async () => {
+    const set = await ring.cli(['domain', 'set', 'example.com', '--copies', 'default'])
+    expect(set.exitCode, set.stderr).toBe(0)
+    // Retires wait 60 s: a run that did not stop would still be waiting when the test gives up on it.
+    const started = ring.startCli(['rebalance', '--yes', '--json-lines', '--retire-after', '60s'])
+    let out = ''
+    started.child.stdout!.on('data', (chunk: Buffer) => (out += chunk.toString()))
+    const deadline = Date.now() + 30_000
+    while (!out.includes('"type":"journal"')) {
+      if (Date.now() > deadline) throw new Error(`no moves journaled within 30 s:\n${out}`)
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    }
+    // As a network would drop them: every connection of mailring's database user, the lock's among them.
+    expect(await db.killConnections(db.user)).toBeGreaterThan(0)
+    const r = await started.result
+    expect(r.exitCode, `${r.stderr}\n${r.stdout}`).toBe(3)
+    expect(r.stderr).toContain('Lost the cluster lock')
+    const summary = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as {type: string; interrupted: boolean}
+    expect(summary).toMatchObject({type: 'summary', interrupted: true})
+
+    const result = await rebalance()
+    expect(result.summary).toMatchObject({failed: 0, left: 0})
+    const sets = (m: Map<string, string[]>) => new Map([...m].map(([u, c]) => [u, [...c].sort()]))
+    expect(sets(await copiesInStore())).toEqual(sets(placed(SERVERS, 2)))
+    await expectEveryMessageOnEveryCopy()
+  }, 180_000)
 })

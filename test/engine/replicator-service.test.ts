@@ -190,6 +190,7 @@ function scenario(version: DovecotVersion): void {
   })
 
   it('after a time without a replicator, checks every user: changes of that time are not lost', async () => {
+    const stoppedAt = Date.now()
     await replicator!.stop()
     replicator = undefined
     // Nobody listens: no notification, nothing queued by hand.
@@ -202,6 +203,9 @@ function scenario(version: DovecotVersion): void {
         (await subjects(server, 'carol@example.org')).includes('while nobody listened'),
       )
     expect(log.join('\n')).toMatch(/no replicator was listening .*all 3 users are queued/)
+    // Since when: the clean stop's own time.
+    const since = /listening since (\S+):/.exec(log.join('\n'))?.[1]
+    expect(Date.parse(since ?? '')).toBeGreaterThanOrEqual(stoppedAt)
   })
 
   it("with its endpoint and probes (replicator run), replicates changes from Dovecot's notifications alone", async () => {

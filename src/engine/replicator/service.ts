@@ -88,9 +88,10 @@ const HEARTBEAT_MS = 2_000
 const HEARTBEAT_FRESH_MS = 6_000
 export const HEARTBEAT_MARKER = 'replicator.heartbeat'
 
-function parseHeartbeat(value: string | undefined): {ms: number; owner: string} | undefined {
-  const m = /^(\d+) (\S+)$/.exec(value ?? '')
-  return m ? {ms: Number(m[1]), owner: m[2]!} : undefined
+/** `<ms> <owner>`, or `<ms> <owner> stopped` written by a replicator that stopped at that time. */
+function parseHeartbeat(value: string | undefined): {ms: number; owner: string; stopped: boolean} | undefined {
+  const m = /^(\d+) (\S+)( stopped)?$/.exec(value ?? '')
+  return m ? {ms: Number(m[1]), owner: m[2]!, stopped: m[3] !== undefined} : undefined
 }
 
 export function backoffFor(
@@ -158,7 +159,7 @@ export class Replicator {
     await Promise.allSettled(this.inFlight.values())
     await this.store.releaseReplication(this.owner)
     // Not listening any more: the next replicator to start must not count on this one.
-    await this.store.setReplicationMarker(HEARTBEAT_MARKER, `0 ${this.owner}`)
+    await this.store.setReplicationMarker(HEARTBEAT_MARKER, `${this.now()} ${this.owner} stopped`)
     await this.fleet.close()
   }
 
@@ -384,7 +385,7 @@ export class Replicator {
   private async catchUpAfterGap(): Promise<void> {
     const read = async () => parseHeartbeat(await this.store.replicationMarker(HEARTBEAT_MARKER))
     const beat = await read()
-    if (beat && this.now() - beat.ms < HEARTBEAT_FRESH_MS) {
+    if (beat && !beat.stopped && this.now() - beat.ms < HEARTBEAT_FRESH_MS) {
       // Fresh: another replicator, or one just killed. Only a live one beats again meanwhile.
       await new Promise((resolve) => setTimeout(resolve, HEARTBEAT_MS * 2 + 500))
       const again = await read()
