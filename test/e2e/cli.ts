@@ -113,3 +113,19 @@ export interface JsonEnvelope<T> {
   error?: {code: string; message: string}
   warnings: string[]
 }
+
+/** Waits until the child has printed `text` on stdout (e.g. a --json-lines event); throws after `timeoutMs`. */
+export async function waitForOutput(child: ChildProcess, text: string, timeoutMs = 60_000): Promise<void> {
+  let out = ''
+  const take = (chunk: Buffer) => (out += chunk.toString())
+  child.stdout!.on('data', take)
+  try {
+    const deadline = Date.now() + timeoutMs
+    while (!out.includes(text)) {
+      if (Date.now() > deadline) throw new Error(`"${text}" not printed within ${timeoutMs} ms:\n${out}`)
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    }
+  } finally {
+    child.stdout!.off('data', take)
+  }
+}

@@ -14,6 +14,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import type {RebalanceRunOutput} from '../../src/commands/rebalance.js'
 import {startMariaDb, type MariaDb} from '../support/mariadb.js'
+import {waitForOutput} from './cli.js'
 import type {RingCluster} from './ring-cluster.js'
 import {
   copiesInStore as copiesOf,
@@ -84,13 +85,7 @@ describe('rebalance on the MySQL store (MariaDB)', () => {
     expect(set.exitCode, set.stderr).toBe(0)
     // Retires wait 60 s: a run that did not stop would still be waiting when the test gives up on it.
     const started = ring.startCli(['rebalance', '--yes', '--json-lines', '--retire-after', '60s'])
-    let out = ''
-    started.child.stdout!.on('data', (chunk: Buffer) => (out += chunk.toString()))
-    const deadline = Date.now() + 30_000
-    while (!out.includes('"type":"journal"')) {
-      if (Date.now() > deadline) throw new Error(`no moves journaled within 30 s:\n${out}`)
-      await new Promise((resolve) => setTimeout(resolve, 50))
-    }
+    await waitForOutput(started.child, '"type":"journal"', 30_000)
     // As a network would drop them: every connection of mailring's database user, the lock's among them.
     expect(await db.killConnections(db.user)).toBeGreaterThan(0)
     const r = await started.result

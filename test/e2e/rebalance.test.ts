@@ -15,7 +15,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import type {RebalanceResult, RebalanceRunOutput} from '../../src/commands/rebalance.js'
 import type {RebalanceCleanupResult} from '../../src/commands/rebalance/cleanup.js'
 import type {RebalanceStatusResult} from '../../src/commands/rebalance/status.js'
-import type {JsonEnvelope} from './cli.js'
+import {waitForOutput, type JsonEnvelope} from './cli.js'
 import {ImapClient} from '../support/mailclients.js'
 import {PASSWORD, type RingCluster} from './ring-cluster.js'
 import {copiesInStore as copiesOf, type Mail, placed as ringPlaced, startRingWithSpare} from './ring-mail.js'
@@ -141,13 +141,7 @@ describe('rebalance onto an added server', () => {
       '--parallel',
       '2',
     ])
-    let out = ''
-    run.child.stdout!.on('data', (chunk: Buffer) => (out += chunk.toString()))
-    const deadline = Date.now() + 60_000
-    while (!out.includes('"type":"move"')) {
-      if (Date.now() > deadline) throw new Error(`no move finished within 60 s:\n${out}`)
-      await new Promise((resolve) => setTimeout(resolve, 50))
-    }
+    await waitForOutput(run.child, '"type":"move"')
     run.child.kill('SIGINT')
     const r = await run.result
     expect(r.exitCode, r.stderr).toBe(2)
