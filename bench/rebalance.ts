@@ -30,6 +30,7 @@ import {doveadmHttpCounters} from '../src/remote/doveadm-http.js'
 import type {SshConnection} from '../src/remote/ssh.js'
 import {SqliteStore} from '../src/store/sqlite.js'
 import {startRingCluster, type RingCluster} from '../test/e2e/ring-cluster.js'
+import {DOVEADM_REUSE_CONFIG, DOVEADM_REUSE_NOTE} from './doveadm-reuse.js'
 import {lmtpDeliver} from '../test/support/mailclients.js'
 import {startRelayProcess, type RelayProcess} from './latency-relay.js'
 import {collectGarbage, dovecotCpuMs, ownCpuMs} from './measure.js'
@@ -142,6 +143,7 @@ async function runRebalanceBench(): Promise<void> {
     users: users.map((u): [string, string[]] => [u, placement.serversFor(u)]),
     copies: COPIES,
     ssh: true,
+    extraConfig: DOVEADM_REUSE_CONFIG,
   })
   const relays: RelayProcess[] = []
   let store: SqliteStore | undefined
@@ -280,7 +282,8 @@ async function runRebalanceBench(): Promise<void> {
           ? 'Right results: every move done, journal empty, every moved user verified on its new copies.'
           : `FAIL: ${problems.join('; ')}`,
         "own time/move: the --parallel 1 run's time with no doveadm request and no SSH command waiting (store, planning, journal, comparing), per move.",
-        'Dovecot CPU/move: every doveadm request starts a fresh doveadm-server process (service_count = 1), and every move syncs, verifies, catches up and retires: the two cores are the bound at 0 ms; with latency, round trips are, and parallel moves overlap them.',
+        'Dovecot CPU/move: every move syncs, verifies, catches up and retires: the two cores are the bound at 0 ms; with latency, round trips are, and parallel moves overlap them.',
+        DOVEADM_REUSE_NOTE,
       ],
     )
   } finally {

@@ -27,7 +27,7 @@
  * that creates INBOX there; see REPLICATION_CONFIG).
  *
  * BENCH_REPLICATOR_SECONDS (default 60) and BENCH_REPLICATOR_RATE (default 50) change the load;
- * BENCH_REPLICATOR_DOVEADM_REUSE=1 runs both phases with doveadm-server processes reused (see below).
+ * BENCH_DOVEADM_REUSE=1 runs every phase with doveadm-server processes reused (bench/doveadm-reuse.ts).
  */
 import {execFile, type ChildProcess} from 'node:child_process'
 import * as fs from 'node:fs'
@@ -42,6 +42,7 @@ import {sleep} from '../test/support/proc.js'
 import {seededGenerator} from '../src/core/combinatorics.js'
 import {replicatorStatus, type ReplicatorStatus} from '../src/engine/replicator/status.js'
 import {SqliteStore} from '../src/store/sqlite.js'
+import {DOVEADM_REUSE_CONFIG, DOVEADM_REUSE_NOTE} from './doveadm-reuse.js'
 import {dovecotCpuMs} from './measure.js'
 import {checkTarget, count, printTable, seconds, times} from './report.js'
 
@@ -67,13 +68,6 @@ const SERVICE_SETTINGS: Record<string, string | number> = {
   probe_timeout: '1s',
   ...(PER_SERVER === undefined ? {} : {per_server: Number(PER_SERVER)}),
 }
-/**
- * BENCH_REPLICATOR_DOVEADM_REUSE=1: every server in both phases keeps its doveadm-server processes for more
- * than one request (service_count = 0; Dovecot's default 1 forks one per request, i.e. per doveadm HTTP
- * request and per dsync connection). All users here share one uid (vmail), which reuse needs.
- */
-const DOVEADM_REUSE = process.env.BENCH_REPLICATOR_DOVEADM_REUSE === '1'
-const DOVEADM_REUSE_CONFIG = DOVEADM_REUSE ? 'service doveadm {\n  service_count = 0\n}\n' : ''
 /**
  * The phases: mailring with R = 3 (the target's), mailring with R = 2 (the same work per delivery as the
  * stock replicator's), the stock replicator (R = 2). BENCH_REPLICATOR_PHASES=mailring,stock (e.g.) runs some.
@@ -572,11 +566,9 @@ async function runReplicatorBench(): Promise<void> {
           )
           .join('; ') +
         '. Per delivery is not a fixed cost for mailring: the longer users wait in its queue, the more deliveries one sync carries.',
-      'Dovecot CPU/delivery includes the LMTP delivery itself and every doveadm request: each doveadm HTTP request starts a fresh doveadm-server process (service_count = 1); a mailring sync of a notified change of one R = 3 user is a dsync from the copy that changed to each other copy, in one request to that copy; a full or catch-up sync, or one after a failure, reads the state of every copy before and after (8 requests).',
+      'Dovecot CPU/delivery includes the LMTP delivery itself and every doveadm request (see the service_count line below); a mailring sync of a notified change of one R = 3 user is a dsync from the copy that changed to each other copy, in one request to that copy; a full or catch-up sync, or one after a failure, reads the state of every copy before and after (8 requests).',
       'mailring lag floor: debounce 500 ms after the last change (max_delay 5 s), then the claim (woken by the debounce timer, else the 250 ms queue poll), then the syncs; the stock replicator syncs at once on the notification (replication_max_conns = 10 per server), one dsync to the one other copy.',
-      DOVEADM_REUSE
-        ? 'Both phases with `service doveadm { service_count = 0 }` on every server (BENCH_REPLICATOR_DOVEADM_REUSE=1): doveadm-server processes serve many requests.'
-        : "Both phases with Dovecot's default `service doveadm { service_count = 1 }`: one doveadm-server process per doveadm HTTP request and per dsync connection (BENCH_REPLICATOR_DOVEADM_REUSE=1 keeps them).",
+      DOVEADM_REUSE_NOTE,
       `Presence is polled every ${POLL_MS} ms on disk (Maildir new/ + cur/ counts): lags are up to that much late.`,
     ],
   )
