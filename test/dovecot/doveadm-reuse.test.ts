@@ -6,7 +6,9 @@
  * owned by the mail user (as the operator's guide says for batches); syncs both ways through the doveadm
  * HTTP API with mailring's transport, each running in the source's process and talking to the destination's.
  * - One mail uid (the usual virtual-user setup): every sync succeeds, one process per server serves them
- *   all, every file is the mail user's. Reuse is safe there.
+ *   all, every file is the mail user's.
+ *   But a kick in a process that served a mail command dies (it may no longer reach anvil): a rebalance's
+ *   retire closes the old copy's sessions with it, so reuse is not for a cluster mailring rebalances.
  * - Users on two uids (alice as vmail, bob as nobody): a process that served one user refuses the next
  *   user's command with 75 (its passdb lookup is made with the last user's uid), and no file is ever written
  *   with the wrong owner. Reuse does not work there; it loses nothing either.
@@ -16,7 +18,7 @@ import * as path from 'node:path'
 
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
-import {mailboxStatusCommand, syncCommand} from '../../src/dovecot/doveadm.js'
+import {kickCommand, kicked, mailboxStatusCommand, syncCommand} from '../../src/dovecot/doveadm.js'
 import {HttpDoveadm} from '../../src/remote/doveadm-http.js'
 import {startDovecotHosts, type DovecotHost, type DovecotUser} from '../support/dovecot.js'
 import {run} from '../support/proc.js'
@@ -140,6 +142,18 @@ describe('doveadm-server processes reused (service_count = 0)', () => {
       expect(pids.get(h.instanceName)!.size, h.instanceName).toBe(1)
     }
     expect(misowned(ALICE, vmail.uid)).toEqual([])
+  })
+
+  it('a kick (the retire of a rebalance closes the old copy\'s sessions with it) fails in a process that served a mail command', async () => {
+    const [a] = hosts as [DovecotHost]
+    const before = a.readLog().length
+    // The process dropped root for the mail user; kick must reach anvil, which only root may.
+    // The process dies on it: the request ends without an answer.
+    const done = await transport(a)
+      .run(kickCommand(ALICE))
+      .then(kicked, () => false)
+    expect(done).toBe(false)
+    expect(a.readLog().slice(before)).toMatch(/Fatal: net_connect_unix\(\S+\/anvil\) failed: Permission denied/)
   })
 
   it('with users on two uids: a process that served one refuses the next one\'s command (75), and writes nothing as the wrong user', async () => {
