@@ -264,7 +264,10 @@ async function loadAndMeasure(
   if (failed > 0) notes.push(`${label}: ${failed} LMTP deliveries failed`)
   // A notification Dovecot could not post (its time-out is 1 s) is dropped: its change waits for a full sync.
   const dropped = [...ring.hosts.values()].flatMap((h) =>
-    h.readLog().split('\n').filter((line) => /Failed to export event/.test(line)),
+    h
+      .readLog()
+      .split('\n')
+      .filter((line) => /Failed to export event/.test(line)),
   )
   if (dropped.length > 0)
     notes.push(
@@ -424,7 +427,9 @@ async function mailringPhase(copies: number): Promise<Phase> {
     )
     const failures = stderr.split('\n').filter((line) => /failed/.test(line))
     if (failures.length > 0)
-      phase.notes.push(`mailring R = ${copies}: ${failures.length} failed syncs logged, e.g. ${failures[0]!.slice(0, 200)}`)
+      phase.notes.push(
+        `mailring R = ${copies}: ${failures.length} failed syncs logged, e.g. ${failures[0]!.slice(0, 200)}`,
+      )
     return phase
   } finally {
     service.child.kill('SIGTERM')

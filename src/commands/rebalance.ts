@@ -182,7 +182,7 @@ Exit codes: --dry-run: 0 planned (with --detailed-exitcode: nothing to move), 2 
       summary:
         'Limit the copying to this rate on average, for the run as a whole, e.g. 50MB/s (K, M, G: powers of 1024; KB, MB, GB: of 1000).',
       description:
-        'doveadm sync copies server to server, so mailring paces the moves rather than the bytes: a move starts copying only when the mailboxes started before it (each one\'s size is asked first) fit in the rate. One mailbox still copies at full speed; for a hard cap on the wire, shape the traffic on the servers (tc).',
+        "doveadm sync copies server to server, so mailring paces the moves rather than the bytes: a move starts copying only when the mailboxes started before it (each one's size is asked first) fit in the rate. One mailbox still copies at full speed; for a hard cap on the wire, shape the traffic on the servers (tc).",
     }),
     'retire-after': Flags.string({
       summary:

@@ -101,8 +101,7 @@ export async function runRebalance(
   let left = 0
   let copyCountChanges = 0
   let plan = options.plan
-  const byteBudget =
-    options.bytesPerSecond === undefined ? undefined : new ByteBudget(options.bytesPerSecond)
+  const byteBudget = options.bytesPerSecond === undefined ? undefined : new ByteBudget(options.bytesPerSecond)
 
   const earlier = await store.openMoves()
   if (earlier.length > 0) {
@@ -298,7 +297,14 @@ async function runMoves(
           }
         }
         if (!task.carry)
-          emit({event: 'start', id: move.id, user: move.user, from: move.from, to: move.to, state: move.state})
+          emit({
+            event: 'start',
+            id: move.id,
+            user: move.user,
+            from: move.from,
+            to: move.to,
+            state: move.state,
+          })
         return executeMove(fleet, store, move, {
           ...(retiring ? {} : {stopAt: 'caught-up' as const}),
           ...(task.carry ? {carry: task.carry} : {}),

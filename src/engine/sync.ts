@@ -18,7 +18,13 @@
  */
 import {errorText} from '../core/errors.js'
 import {identityRepairs, STATE_FIELDS, stateFingerprint} from '../core/mailbox-state.js'
-import {logErrorsCommand, mailboxIdentityCommand, syncCommand, userErrors, type Row} from '../dovecot/doveadm.js'
+import {
+  logErrorsCommand,
+  mailboxIdentityCommand,
+  syncCommand,
+  userErrors,
+  type Row,
+} from '../dovecot/doveadm.js'
 import {CopyProblem, type DoveadmFleet} from './doveadm-fleet.js'
 import {forEachUser, type UserCopies} from './user-selection.js'
 

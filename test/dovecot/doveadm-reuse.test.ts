@@ -92,7 +92,13 @@ afterAll(async () => {
 })
 
 const transport = (h: DovecotHost) =>
-  new HttpDoveadm({name: h.instanceName, host: h.ip, port: h.httpPort, password: h.doveadmPassword, retries: 0})
+  new HttpDoveadm({
+    name: h.instanceName,
+    host: h.ip,
+    port: h.httpPort,
+    password: h.doveadmPassword,
+    retries: 0,
+  })
 
 /** Mail on each side, then a sync each way, for each user in turn; the outcomes, and the pids seen. */
 async function syncRounds(users: readonly string[], rounds: number) {
@@ -144,7 +150,7 @@ describe('doveadm-server processes reused (service_count = 0)', () => {
     expect(misowned(ALICE, vmail.uid)).toEqual([])
   })
 
-  it('a kick (the retire of a rebalance closes the old copy\'s sessions with it) fails in a process that served a mail command', async () => {
+  it("a kick (the retire of a rebalance closes the old copy's sessions with it) fails in a process that served a mail command", async () => {
     const [a] = hosts as [DovecotHost]
     const before = a.readLog().length
     // The process dropped root for the mail user; kick must reach anvil, which only root may.
@@ -153,10 +159,12 @@ describe('doveadm-server processes reused (service_count = 0)', () => {
       .run(kickCommand(ALICE))
       .then(kicked, () => false)
     expect(done).toBe(false)
-    expect(a.readLog().slice(before)).toMatch(/Fatal: net_connect_unix\(\S+\/anvil\) failed: Permission denied/)
+    expect(a.readLog().slice(before)).toMatch(
+      /Fatal: net_connect_unix\(\S+\/anvil\) failed: Permission denied/,
+    )
   })
 
-  it('with users on two uids: a process that served one refuses the next one\'s command (75), and writes nothing as the wrong user', async () => {
+  it("with users on two uids: a process that served one refuses the next one's command (75), and writes nothing as the wrong user", async () => {
     const {outcomes} = await syncRounds([BOB, ALICE], 2)
     // Dovecot switches the effective uid per user, but does the next user's passdb lookup ("to see if user
     // is proxied, because doveadm_port is set") as the last one: auth refuses it unless that uid owns

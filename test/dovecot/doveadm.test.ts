@@ -160,7 +160,7 @@ describe('doveadm log errors', () => {
     expect(httpRequestEntry(command, 't1')).toEqual(['logErrors', {since: 1796325097}, 't1'])
   })
 
-  it("keeps the errors that name the user in their prefix, each once, oldest first", () => {
+  it('keeps the errors that name the user in their prefix, each once, oldest first', () => {
     // As Dovecot 2.3.19 answered through the HTTP API after a sync onto a full disk (paths shortened).
     const rows = [
       {timestamp: 'Dec 03 19:11:37', prefix: 'doveadm(22622)', type: 'Error', text: 'Command sync failed'},
@@ -182,7 +182,12 @@ describe('doveadm log errors', () => {
         type: 'Error',
         text: 'Mailbox INBOX: Saving failed: write(/home/erin/Maildir/tmp/1.vm) failed: No space left on device',
       },
-      {timestamp: 'Dec 03 19:11:38', prefix: 'doveadm(xerin@example.com)<1><s>', type: 'Error', text: 'other'},
+      {
+        timestamp: 'Dec 03 19:11:38',
+        prefix: 'doveadm(xerin@example.com)<1><s>',
+        type: 'Error',
+        text: 'other',
+      },
     ]
     expect(userErrors(rows, 'Erin@Example.com')).toEqual([
       'Mailbox INBOX: Saving failed: write(/home/erin/Maildir/tmp/1.vm) failed: No space left on device',

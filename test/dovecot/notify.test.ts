@@ -130,7 +130,7 @@ function scenario(version: DovecotVersion): void {
   }
   /** Waits until no request has arrived for a second: a late post of an earlier step must not count later. */
   const settle = async () => {
-    for (let seen = -1; seen !== received.length; ) {
+    for (let seen = -1; seen !== received.length;) {
       seen = received.length
       await sleep(1000)
     }

@@ -291,7 +291,9 @@ describe('a move onto a full disk', () => {
       const failed = await executeMove(f, fullStore, move)
       expect(failed.state).toBe('copying')
       // Dovecot's own words, from the target's log (the HTTP API answers only an exit code).
-      expect(failed.error, failed.error).toMatch(/mx-c said ".*write\(.*erin.*\) failed: No space left on device"$/)
+      expect(failed.error, failed.error).toMatch(
+        /mx-c said ".*write\(.*erin.*\) failed: No space left on device"$/,
+      )
       expect((await fullStore.getUser(USER))?.copies).toEqual(['mx-a', 'mx-b'])
       const [kept] = (await fullStore.openMoves()).filter((m) => m.id === move.id)
       expect(kept).toMatchObject({state: 'copying', attempts: 1})

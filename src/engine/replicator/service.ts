@@ -89,7 +89,9 @@ const HEARTBEAT_FRESH_MS = 6_000
 export const HEARTBEAT_MARKER = 'replicator.heartbeat'
 
 /** `<ms> <owner>`, or `<ms> <owner> stopped` written by a replicator that stopped at that time. */
-function parseHeartbeat(value: string | undefined): {ms: number; owner: string; stopped: boolean} | undefined {
+function parseHeartbeat(
+  value: string | undefined,
+): {ms: number; owner: string; stopped: boolean} | undefined {
   const m = /^(\d+) (\S+)( stopped)?$/.exec(value ?? '')
   return m ? {ms: Number(m[1]), owner: m[2]!, stopped: m[3] !== undefined} : undefined
 }
