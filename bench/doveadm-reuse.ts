@@ -14,4 +14,4 @@ export const DOVEADM_REUSE_CONFIG = DOVEADM_REUSE ? 'service doveadm {\n  servic
 /** A line for the report saying which it was. */
 export const DOVEADM_REUSE_NOTE = DOVEADM_REUSE
   ? 'Every server with `service doveadm { service_count = 0 }` (BENCH_DOVEADM_REUSE=1): doveadm-server processes serve many requests (one mail uid; kicks fail: not a setting to deploy).'
-  : "Every server with Dovecot's default `service doveadm { service_count = 1 }`: one doveadm-server process per doveadm HTTP request and per dsync connection (BENCH_DOVEADM_REUSE=1 keeps them, where all users share one uid)."
+  : "Every server with Dovecot's default `service doveadm { service_count = 1 }`: one doveadm-server process per doveadm HTTP request and per dsync connection (BENCH_DOVEADM_REUSE=1 keeps them, for comparison only)."
