@@ -18,7 +18,7 @@
  *     password_column: password       # in users_table
  *     doveadm_port: 12345             # mail_replica = tcp:<peer address>:<doveadm_port>
  *     replica_scheme: tcp             # or tcps
- *     proxy_timeout: 2                # seconds (proxy passdb)
+ *     proxy_timeout: 10               # seconds (proxy passdb); above the backend's 2 s auth_failure_delay
  *     sqlite_path: /var/lib/mailring/cluster.db    # SQLite store: the file as the servers see it
  *     db_hosts: [db1, db2]            # MySQL store: what Dovecot connects to (default: the store's host)
  *     db_name: mailring               # default: the store's database
@@ -77,7 +77,9 @@ export const DEFAULT_DOVECOT_SETTINGS: DovecotSettings = {
   passwordColumn: 'password',
   doveadmPort: 12345,
   replicaScheme: 'tcp',
-  proxyTimeoutSeconds: 2,
+  // Above a backend's auth_failure_delay (2 s by default): with 2, the proxy gave up on a wrong password
+  // before the backend refused it, and the client was told the account was unavailable (docs/dovecot-facts.md).
+  proxyTimeoutSeconds: 10,
 }
 
 export const DEFAULT_CONFIG_PATHS: Record<DovecotVersion, string> = {
