@@ -31,6 +31,8 @@
  * faults at the same moments; the deliveries are not seeded). The test prints each store's faults with how
  * each run ended. `-t MariaDB` or `-t SQLite` runs one store; `npm run soak` runs 300 on each.
  */
+import {execFileSync} from 'node:child_process'
+
 import Database from 'better-sqlite3'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
@@ -165,6 +167,13 @@ function faultRun(store: StoreUnderTest): void {
   let delivering = true
   let deliveries: Promise<void> | undefined
   const faults: string[] = []
+  /** When the test began, for the times in the account of a lost message. */
+  const origin = Date.now()
+  const at = () => `${((Date.now() - origin) / 1000).toFixed(2)} s`
+  /** Where and when each message was delivered: the account of a lost message quotes it. */
+  const deliveredHow = new Map<string, string>()
+  /** Each rebalance run: when it started and ended, and what it printed. */
+  const runs: string[] = []
 
   /** Delivers to a random user's primary copy (as the proxy would route it) until told to stop. */
   async function deliverAllAlong(): Promise<void> {
@@ -177,9 +186,14 @@ function faultRun(store: StoreUnderTest): void {
         if (primary) {
           const subject = `m${n} ${user}`
           uncertain.add(subject)
+          const start = at()
           await ring.host(primary).deliver(user, `Subject: ${subject}\r\n\r\n${subject}\r\n`)
           uncertain.delete(subject)
           delivered.get(user)!.push(subject)
+          deliveredHow.set(
+            subject,
+            `to ${primary} (copies ${record.copies.join(', ')}) from ${start} to ${at()}`,
+          )
         }
       } catch {
         // Refused (the server is stopped, the store is locked): a sender tries again later; not counted.
@@ -189,11 +203,59 @@ function faultRun(store: StoreUnderTest): void {
   }
 
   function rebalance(retireAfter = '1s') {
-    return startCli(['rebalance', '--yes', '--retire-after', retireAfter, '--parallel', '4'], {
-      cwd: ring.dir,
-      env: ring.env,
-      timeoutMs: 180_000,
-    })
+    const start = at()
+    const run = startCli(
+      ['rebalance', '--yes', '--retire-after', retireAfter, '--parallel', '4', '--json-lines'],
+      {
+        cwd: ring.dir,
+        env: ring.env,
+        timeoutMs: 180_000,
+      },
+    )
+    void run.result.then((r) =>
+      runs.push(`run ${start} to ${at()}: exit ${r.exitCode ?? r.signal}\n${r.stdout}${r.stderr}`),
+    )
+    return run
+  }
+
+  /**
+   * Where a message missing from a user's copies went: when and where it was delivered, every file on any
+   * server that holds it (a trash folder, a home left behind), the user's moves and the runs that touched it.
+   */
+  async function accountOf(user: string, missing: readonly string[]): Promise<string> {
+    const lines = [`${user} lacks ${missing.join(', ')}`]
+    for (const subject of missing) {
+      lines.push(`${subject}: delivered ${deliveredHow.get(subject) ?? '(no record)'}`)
+      for (const server of SERVERS) {
+        let found = ''
+        try {
+          found = execFileSync('grep', ['-rlF', `Subject: ${subject}\r`, ring.host(server).dir], {
+            encoding: 'utf8',
+          })
+        } catch {
+          found = '' // grep exits 1 when nothing matches
+        }
+        for (const file of found.split('\n').filter(Boolean)) lines.push(`  on ${server}: ${file}`)
+      }
+    }
+    const moves = (await reader.retiredMoves(new Date(Date.now() + 86_400_000).toISOString())).filter(
+      (m) => m.user === user,
+    )
+    for (const m of moves)
+      lines.push(
+        `move ${m.id} ${m.from ?? '-'} -> ${m.to ?? '-'} ${m.state} at ${m.updatedAt} trash ${m.trash}`,
+      )
+    lines.push(
+      ...runs
+        .filter((r) => r.includes(user))
+        .map((r) =>
+          r
+            .split('\n')
+            .filter((l) => !l.startsWith('{') || l.includes(user))
+            .join('\n'),
+        ),
+    )
+    return lines.join('\n')
   }
 
   /**
@@ -229,7 +291,7 @@ function faultRun(store: StoreUnderTest): void {
     const r = await run.result
     // The error a run ended with, or its first failed move's, shortened: what each fault did shows in the list.
     const error = (/^Error: (.*)/m.exec(r.stderr) ?? /: failed (\(.*)/.exec(r.stderr))?.[1]?.slice(0, 100)
-    faults.push(`${fault} (exit ${r.exitCode ?? r.signal}${error ? `: ${error}` : ''})`)
+    faults.push(`${at()} ${fault} (exit ${r.exitCode ?? r.signal}${error ? `: ${error}` : ''})`)
     expectOrderlyEnd(r, fault, kind === 'store')
   }
 
@@ -301,6 +363,8 @@ function faultRun(store: StoreUnderTest): void {
           const [first, ...others] = boxes.map((box) => box.map((m) => m.subject).sort())
           // Every accepted message, and besides them only messages whose delivery the client saw fail (the
           // server may have stored one before the connection broke); the copies agree.
+          const lacking = expected.filter((m) => !first!.includes(m))
+          if (lacking.length > 0) console.log(await accountOf(user.user, lacking))
           expect(
             first!.filter((m) => !uncertain.has(m)),
             `${user.user} on ${user.copies[0]}`,
