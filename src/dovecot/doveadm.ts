@@ -21,6 +21,11 @@ export interface DoveadmCommand {
   params: Record<string, DoveadmValue>
   /** The command line after the words: options, then positional arguments. */
   args: string[]
+  /**
+   * Settings overridden for this call (`doveadm -o KEY=VALUE`), e.g. `mail_home` to reach a copy moved
+   * aside. The command line only: the HTTP API has no such parameter.
+   */
+  overrides?: Record<string, string>
 }
 
 /** What a doveadm exit code means to mailring. */
@@ -106,6 +111,11 @@ export interface SyncOptions {
   full?: boolean
   /** `-l SECS`: lock the user for the sync, so that two syncs of one user never race. */
   lockSeconds?: number
+  /**
+   * `-o mail_home=HOME`: sync the copy in HOME instead of the user's home (a retired copy moved aside to a
+   * trash folder; the mail lives in the home). The command line only.
+   */
+  home?: string
 }
 
 /** `doveadm sync -u USER DEST`: a two-way sync of one user with the doveadm server at DEST. */
@@ -121,7 +131,13 @@ export function syncCommand(o: SyncOptions): DoveadmCommand {
     args.push('-l', String(o.lockSeconds))
   }
   args.push(o.destination)
-  return {method: 'sync', words: ['sync'], params, args}
+  return {
+    method: 'sync',
+    words: ['sync'],
+    params,
+    args,
+    ...(o.home === undefined ? {} : {overrides: {mail_home: o.home}}),
+  }
 }
 
 /** `doveadm mailbox status -u USER 'FIELDS' MASK...`: one row per mailbox. */
@@ -190,7 +206,11 @@ export function userErrors(rows: readonly Row[], user: string): string[] {
 
 /** The command line after the binary, with tab-separated output (one header row, then one row each). */
 export function doveadmArgv(command: DoveadmCommand): string[] {
-  return ['-f', 'tab', ...command.words, ...command.args]
+  const overrides = Object.entries(command.overrides ?? {}).flatMap(([key, value]) => [
+    '-o',
+    `${key}=${value}`,
+  ])
+  return [...overrides, '-f', 'tab', ...command.words, ...command.args]
 }
 
 /** The HTTP API's form of one command in a batch. */
@@ -198,6 +218,11 @@ export function httpRequestEntry(
   command: DoveadmCommand,
   tag: string,
 ): [string, Record<string, DoveadmValue>, string] {
+  // Dropping them would run the command on other mail than the caller meant.
+  if (command.overrides !== undefined)
+    throw new Error(
+      `doveadm ${command.words.join(' ')} with settings overridden needs the command line, not the HTTP API`,
+    )
   return [command.method, command.params, tag]
 }
 

@@ -261,6 +261,24 @@ export class DoveadmFleet {
   }
 
   /**
+   * One doveadm call on a server's command line over the run's SSH connection, whatever the transport (for
+   * what the HTTP API cannot say, e.g. settings overridden). Failures as run().
+   */
+  async runCommandLine(server: string, command: DoveadmCommand): Promise<DoveadmReply> {
+    const known = this.problemOf(server)
+    if (known !== undefined) throw new CopyProblem(server, known, true)
+    try {
+      return await new SshDoveadm(await this.ssh(server), this.ctx.settings.doveadm).run(command, {
+        timeoutMs: this.ctx.doveadm.timeoutMs,
+      })
+    } catch (error) {
+      if (!isMailringError(error)) throw error
+      this.markUnusable(server, error.message)
+      throw new CopyProblem(server, this.problemOf(server) ?? error.message, true)
+    }
+  }
+
+  /**
    * Several doveadm calls on one server, in ONE request where the transport can (the HTTP API: one
    * doveadm-server process for all of them, run in order), else one after another. Failures as run().
    */

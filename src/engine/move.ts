@@ -6,8 +6,9 @@
  *   copying   -> verified:  `doveadm sync` of every copy and Y together, then Y compared with its source;
  *   verified  -> switched:  Y replaces X in U's placement, in one transaction (store.switchMove);
  *   switched  -> caught-up: a last sync of X with Y and the others, for mail delivered to X meanwhile;
- *   caught-up -> retired:   X's sessions closed, a last catch-up, and X's copy moved aside to a dated
- *                           trash folder on X (engine/retire.ts).
+ *   caught-up -> retired:   X's sessions closed, X's copy moved aside to a dated trash folder on X and its
+ *                           home fenced (a late delivery there fails and is sent again), then a last
+ *                           catch-up from the copy in the trash (engine/retire.ts).
  * A copy-count change has moves without a partner. A copy added on Y (no `from`): copying, verified as
  * above, then the switch inserts Y into U's placement, and the move is done (nothing leaves). A copy dropped
  * from X (no `to`): copying syncs every copy and verifies the ones that stay against the hub, so that they
@@ -19,7 +20,7 @@
 import {errorText} from '../core/errors.js'
 import type {MoveRecord, Store} from '../store/store.js'
 import {CopyProblem, type DoveadmFleet} from './doveadm-fleet.js'
-import {retireOldCopy} from './retire.js'
+import {clearFence, retireOldCopy} from './retire.js'
 import {syncOneUser, syncPair} from './sync.js'
 import {verifyOneUser} from './verify.js'
 
@@ -120,14 +121,14 @@ export async function executeMove(
       if (first === undefined) throw new Error(`${move.user} has no copy left in the store`)
       return first
     }
-    // The catch-up: what reached X during the switch goes to Y (two-way, so nothing of Y's is lost either).
-    const catchUp = async () => {
-      if (!leftDown) await syncPair(fleet, move.user, from, await partner(), false, outcome)
+    // The catch-up: what reached X during the switch goes to Y (two-way, so nothing of Y's is lost either);
+    // with `trashCopy`, from X's copy moved aside (the last one, once X's home is fenced: engine/retire.ts).
+    const catchUp = async (trashCopy?: string) => {
+      if (!leftDown) await syncPair(fleet, move.user, from, await partner(), false, outcome, trashCopy)
     }
-    // Right before X's copy goes, once more; then on to the copies that stay, as a courtesy: what X held is
-    // safe on Y, and a copy that cannot take it now gets it from the next sync or the replicator.
-    const lastCatchUp = async () => {
-      await catchUp()
+    // Then on to the copies that stay, as a courtesy: what X held is safe on Y, and a copy that cannot take
+    // it now gets it from the next sync or the replicator.
+    const spread = async () => {
       const hub = await partner()
       const user = await store.getUser(move.user)
       for (const other of (user?.copies ?? []).filter((c) => c !== hub)) {
@@ -146,16 +147,12 @@ export async function executeMove(
       if (options.stopAt === 'caught-up') return finish()
     }
     if (outcome.state === 'caught-up') {
-      // Once more right before X's copy goes: a delivery routed to X before the switch may land late.
+      // X's home is moved aside and fenced first, then caught up from the trash: a delivery routed to X
+      // before the switch may end at any time, and then either is in the trash copy or fails (retire.ts).
       if (options.stopAt === 'caught-up') return finish()
       if (leftDown) outcome.note = `${from} is down: its old copy of ${move.user} was left there`
-      const trash = leftDown
-        ? null
-        : await retireOldCopy(
-            fleet,
-            {...move, from},
-            {catchUp: lastCatchUp, resumed: options.carry === undefined},
-          )
+      const trash = leftDown ? null : await retireOldCopy(fleet, {...move, from}, {catchUp})
+      if (!leftDown) await spread()
       if (!(await store.retireMove(move.id, trash)))
         throw new Error(`move ${move.id} was advanced by someone else (it is no longer caught-up)`)
       outcome.state = 'retired'
@@ -225,6 +222,9 @@ async function copyAndVerify(
     throw new Error(
       `no copy of ${move.user} that stays is usable (${staying.join(', ')} marked down): ${move.from} is kept`,
     )
+  // Y may hold the fence of an earlier move of U away from it (U comes back): taken away first. Checked on
+  // every move: through doveadm a fenced home looks like a user without mail (status answers no mailbox).
+  if (move.to !== null) await clearFence(fleet, move.to, move.user)
   const source = await syncAll(fleet, move.user, copies, required, outcome)
   // A dropped copy: every copy (the one leaving too) is compared with the hub, so the ones that stay hold
   // all the leaving one has.

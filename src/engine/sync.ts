@@ -198,7 +198,9 @@ export async function syncOneUser(
 
 /**
  * `doveadm sync` of one user between two copies, run on `hub`, repeated while Dovecot answers "not fully
- * synced"; counts each run in `result.syncs`. Throws CopyProblem when it does not get through.
+ * synced"; counts each run in `result.syncs`. Throws CopyProblem when it does not get through. With
+ * `hubHome`, the hub's side is the copy in that folder (a retired copy in the trash), over the hub's
+ * command line.
  */
 export async function syncPair(
   fleet: DoveadmFleet,
@@ -207,17 +209,20 @@ export async function syncPair(
   target: string,
   full: boolean,
   result: {syncs: number},
+  hubHome?: string,
 ): Promise<void> {
   const command = syncCommand({
     user,
     destination: fleet.syncDestination(target),
     full,
     lockSeconds: fleet.ctx.doveadm.lockSeconds,
+    ...(hubHome === undefined ? {} : {home: hubHome}),
   })
   // Whole seconds, as Dovecot's log keeps them: an error of this second is not missed.
   const since = Math.floor(Date.now() / 1000)
   for (let run = 1; ; run++) {
-    const reply = await fleet.run(hub, command)
+    const reply =
+      hubHome === undefined ? await fleet.run(hub, command) : await fleet.runCommandLine(hub, command)
     result.syncs++
     if (reply.outcome === 'ok') return
     if (reply.outcome === 'not-fully-synced' && run < MAX_SYNC_RUNS) continue

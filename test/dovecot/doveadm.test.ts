@@ -48,6 +48,21 @@ describe('doveadm commands', () => {
     ])
   })
 
+  it('sync a copy moved aside through an overridden mail_home, on the command line only', () => {
+    const sync = syncCommand({user: 'a@b.c', destination: 'tcp:h:1', home: '/var/vmail/.mailring-trash/x y'})
+    expect(doveadmArgv(sync)).toEqual([
+      '-o',
+      'mail_home=/var/vmail/.mailring-trash/x y',
+      '-f',
+      'tab',
+      'sync',
+      '-u',
+      'a@b.c',
+      'tcp:h:1',
+    ])
+    expect(() => httpRequestEntry(sync, 't1')).toThrow(/needs the command line/)
+  })
+
   it('leave out the options not asked for', () => {
     const sync = syncCommand({user: 'bob@example.com', destination: 'tcp:h:1'})
     expect(sync.args).toEqual(['-u', 'bob@example.com', 'tcp:h:1'])

@@ -21,6 +21,7 @@ import {
   type DovecotAddress,
   type DovecotHost,
 } from '../support/dovecot.js'
+import {writeOnServer} from '../support/on-server.js'
 import {describeDovecot24} from '../support/dovecot24.js'
 import {makeTempDir, removeDir} from '../support/proc.js'
 import {startSshd, type SshServer} from '../support/sshd.js'
@@ -39,26 +40,6 @@ const USERS: [string, string[]][] = [
   ['bob@example.com', ['mx-b', 'mx-a']],
   ['carol@example.org', ['mx-b', 'mx-a']],
 ]
-
-/** `PROGRAM ARGS...` run on the Dovecot of the address this SSH session reached. */
-function dispatcher(hosts: DovecotHost[]): string {
-  const cases = hosts.flatMap((h) =>
-    (['doveadm', 'doveconf'] as const).map(
-      (program) => `  ${h.ip}:${program}) exec ${h.command(program)} -c ${h.configPath} "$@" ;;`,
-    ),
-  )
-  return [
-    '#!/bin/sh',
-    'program=$1',
-    'shift',
-    `ip=$(printf '%s' "$SSH_CONNECTION" | cut -d' ' -f3)`,
-    'case "$ip:$program" in',
-    ...cases,
-    '  *) echo "no test Dovecot for $program at $ip" >&2; exit 127 ;;',
-    'esac',
-    '',
-  ].join('\n')
-}
 
 describeDovecot24('config push to a mixed cluster: Dovecot 2.3 and 2.4 servers', () => {
   let dir: string
@@ -140,7 +121,7 @@ describeDovecot24('config push to a mixed cluster: Dovecot 2.3 and 2.4 servers',
         extraConfig: `!include ${fileOf('mx-b')}\n`,
       }),
     ])
-    fs.writeFileSync(path.join(dir, 'on-server'), dispatcher([a, b]), {mode: 0o755})
+    writeOnServer(dir, [a, b])
     for (const h of [a, b]) sshds.push(await startSshd({host: h.ip}))
     fs.writeFileSync(path.join(dir, 'known_hosts'), sshds.map((s) => s.knownHostsLine + '\n').join(''))
     fs.writeFileSync(

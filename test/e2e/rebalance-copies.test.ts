@@ -13,7 +13,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import type {RebalanceResult, RebalanceRunOutput} from '../../src/commands/rebalance.js'
 import type {JsonEnvelope} from './cli.js'
-import {startRingCluster, type RingCluster} from './ring-cluster.js'
+import {isFenced, startRingCluster, type RingCluster} from './ring-cluster.js'
 import {copiesInStore as copiesOf, Mail, placed as ringPlaced, rebalance as run} from './ring-mail.js'
 
 const SERVERS = ['mx-a', 'mx-b', 'mx-c']
@@ -100,7 +100,7 @@ describe('a copy count changed', () => {
       const count = ['new', 'cur'].reduce((n, f) => n + fs.readdirSync(path.join(maildir, f)).length, 0)
       expect(count, move.user).toBe(3)
       const home = path.join(ring.host(move.from!).dir, 'home', 'example.org', move.user.split('@')[0]!)
-      expect(fs.existsSync(home), home).toBe(false)
+      expect(isFenced(home), home).toBe(true)
     }
     await expectEveryMessageOnEveryCopy()
     const again = await ring.cli(['rebalance', '--dry-run', '--detailed-exitcode'])

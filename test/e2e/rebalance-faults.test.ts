@@ -290,7 +290,8 @@ function faultRun(store: StoreUnderTest): void {
     } else fault += `: ${await store.fault(ring, {pick, between, ...random})}`
     const r = await run.result
     // The error a run ended with, or its first failed move's, shortened: what each fault did shows in the list.
-    const error = (/^Error: (.*)/m.exec(r.stderr) ?? /: failed (\(.*)/.exec(r.stderr))?.[1]?.slice(0, 100)
+    const error = (/^Error: (.*)/m.exec(r.stderr) ??
+      /"error":"((?:[^"\\]|\\.)*)"/.exec(r.stdout))?.[1]?.slice(0, 100)
     faults.push(`${at()} ${fault} (exit ${r.exitCode ?? r.signal}${error ? `: ${error}` : ''})`)
     expectOrderlyEnd(r, fault, kind === 'store')
   }
@@ -302,7 +303,12 @@ function faultRun(store: StoreUnderTest): void {
       expectOrderlyEnd(r, `round ${round} clean run ${attempt}`)
       if (r.exitCode === 0) return
       if (attempt >= 6)
-        throw new Error(`round ${round}: rebalance did not finish after ${attempt} runs:\n${r.stderr}`)
+        throw new Error(
+          `round ${round}: rebalance did not finish after ${attempt} runs:\n${r.stderr}${r.stdout
+            .split('\n')
+            .filter((l) => l.includes('"error"'))
+            .join('\n')}`,
+        )
     }
   }
 

@@ -17,7 +17,7 @@ import type {RebalanceCleanupResult} from '../../src/commands/rebalance/cleanup.
 import type {RebalanceStatusResult} from '../../src/commands/rebalance/status.js'
 import {waitForOutput, type JsonEnvelope} from './cli.js'
 import {ImapClient} from '../support/mailclients.js'
-import {PASSWORD, type RingCluster} from './ring-cluster.js'
+import {isFenced, PASSWORD, type RingCluster} from './ring-cluster.js'
 import {copiesInStore as copiesOf, type Mail, placed as ringPlaced, startRingWithSpare} from './ring-mail.js'
 
 const SERVERS = ['mx-a', 'mx-b', 'mx-c', 'mx-d']
@@ -111,9 +111,9 @@ describe('rebalance onto an added server', () => {
     ])
     // The retire kicked the session: the server closed its connection.
     await expect(session.command('NOOP')).rejects.toThrow(/connection closed|ECONNRESET|EPIPE/)
-    expect(
-      fs.existsSync(path.join(ring.host(first!.from!).dir, 'home', 'example.com', user.split('@')[0]!)),
-    ).toBe(false)
+    expect(isFenced(path.join(ring.host(first!.from!).dir, 'home', 'example.com', user.split('@')[0]!))).toBe(
+      true,
+    )
     const onNew = await ring.mailbox(first!.to!, user)
     expect(onNew).toEqual([
       {subject: `appended ${user}`, flags: []},
@@ -215,6 +215,23 @@ describe('rebalance onto an added server', () => {
     const listed = dry.stdout.split('\n').filter((l) => l.includes('.mailring-trash'))
     expect(listed.length).toBeGreaterThan(0)
     for (const line of listed) expect(fs.existsSync(line.slice(line.indexOf(': ') + 2))).toBe(true)
+    const waiting = await ring.cli<JsonEnvelope<RebalanceCleanupResult>>([
+      'rebalance',
+      'cleanup',
+      '--older-than',
+      '0s',
+      '--dry-run',
+      '--json',
+    ])
+    // Each retired home is fenced until its copy is deleted.
+    const fences = waiting.json!.result!.copies.map((copy) =>
+      path.join(
+        copy.trash.slice(0, copy.trash.indexOf('/.mailring-trash/')),
+        'example.com',
+        copy.user.split('@')[0]!,
+      ),
+    )
+    for (const home of fences) expect(isFenced(home), home).toBe(true)
     const done = await ring.cli<JsonEnvelope<RebalanceCleanupResult>>([
       'rebalance',
       'cleanup',
@@ -226,6 +243,9 @@ describe('rebalance onto an added server', () => {
     expect(done.exitCode, done.stderr).toBe(0)
     expect(done.json?.result?.deleted).toBe(listed.length)
     for (const copy of done.json!.result!.copies) expect(fs.existsSync(copy.trash)).toBe(false)
+    // The fences where the homes were went with them (every user here left its server for good).
+    expect(fences.length).toBe(listed.length)
+    for (const home of fences) expect(isFenced(home), home).toBe(false)
     const bad = await ring.cli(['rebalance', 'cleanup', '--older-than', 'soon'])
     expect(bad.exitCode).toBe(1)
     expect(bad.stderr).toContain('--older-than "soon" is not a duration')

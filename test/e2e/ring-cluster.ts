@@ -29,6 +29,7 @@ import {
 } from '../support/dovecot.js'
 import {ImapClient} from '../support/mailclients.js'
 import {canConnect, freePort} from '../support/ports.js'
+import {writeOnServer} from '../support/on-server.js'
 import {startSshd, type SshServer} from '../support/sshd.js'
 import type {DovecotVersion} from '../support/dovecot24.js'
 import {makeTempDir, removeDir} from '../support/proc.js'
@@ -223,6 +224,7 @@ export async function startRingCluster(options: {
     const passwordFile = path.join(dir, 'doveadm-password')
     fs.writeFileSync(passwordFile, `${doveadmPassword}\n`, {mode: 0o600})
     const sshSection: string[] = []
+    let onServer: string | undefined
     if (options.ssh) {
       const started = await Promise.all(options.servers.map((_, i) => startSshd({host: addresses[i]!.ip})))
       options.servers.forEach((name, i) => sshds.set(name, started[i]!))
@@ -236,6 +238,8 @@ export async function startRingCluster(options: {
           .join(''),
       )
       sshSection.push('ssh:', `  config_file: ${sshConfig}`, `  known_hosts: ${knownHosts}`)
+      // doveadm on a server's command line (a retire's last catch-up) is that server's test Dovecot.
+      onServer = writeOnServer(dir, [...hosts.values()])
     }
     const replicatorSection: string[] = []
     if (replicator) {
@@ -264,6 +268,7 @@ export async function startRingCluster(options: {
         'dovecot:',
         ...(version === '2.3' ? [] : [`  version: "${version}"`]),
         `  doveadm_port: ${doveadmPort}`,
+        ...(onServer ? [`  doveadm: ${onServer} doveadm`] : []),
         ...(dovecotDbUser ? [`  db_user: ${dovecotDbUser}`] : []),
         'doveadm:',
         '  transport: http',
@@ -330,4 +335,16 @@ export async function startRingCluster(options: {
     await stop()
     throw error
   }
+}
+
+/**
+ * Whether a retired home is fenced: no mail folder any more, a file in its place (engine/retire.ts), so
+ * that a delivery ending there late fails instead of making the home anew.
+ */
+export function isFenced(home: string): boolean {
+  return (
+    fs.existsSync(home) &&
+    fs.statSync(home).isFile() &&
+    fs.readFileSync(home, 'utf8').startsWith('mailring-retired ')
+  )
 }

@@ -19,7 +19,7 @@ import {SqliteStore} from '../../src/store/sqlite.js'
 import type {MoveRecord} from '../../src/store/store.js'
 import {setState} from '../dovecot/helpers.js'
 import {run} from '../support/proc.js'
-import {startRingCluster, type RingCluster} from '../e2e/ring-cluster.js'
+import {isFenced, startRingCluster, type RingCluster} from '../e2e/ring-cluster.js'
 
 let ring: RingCluster
 let store: SqliteStore
@@ -94,7 +94,7 @@ describe('a move', () => {
       `alice@example.com.${move.id}`,
     )
     expect(outcome.trash).toBe(trash)
-    expect(fs.existsSync(home)).toBe(false)
+    expect(isFenced(home), home).toBe(true)
     const files = (folder: string) => fs.readdirSync(path.join(trash, 'Maildir', folder)).length
     expect(files('new') + files('cur')).toBe(1)
     expect(await store.openMoves()).not.toContainEqual(expect.objectContaining({id: move.id}))

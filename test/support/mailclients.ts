@@ -145,6 +145,11 @@ export interface LmtpDelivery {
   /** The RFC 822 message; bare LF line ends are turned into CRLF and dot-stuffing is done here. */
   message: string
   timeoutMs?: number
+  /**
+   * Called once the message is sent but before its final dot: the delivery stays in flight (its recipients
+   * accepted, their userdb looked up) until this resolves, as a large message on a slow link would.
+   */
+  beforeEnd?: () => Promise<void>
 }
 
 /**
@@ -165,7 +170,11 @@ export async function lmtpDeliver(host: string, port: number, delivery: LmtpDeli
       .split('\r\n')
       .map((l) => (l.startsWith('.') ? `.${l}` : l))
       .join('\r\n')
-    c.write(`${latin1(body)}\r\n.\r\n`)
+    if (delivery.beforeEnd) {
+      c.write(`${latin1(body)}\r\n`)
+      await delivery.beforeEnd()
+      c.write('.\r\n')
+    } else c.write(`${latin1(body)}\r\n.\r\n`)
     const replies: Reply[] = []
     for (const rcpt of delivery.to) {
       const reply = await readReply(c)
