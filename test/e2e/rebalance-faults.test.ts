@@ -2,7 +2,8 @@
  * Fault injection for `mailring rebalance` on real servers, once on each store: four Dovecot 2.3 configured
  * by mailring over the MySQL store on a real MariaDB (Dovecot's userdb reads it as its own read-only
  * database user), then over the SQLite store; an sshd on each server's address, mail delivered over LMTP
- * all along. Rounds cycle through raising the domain's copy count to 3 (a copy added for every user),
+ * all along, quickly and slowly (each slow message held 0.5-4 s before its final dot: in flight while its
+ * user's move switches and retires the copy it was routed to). Rounds cycle through raising the domain's copy count to 3 (a copy added for every user),
  * lowering it back to 2 (a copy dropped), draining a server and bringing it back, so that every round has
  * moves; in each round the built CLI runs rebalance several times with one fault each, at a random moment
  * (each kind a third of the time):
@@ -32,6 +33,8 @@
  * each run ended. `-t MariaDB` or `-t SQLite` runs one store; `npm run soak` runs 300 on each.
  */
 import {execFileSync} from 'node:child_process'
+import * as fs from 'node:fs'
+import * as path from 'node:path'
 
 import Database from 'better-sqlite3'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
@@ -41,6 +44,7 @@ import {seededGenerator} from '../../src/core/combinatorics.js'
 import {MysqlStore} from '../../src/store/mysql.js'
 import type {Store} from '../../src/store/store.js'
 import {settingsFor} from '../store/mysql-helpers.js'
+import {lmtpDeliver} from '../support/mailclients.js'
 import {startMariaDb, type MariaDb} from '../support/mariadb.js'
 import {startCli, type CliResult, type JsonEnvelope} from './cli.js'
 import {startRingCluster, type RingCluster} from './ring-cluster.js'
@@ -59,7 +63,7 @@ const ROUNDS = [
   {args: ['node', 'set', 'mx-d', '--state', 'active'], copies: COPIES},
 ]
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
 /** Seeded, so that the same seed gives the same faults at the same moments. */
 function randomness(seed: number) {
@@ -175,8 +179,12 @@ function faultRun(store: StoreUnderTest): void {
   /** Each rebalance run: when it started and ended, and what it printed. */
   const runs: string[] = []
 
-  /** Delivers to a random user's primary copy (as the proxy would route it) until told to stop. */
-  async function deliverAllAlong(): Promise<void> {
+  /**
+   * Delivers to a random user's primary copy (as the proxy would route it) until told to stop. `holdMs`:
+   * each message is held that long before its final dot (a large message on a slow link), so that it is in
+   * flight while its user's move switches and retires the copy it was routed to.
+   */
+  async function deliverAllAlong(prefix: string, holdMs?: () => number): Promise<void> {
     for (let n = 1; delivering; n++) {
       // Not seeded: how many messages go out depends on timing, and the faults must not.
       const user = USERS[Math.floor(Math.random() * USERS.length)]!
@@ -184,10 +192,16 @@ function faultRun(store: StoreUnderTest): void {
         const record = await reader.getUser(user)
         const primary = record?.copies[0]
         if (primary) {
-          const subject = `m${n} ${user}`
+          const subject = `${prefix}${n} ${user}`
           uncertain.add(subject)
           const start = at()
-          await ring.host(primary).deliver(user, `Subject: ${subject}\r\n\r\n${subject}\r\n`)
+          const host = ring.host(primary)
+          const hold = holdMs?.()
+          await lmtpDeliver(host.ip, host.lmtpPort, {
+            to: [user],
+            message: `Subject: ${subject}\r\n\r\n${subject}\r\n`,
+            ...(hold === undefined ? {} : {beforeEnd: () => sleep(hold)}),
+          })
           uncertain.delete(subject)
           delivered.get(user)!.push(subject)
           deliveredHow.set(
@@ -229,7 +243,7 @@ function faultRun(store: StoreUnderTest): void {
       for (const server of SERVERS) {
         let found = ''
         try {
-          found = execFileSync('grep', ['-rlF', `Subject: ${subject}\r`, ring.host(server).dir], {
+          found = execFileSync('grep', ['-rlF', `Subject: ${subject}`, ring.host(server).dir], {
             encoding: 'utf8',
           })
         } catch {
@@ -330,7 +344,11 @@ function faultRun(store: StoreUnderTest): void {
       // Start where the ring puts everyone, on all four servers.
       const first = await rebalance('0s').result
       expect(first.exitCode, first.stderr).toBe(0)
-      deliveries = deliverAllAlong()
+      // Quick deliveries, and slow ones (held 0.5-4 s) that are in flight across switches and retires.
+      deliveries = Promise.all([
+        deliverAllAlong('m'),
+        deliverAllAlong('s', () => 500 + Math.random() * 3500),
+      ]).then(() => undefined)
       console.log(
         `fault injection on ${store.name}: ${points} faults, seed ${SEED} (MAILRING_FAULT_SEED=${SEED} replays it)`,
       )
@@ -378,6 +396,16 @@ function faultRun(store: StoreUnderTest): void {
           others.forEach((box, i) => expect(box, `${user.user} on ${user.copies[i + 1]}`).toEqual(first))
         }
         expect(messages).toBeGreaterThan(Math.min(50, points * 3))
+        // No home on a server that is not one of its user's copies: such a home holds mail no copy sees (a
+        // delivery that ended after its copy was retired, accepted and lost), and a move bringing the user
+        // back would hide that. Where an old copy was, there is nothing, or the retire's fence.
+        const strays: string[] = []
+        for (const user of await reader.listUsers({limit: 1000}))
+          for (const server of SERVERS.filter((s) => !user.copies.includes(s))) {
+            const home = path.join(ring.host(server).dir, 'home', 'example.com', user.user.split('@')[0]!)
+            if (fs.existsSync(home) && fs.statSync(home).isDirectory()) strays.push(`${server}: ${home}`)
+          }
+        expect(strays, 'homes left where a user has no copy').toEqual([])
         const verify = await ring.cli(['verify', '--all'])
         expect(verify.exitCode, verify.stdout + verify.stderr).toBe(0)
         console.log(
