@@ -9,6 +9,7 @@ import type {RebalanceRunOutput} from '../../src/commands/rebalance.js'
 import {Placement} from '../../src/core/placement.js'
 import {PLACEMENT_ALGORITHM_VERSION, type Topology} from '../../src/core/topology.js'
 import type {JsonEnvelope} from './cli.js'
+import type {DovecotVersion} from '../support/dovecot24.js'
 import type {MariaDb} from '../support/mariadb.js'
 import {startRingCluster, type RingCluster} from './ring-cluster.js'
 
@@ -91,7 +92,7 @@ export async function rebalance(ring: RingCluster, options: string[] = []): Prom
  */
 export async function startRingWithSpare(
   users: readonly string[],
-  options: {mariadb?: MariaDb} = {},
+  options: {mariadb?: MariaDb; version?: DovecotVersion} = {},
 ): Promise<{ring: RingCluster; mail: Mail}> {
   const three = placed(['mx-a', 'mx-b', 'mx-c'], 2, users)
   const ring = await startRingCluster({
