@@ -1,8 +1,8 @@
 /**
  * The last step of a move and what comes after it: the old copy is moved aside to a dated trash folder on
- * the server it left (doveadm cannot rename a user's mail folder, so this is one shell command over the
- * run's SSH connection to that server), and `rebalance cleanup` deletes trash older than a given age.
- * Nothing else in mailring ever deletes mail.
+ * the server it left and its home fenced (doveadm cannot rename a user's mail folder, so this is one shell
+ * command over the run's SSH connection to that server), and `rebalance cleanup` deletes trash older than
+ * a given age, with its fence. Nothing else in mailring ever deletes mail.
  */
 import {errorText, firstLine} from '../core/errors.js'
 import {kickCommand, kicked, userFieldsOf, userLookupCommand} from '../dovecot/doveadm.js'
@@ -17,8 +17,9 @@ export const FENCE_MARK = 'mailring-retired'
 
 /**
  * Moves the old copy of a caught-up move to `<mail root>/.mailring-trash/<day>/<user>.<move id>` on the
- * server it left, fences the home it left, and catches up from the copy in the trash; returns where it went,
- * or null when that server held nothing for the user.
+ * server it left, fences the home it left, and catches up from the copy in the trash; returns where it went
+ * (an empty folder naming the home when the server held nothing but could be fenced), or null when there
+ * was neither a home nor a folder to fence it in.
  *
  * Why in this order: a delivery whose recipient X accepted before the switch can end at any time, and X
  * then writes where its lookup said, the home. Whatever the last catch-up read, mail landing after it was
