@@ -27,8 +27,10 @@
  * end, every delivered message is on every current copy of its user (read over IMAP, after `sync domain`,
  * which stands in for the replicator for users that did not move), and `verify --all` agrees.
  *
+ * A third run puts the SQLite store under Dovecot 2.4.1 servers (no replication of their own; where the
+ * test bed's 2.4 root exists, always on CI).
  * MAILRING_FAULT_POINTS (default 50) sets the number of faults on MariaDB, MAILRING_FAULT_POINTS_SQLITE
- * (default 15) on SQLite, MAILRING_FAULT_SEED the random seed of both (printed: the same seed gives the same
+ * (default 15) on SQLite, MAILRING_FAULT_POINTS_24 (default 10) on 2.4, MAILRING_FAULT_SEED the random seed of all (printed: the same seed gives the same
  * faults at the same moments; the deliveries are not seeded). The test prints each store's faults with how
  * each run ended. `-t MariaDB` or `-t SQLite` runs one store; `npm run soak` runs 300 on each.
  */
@@ -44,6 +46,7 @@ import {seededGenerator} from '../../src/core/combinatorics.js'
 import {MysqlStore} from '../../src/store/mysql.js'
 import type {Store} from '../../src/store/store.js'
 import {settingsFor} from '../store/mysql-helpers.js'
+import {dovecot24Missing, type DovecotVersion} from '../support/dovecot24.js'
 import {lmtpDeliver} from '../support/mailclients.js'
 import {startMariaDb, type MariaDb} from '../support/mariadb.js'
 import {startCli, type CliResult, type JsonEnvelope} from './cli.js'
@@ -92,20 +95,21 @@ interface StoreUnderTest {
   stop(): Promise<void>
 }
 
-function startCluster(mariadb?: MariaDb): Promise<RingCluster> {
+function startCluster(options: {mariadb?: MariaDb; version?: DovecotVersion} = {}): Promise<RingCluster> {
   return startRingCluster({
     servers: SERVERS,
     users: USERS.map((u, i) => [u, [SERVERS[i % 3]!, SERVERS[(i + 1) % 3]!]]),
     copies: COPIES,
     ssh: true,
-    ...(mariadb ? {mariadb} : {}),
+    ...options,
   })
 }
 
-const sqlite: StoreUnderTest = {
-  name: 'SQLite',
-  points: Number(process.env.MAILRING_FAULT_POINTS_SQLITE ?? 15),
-  start: () => startCluster(),
+/** The SQLite store, with servers of the given Dovecot version. */
+const sqliteStore = (version: DovecotVersion, points: number): StoreUnderTest => ({
+  name: version === '2.3' ? 'SQLite' : `SQLite, Dovecot ${version}`,
+  points,
+  start: () => startCluster({version}),
   reader: (ring) => ring.openStore(),
   fault: async (ring, {rnd, between}) => {
     const hold = rnd() < 0.25 ? 16_000 : between(500, 4000) // 16 s: longer than mailring's busy timeout
@@ -118,7 +122,7 @@ const sqlite: StoreUnderTest = {
   },
   losesLock: false,
   stop: async () => {},
-}
+})
 
 function mariadbStore(): StoreUnderTest {
   let maria: MariaDb | undefined
@@ -127,7 +131,7 @@ function mariadbStore(): StoreUnderTest {
     points: Number(process.env.MAILRING_FAULT_POINTS ?? 50),
     start: async () => {
       maria = await startMariaDb()
-      return startCluster(maria)
+      return startCluster({mariadb: maria})
     },
     reader: async (ring) => {
       const database = ring.mysql!.database
@@ -418,4 +422,7 @@ function faultRun(store: StoreUnderTest): void {
 }
 
 faultRun(mariadbStore())
-faultRun(sqlite)
+faultRun(sqliteStore('2.3', Number(process.env.MAILRING_FAULT_POINTS_SQLITE ?? 15)))
+// Dovecot 2.4 (no replication of its own): the same faults on fewer points, where the root exists.
+if (dovecot24Missing() === undefined || process.env.CI)
+  faultRun(sqliteStore('2.4', Number(process.env.MAILRING_FAULT_POINTS_24 ?? 10)))
