@@ -110,7 +110,7 @@ function homeOf(server: string, user: string, reply: DoveadmReply): string {
   if (reply.outcome !== 'ok')
     throw new CopyProblem(
       server,
-      `cannot find ${user}'s home on ${server} (doveadm user: ${reply.message || `exit ${reply.exitCode}`}): push its configuration (mailring config push --server ${server})`,
+      `cannot find ${user}'s home on ${server} (doveadm user: ${reply.message || `exit ${reply.exitCode}`}): push its configuration (mailring config push --server ${server}); if its userdb could not read the store just then (a database restart), run again`,
       false,
     )
   const home = userFieldsOf(reply.rows, user).get('home')
