@@ -123,8 +123,10 @@ export async function executeMove(
     }
     // The catch-up: what reached X during the switch goes to Y (two-way, so nothing of Y's is lost either);
     // with `trashCopy`, from X's copy moved aside (the last one, once X's home is fenced: engine/retire.ts).
-    const catchUp = async (trashCopy?: string) => {
-      if (!leftDown) await syncPair(fleet, move.user, from, await partner(), false, outcome, trashCopy)
+    const catchUp = async (trashCopy?: string, full = false): Promise<string> => {
+      const to = await partner()
+      if (!leftDown) await syncPair(fleet, move.user, from, to, full, outcome, trashCopy)
+      return to
     }
     // Then on to the copies that stay, as a courtesy: what X held is safe on Y, and a copy that cannot take
     // it now gets it from the next sync or the replicator.

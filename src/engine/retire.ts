@@ -5,7 +5,14 @@
  * a given age, with its fence. Nothing else in mailring ever deletes mail.
  */
 import {errorText, firstLine} from '../core/errors.js'
-import {kickCommand, kicked, userFieldsOf, userLookupCommand} from '../dovecot/doveadm.js'
+import {
+  fetchCommand,
+  kickCommand,
+  kicked,
+  type Row,
+  userFieldsOf,
+  userLookupCommand,
+} from '../dovecot/doveadm.js'
 import {isTrashPath, mailRootOf, trashDayOf, trashNameOf, TRASH_FOLDER} from '../dovecot/trash.js'
 import type {DoveadmReply} from '../remote/doveadm.js'
 import {type ExecResult, shellQuote} from '../remote/ssh.js'
@@ -34,7 +41,11 @@ export const FENCE_MARK = 'mailring-retired'
 export async function retireOldCopy(
   fleet: DoveadmFleet,
   move: MoveRecord & {from: string},
-  options: {catchUp: (trashCopy: string) => Promise<void>; now?: Date},
+  options: {
+    /** Syncs the copy in the trash with the copy that takes its place; returns that copy's server. */
+    catchUp: (trashCopy: string, full: boolean) => Promise<string>
+    now?: Date
+  },
 ): Promise<string | null> {
   // The leaving server still knows the user while the move is caught-up (its rendered userdb reads the
   // journal), and its answer is the home that server really uses. At the same time (one HTTP request), the
@@ -99,10 +110,51 @@ export async function retireOldCopy(
       false,
     )
   const copies = lines.filter((l) => l.startsWith('copy /')).map((l) => l.slice('copy '.length))
-  for (const copy of copies) await options.catchUp(copy)
+  for (const copy of copies) {
+    // Checked, as a copy step is: a sync can end well from X's side while the other side dies (seen in the
+    // fault run: a message left only in the trash when its new copy's Dovecot stopped just then). Once
+    // more in full when a message is missing; the move is retried when it still is.
+    let partner = await options.catchUp(copy, false)
+    let missing = await missingFrom(fleet, move, copy, partner)
+    if (missing > 0) {
+      partner = await options.catchUp(copy, true)
+      missing = await missingFrom(fleet, move, copy, partner)
+    }
+    if (missing > 0)
+      throw new CopyProblem(
+        partner,
+        `${missing} message(s) of ${move.user}'s old copy (${copy} on ${move.from}) are not on ${partner} after the last catch-up; the next run tries again`,
+        false,
+      )
+  }
   // The journal keeps the first folder (the late ones and the fence go with it at cleanup).
   const first = lines.find((l) => /^(copy|empty) \//.test(l))
   return first === undefined ? null : first.slice(first.indexOf(' ') + 1)
+}
+
+/** How many messages of the copy in `trashCopy` on the move's server are not on `partner` (by GUID). */
+async function missingFrom(
+  fleet: DoveadmFleet,
+  move: MoveRecord & {from: string},
+  trashCopy: string,
+  partner: string,
+): Promise<number> {
+  const guids = async (server: string, reply: Promise<DoveadmReply>) => {
+    const r = await reply
+    if (r.outcome !== 'ok')
+      throw new CopyProblem(
+        server,
+        `cannot list ${move.user}'s messages: ${r.message || `exit ${r.exitCode}`}`,
+        false,
+      )
+    return new Set((r.rows as Row[]).map((row) => row.guid))
+  }
+  const command = fetchCommand(move.user, ['guid'])
+  const [old, current] = await Promise.all([
+    guids(move.from, fleet.runCommandLine(move.from, {...command, overrides: {mail_home: trashCopy}})),
+    guids(partner, fleet.run(partner, command)),
+  ])
+  return [...old].filter((guid) => !current.has(guid)).length
 }
 
 /** The home a server's userdb gives a user (doveadm user's answer); throws CopyProblem. */

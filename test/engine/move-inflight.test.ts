@@ -16,7 +16,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {loadDovecotContext} from '../../src/engine/config-render.js'
 import {DoveadmFleet} from '../../src/engine/doveadm-fleet.js'
 import {executeMove} from '../../src/engine/move.js'
-import {cleanupRetired} from '../../src/engine/retire.js'
+import {cleanupRetired, retireOldCopy} from '../../src/engine/retire.js'
 import {syncUsers} from '../../src/engine/sync.js'
 import {SqliteStore} from '../../src/store/sqlite.js'
 import {isFenced, startRingCluster, type RingCluster} from '../e2e/ring-cluster.js'
@@ -55,7 +55,8 @@ function filesWith(dir: string, text: string): string[] {
 function scenario(version: DovecotVersion): void {
   let ring: RingCluster
   let store: SqliteStore
-  const subjects = async (server: string) => (await ring.mailbox(server, USER)).map((m) => m.subject)
+  const subjects = async (server: string, user = USER) =>
+    (await ring.mailbox(server, user)).map((m) => m.subject)
   beforeAll(async () => {
     ring = await startRingCluster({
       servers: ['mx-a', 'mx-b', 'mx-c'],
@@ -169,6 +170,27 @@ function scenario(version: DovecotVersion): void {
     expect((await store.getUser(EMPTY))?.copies).toEqual(['mx-a', 'mx-b'])
     await ring.host('mx-a').deliver(EMPTY, 'Subject: first for frank\r\n\r\nx\r\n')
     expect((await ring.mailbox('mx-a', EMPTY)).map((m) => m.subject)).toEqual(['first for frank'])
+  })
+
+  it('checks the last catch-up: a message of the old copy missing on the new one fails the retire, which a later run completes', async () => {
+    await store.journalMoves('test-plan-check', [{user: EMPTY, position: 1, from: 'mx-b', to: 'mx-c'}])
+    const journaled = (await store.openMoves()).find((m) => m.user === EMPTY)!
+    const f = await fleet(ring, store)
+    expect(await executeMove(f, store, journaled, {stopAt: 'caught-up'})).toMatchObject({state: 'caught-up'})
+    // Routed to mx-b before the switch, landed after the catch-up: only the old copy has it.
+    await ring.host('mx-b').deliver(EMPTY, 'Subject: late for frank\r\n\r\nx\r\n')
+    // A last catch-up that did not get through, as when the new copy's Dovecot dies under it.
+    const move = {...journaled, state: 'caught-up' as const, from: 'mx-b'}
+    await expect(retireOldCopy(f, move, {catchUp: () => Promise.resolve('mx-c')})).rejects.toThrow(
+      /1 message\(s\) of frank@example.com's old copy .* are not on mx-c after the last catch-up/,
+    )
+    expect((await store.openMoves()).map((m) => m.state)).toEqual(['caught-up'])
+    // The next attempt finds its trash copy (mx-b's home is fenced by now) and catches up from it.
+    const outcome = await executeMove(f, store, move)
+    await f.close()
+    expect(outcome.error).toBeUndefined()
+    expect(outcome.state).toBe('retired')
+    expect(await subjects('mx-c', EMPTY)).toEqual(['first for frank', 'late for frank'])
   })
 }
 
