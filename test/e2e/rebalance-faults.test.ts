@@ -346,8 +346,8 @@ function faultRun(store: StoreUnderTest): void {
       ring = await store.start()
       reader = await store.reader(ring)
       // Start where the ring puts everyone, on all four servers.
-      const first = await rebalance('0s').result
-      expect(first.exitCode, first.stderr).toBe(0)
+      // (A move that fails, e.g. on a server's slow start, is retried by the next run, as in every round.)
+      await finishRound(0)
       // Quick deliveries, and slow ones (held 0.5-4 s) that are in flight across switches and retires.
       deliveries = Promise.all([
         deliverAllAlong('m'),
