@@ -150,10 +150,12 @@ async function missingFrom(
     return new Set((r.rows as Row[]).map((row) => row.guid))
   }
   const command = fetchCommand(move.user, ['guid'])
-  const [old, current] = await Promise.all([
-    guids(move.from, fleet.runCommandLine(move.from, {...command, overrides: {mail_home: trashCopy}})),
-    guids(partner, fleet.run(partner, command)),
-  ])
+  // One after the other: the new copy is read after the old one, so what it has is never older.
+  const old = await guids(
+    move.from,
+    fleet.runCommandLine(move.from, {...command, overrides: {mail_home: trashCopy}}),
+  )
+  const current = await guids(partner, fleet.run(partner, command))
   return [...old].filter((guid) => !current.has(guid)).length
 }
 
