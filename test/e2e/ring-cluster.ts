@@ -13,6 +13,8 @@ import * as path from 'node:path'
 import {randomBytes} from 'node:crypto'
 
 import {renderNotifyConfig} from '../../src/dovecot/notify.js'
+import {loadDovecotContext} from '../../src/engine/config-render.js'
+import {DoveadmFleet} from '../../src/engine/doveadm-fleet.js'
 import {MysqlStore} from '../../src/store/mysql.js'
 import type {MysqlSettings} from '../../src/store/mysql-settings.js'
 import {SqliteStore} from '../../src/store/sqlite.js'
@@ -346,5 +348,17 @@ export function isFenced(home: string): boolean {
     fs.existsSync(home) &&
     fs.statSync(home).isFile() &&
     fs.readFileSync(home, 'utf8').startsWith('mailring-retired ')
+  )
+}
+
+/** A doveadm fleet over a ring on the SQLite store, configured as the CLI would be (engine-level tests). */
+export async function ringFleet(ring: RingCluster, store: Store): Promise<DoveadmFleet> {
+  return new DoveadmFleet(
+    await loadDovecotContext({
+      store,
+      location: {kind: 'sqlite', path: ring.dbPath, source: 'test'},
+      config: ring.configPath,
+      env: {},
+    }),
   )
 }

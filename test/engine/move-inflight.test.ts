@@ -13,13 +13,11 @@ import * as path from 'node:path'
 
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
-import {loadDovecotContext} from '../../src/engine/config-render.js'
-import {DoveadmFleet} from '../../src/engine/doveadm-fleet.js'
 import {executeMove} from '../../src/engine/move.js'
 import {cleanupRetired, retireOldCopy} from '../../src/engine/retire.js'
 import {syncUsers} from '../../src/engine/sync.js'
 import {SqliteStore} from '../../src/store/sqlite.js'
-import {isFenced, startRingCluster, type RingCluster} from '../e2e/ring-cluster.js'
+import {isFenced, ringFleet, startRingCluster, type RingCluster} from '../e2e/ring-cluster.js'
 import {describeDovecot24, type DovecotVersion} from '../support/dovecot24.js'
 import {lmtpDeliver} from '../support/mailclients.js'
 
@@ -27,16 +25,7 @@ const USER = 'erin@example.com'
 /** A user without mail: through doveadm, a fenced home looks just like theirs. */
 const EMPTY = 'frank@example.com'
 
-async function fleet(ring: RingCluster, store: SqliteStore): Promise<DoveadmFleet> {
-  return new DoveadmFleet(
-    await loadDovecotContext({
-      store,
-      location: {kind: 'sqlite', path: ring.dbPath, source: 'test'},
-      config: ring.configPath,
-      env: {},
-    }),
-  )
-}
+const fleet = ringFleet
 
 /** Files under `dir` whose content has `text`. */
 function filesWith(dir: string, text: string): string[] {

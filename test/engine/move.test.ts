@@ -19,23 +19,14 @@ import {SqliteStore} from '../../src/store/sqlite.js'
 import type {MoveRecord} from '../../src/store/store.js'
 import {setState} from '../dovecot/helpers.js'
 import {run} from '../support/proc.js'
-import {isFenced, startRingCluster, type RingCluster} from '../e2e/ring-cluster.js'
+import {isFenced, ringFleet, startRingCluster, type RingCluster} from '../e2e/ring-cluster.js'
 
 let ring: RingCluster
 let store: SqliteStore
 
 const message = (subject: string) => `From: s@example.net\r\nSubject: ${subject}\r\n\r\n${subject}\r\n`
 
-async function fleet(): Promise<DoveadmFleet> {
-  return new DoveadmFleet(
-    await loadDovecotContext({
-      store,
-      location: {kind: 'sqlite', path: ring.dbPath, source: 'test'},
-      config: ring.configPath,
-      env: {},
-    }),
-  )
-}
+const fleet = (): Promise<DoveadmFleet> => ringFleet(ring, store)
 
 async function journal(user: string, position: number, from: string, to: string): Promise<MoveRecord> {
   await store.journalMoves('test-plan', [{user, position, from, to}])
