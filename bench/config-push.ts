@@ -20,8 +20,8 @@ import * as path from 'node:path'
 
 import {DEFAULT_DOVEADM_SETTINGS} from '../src/remote/doveadm-settings.js'
 import {DEFAULT_DOVECOT_SETTINGS} from '../src/dovecot/settings.js'
-import type {DovecotContext} from '../src/engine/config-render.js'
-import {pushConfig} from '../src/engine/config-push.js'
+import type {DovecotContext} from '../src/engine/context.js'
+import {pushConfig} from '../src/engine/dovecot-config/push.js'
 import {SqliteStore} from '../src/store/sqlite.js'
 import {claimLoopbackIp, type LoopbackClaim} from '../test/support/ports.js'
 import {makeTempDir, removeDir} from '../test/support/proc.js'
@@ -235,7 +235,7 @@ async function runConfigPushBench(): Promise<void> {
  * handshake 1; key exchange 2 (version and KEXINIT both ways at once, then ECDH); service request and
  * public key authentication 2 (a signed request at once, no query first); a channel open 1; reading the
  * file 1; one command that keeps the backup and installs the new file (its content on stdin) 1. Closing
- * need not be waited for. mailring now takes exactly these (src/engine/config-push.ts: the read and the
+ * need not be waited for. mailring now takes exactly these (src/engine/dovecot-config/push.ts: the read and the
  * install are the two halves of one command, the new file its answer on stdin).
  */
 const PROTOCOL_MIN_ROUND_TRIPS = 8

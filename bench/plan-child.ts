@@ -4,7 +4,7 @@
  *   plan-child.js sqlite PATH
  *   plan-child.js mysql SETTINGS_JSON      (the password in MAILRING_DB_PASSWORD)
  */
-import {computePlan} from '../src/engine/rebalance-plan.js'
+import {computePlan} from '../src/engine/rebalance/plan.js'
 import {MysqlStore} from '../src/store/mysql.js'
 import type {MysqlSettings} from '../src/store/mysql-settings.js'
 import {SqliteStore} from '../src/store/sqlite.js'

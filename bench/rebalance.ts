@@ -19,11 +19,11 @@
  */
 import * as os from 'node:os'
 
-import {loadDovecotContext, type DovecotContext} from '../src/engine/config-render.js'
-import {DoveadmFleet} from '../src/engine/doveadm-fleet.js'
-import {runRebalance, type RebalanceRunResult} from '../src/engine/rebalance-run.js'
-import {syncUsers} from '../src/engine/sync.js'
-import {verifyUsers} from '../src/engine/verify.js'
+import {loadDovecotContext, type DovecotContext} from '../src/engine/context.js'
+import {DoveadmFleet} from '../src/engine/sync/fleet.js'
+import {runRebalance, type RebalanceRunResult} from '../src/engine/rebalance/run.js'
+import {syncUsers} from '../src/engine/sync/sync.js'
+import {verifyUsers} from '../src/engine/sync/verify.js'
 import {Placement} from '../src/core/placement.js'
 import {PLACEMENT_ALGORITHM_VERSION} from '../src/core/topology.js'
 import {doveadmHttpCounters} from '../src/remote/doveadm-http.js'

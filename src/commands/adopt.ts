@@ -10,7 +10,7 @@ import {
   parsePairs,
   type AdoptResult,
   type AdoptSource,
-} from '../engine/adopt.js'
+} from '../engine/cluster/adopt.js'
 import type {ClusterLock, Store} from '../store/store.js'
 import {renderTable} from '../ui/table.js'
 

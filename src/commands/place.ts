@@ -6,7 +6,7 @@ import {loadTopologyFile} from '../config/topology-file.js'
 import {renderTable} from '../ui/table.js'
 import {StoreCommand} from '../cli/store-command.js'
 import {topologyFlag} from '../cli/flags.js'
-import {placementTopology} from '../engine/topology-check.js'
+import {placementTopology} from '../engine/cluster/topology-check.js'
 
 export interface PlaceResult {
   algorithm: number

@@ -9,9 +9,9 @@ import {parseDuration} from '../core/duration.js'
 import {ExitCode, MailringError} from '../core/errors.js'
 import type {PlanMove, PlanSummary} from '../core/plan.js'
 import type {Store} from '../store/store.js'
-import {loadDovecotContext} from '../engine/config-render.js'
-import {DoveadmFleet} from '../engine/doveadm-fleet.js'
-import type {MoveOutcome} from '../engine/move.js'
+import {loadDovecotContext} from '../engine/context.js'
+import {DoveadmFleet} from '../engine/sync/fleet.js'
+import type {MoveOutcome} from '../engine/rebalance/move.js'
 import {
   checkPlanTargetsStore,
   computePlan,
@@ -19,13 +19,13 @@ import {
   verifyPlanFile,
   writePlanFile,
   type PlanOutcome,
-} from '../engine/rebalance-plan.js'
+} from '../engine/rebalance/plan.js'
 import {
   runRebalance,
   type RebalanceEvent,
   type RebalanceRunResult,
   type RebalanceSummary,
-} from '../engine/rebalance-run.js'
+} from '../engine/rebalance/run.js'
 import {startProgress} from '../ui/progress.js'
 import {moveLine, rebalanceSummaryLines} from '../ui/rebalance.js'
 import {planServerRows, planServersTable, planSummaryLine, type PlanServerRow} from '../ui/plan.js'

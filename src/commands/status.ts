@@ -1,12 +1,12 @@
 import {Flags} from '@oclif/core'
 
 import {StoreCommand} from '../cli/store-command.js'
-import {loadDovecotContext} from '../engine/config-render.js'
-import {clusterStatus, type StatusResult} from '../engine/status.js'
+import {loadDovecotContext} from '../engine/context.js'
+import {clusterStatus, type StatusResult} from '../engine/cluster/status.js'
 import {statusDoveadmWarnings, statusHeading, statusReport, statusWarnings} from '../ui/status.js'
 
 // The --json result's shape, named beside the command as for every command.
-export type {DoveadmStatus, StatusResult, StatusServer} from '../engine/status.js'
+export type {DoveadmStatus, StatusResult, StatusServer} from '../engine/cluster/status.js'
 
 export default class Status extends StoreCommand {
   static override summary =

@@ -1,7 +1,7 @@
 /** `mailring rebalance` executing, for people: a line per move that needs attention, and a summary. */
 import {formatBytes} from '../core/bytes.js'
-import type {MoveOutcome} from '../engine/move.js'
-import type {RebalanceRunResult} from '../engine/rebalance-run.js'
+import type {MoveOutcome} from '../engine/rebalance/move.js'
+import type {RebalanceRunResult} from '../engine/rebalance/run.js'
 
 /** A move in a line: `A -> B`, `+ B` (a copy added), `A -> (dropped)`. */
 function servers(m: MoveOutcome): string {

@@ -1,4 +1,4 @@
-import type {DoveadmStatus, StatusOutcome, StatusServer, StoreStatus} from '../engine/status.js'
+import type {DoveadmStatus, StatusOutcome, StatusServer, StoreStatus} from '../engine/cluster/status.js'
 import {percent, renderTable} from './table.js'
 
 /** The lines above any warning: the store, and who holds the cluster lock. */

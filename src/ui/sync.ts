@@ -1,5 +1,5 @@
 /** `mailring sync user|domain` for people: a line per user that needs attention, and a summary. */
-import type {SyncSummary, UserSyncResult} from '../engine/sync.js'
+import type {SyncSummary, UserSyncResult} from '../engine/sync/sync.js'
 
 /** One line for a user that failed or could not be synced on every copy; undefined for the others. */
 export function userSyncLine(r: UserSyncResult): string | undefined {

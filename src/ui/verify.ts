@@ -1,5 +1,5 @@
 /** `mailring verify` for people: what differs per user, then a summary. */
-import type {UserVerifyResult, VerifySummary} from '../engine/verify.js'
+import type {UserVerifyResult, VerifySummary} from '../engine/sync/verify.js'
 
 /** The lines of a user whose copies differ or could not all be read; none for a user whose copies agree. */
 export function userVerifyLines(r: UserVerifyResult): string[] {

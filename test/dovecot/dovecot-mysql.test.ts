@@ -15,7 +15,8 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import type {DovecotVersion} from '../../src/dovecot/render.js'
 
-import {renderFor, type DovecotContext} from '../../src/engine/config-render.js'
+import {renderFor} from '../../src/engine/dovecot-config/render.js'
+import {type DovecotContext} from '../../src/engine/context.js'
 import {MysqlStore} from '../../src/store/mysql.js'
 import {startDovecot, type DovecotHost} from '../support/dovecot.js'
 import {describeDovecot24} from '../support/dovecot24.js'

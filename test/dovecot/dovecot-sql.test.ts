@@ -12,7 +12,8 @@ import * as path from 'node:path'
 
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
-import {renderFor, type DovecotContext} from '../../src/engine/config-render.js'
+import {renderFor} from '../../src/engine/dovecot-config/render.js'
+import {type DovecotContext} from '../../src/engine/context.js'
 import {SqliteStore} from '../../src/store/sqlite.js'
 import {
   reserveDovecotAddress,

@@ -16,7 +16,7 @@ import * as path from 'node:path'
 
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
-import {renderForHost} from '../../src/engine/config-render.js'
+import {renderForHost} from '../../src/engine/dovecot-config/render.js'
 import {Prober, type HealthEvent} from '../../src/engine/replicator/prober.js'
 import {SqliteStore} from '../../src/store/sqlite.js'
 import {reserveDovecotAddress, startDovecot, type DovecotHost} from '../support/dovecot.js'

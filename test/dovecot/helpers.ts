@@ -5,7 +5,8 @@
 import {DEFAULT_DOVECOT_SETTINGS, versionOf, type DovecotSettings} from '../../src/dovecot/settings.js'
 import * as path from 'node:path'
 
-import {renderFor, type DovecotContext} from '../../src/engine/config-render.js'
+import {renderFor} from '../../src/engine/dovecot-config/render.js'
+import {type DovecotContext} from '../../src/engine/context.js'
 import {DEFAULT_DOVEADM_SETTINGS} from '../../src/remote/doveadm-settings.js'
 import type {Server} from '../../src/core/topology.js'
 import {SqliteStore} from '../../src/store/sqlite.js'

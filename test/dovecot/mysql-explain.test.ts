@@ -8,7 +8,8 @@
 import mysql from 'mysql2/promise'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
-import {renderFor, type DovecotContext} from '../../src/engine/config-render.js'
+import {renderFor} from '../../src/engine/dovecot-config/render.js'
+import {type DovecotContext} from '../../src/engine/context.js'
 import {MysqlStore} from '../../src/store/mysql.js'
 import {startMariaDb, type MariaDb} from '../support/mariadb.js'
 import {freshDatabase, settingsFor} from '../store/mysql-helpers.js'

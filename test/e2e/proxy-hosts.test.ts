@@ -10,7 +10,7 @@ import * as path from 'node:path'
 
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
-import {renderFor} from '../../src/engine/config-render.js'
+import {renderFor} from '../../src/engine/dovecot-config/render.js'
 import {SqliteStore} from '../../src/store/sqlite.js'
 import {contextFor, fillStore, proxyHost} from '../dovecot/helpers.js'
 import {startDovecot, type DovecotHost} from '../support/dovecot.js'

@@ -13,8 +13,8 @@ import * as path from 'node:path'
 import {randomBytes} from 'node:crypto'
 
 import {renderNotifyConfig} from '../../src/dovecot/notify.js'
-import {loadDovecotContext} from '../../src/engine/config-render.js'
-import {DoveadmFleet} from '../../src/engine/doveadm-fleet.js'
+import {loadDovecotContext} from '../../src/engine/context.js'
+import {DoveadmFleet} from '../../src/engine/sync/fleet.js'
 import {MysqlStore} from '../../src/store/mysql.js'
 import type {MysqlSettings} from '../../src/store/mysql-settings.js'
 import {SqliteStore} from '../../src/store/sqlite.js'
@@ -340,7 +340,7 @@ export async function startRingCluster(options: {
 }
 
 /**
- * Whether a retired home is fenced: no mail folder any more, a file in its place (engine/retire.ts), so
+ * Whether a retired home is fenced: no mail folder any more, a file in its place (engine/rebalance/retire.ts), so
  * that a delivery ending there late fails instead of making the home anew.
  */
 export function isFenced(home: string): boolean {

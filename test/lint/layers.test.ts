@@ -34,7 +34,9 @@ describe('the layer rule', () => {
     expect(problems('src/core/x.ts', "import {openStore} from '../store/open.js'")).toEqual([
       expect.stringMatching(/^src\/core may not import src\/store/),
     ])
-    expect(problems('src/core/simulate/x.ts', "import {a} from '../../engine/cluster.js'")).toHaveLength(1)
+    expect(
+      problems('src/core/simulate/x.ts', "import {a} from '../../engine/cluster/cluster.js'"),
+    ).toHaveLength(1)
     expect(problems('src/core/x.ts', "import * as fs from 'node:fs'")).toEqual([
       expect.stringMatching(/src\/core is pure: it may not import 'node:fs'/),
     ])
@@ -60,15 +62,17 @@ describe('the layer rule', () => {
     ).toHaveLength(1)
     expect(problems('src/commands/x.ts', "import type {Store} from '../store/store.js'")).toEqual([])
     expect(problems('src/commands/x.ts', "import {type Store} from '../store/store.js'")).toEqual([])
-    expect(problems('src/commands/x.ts', "import {computePlan} from '../engine/rebalance-plan.js'")).toEqual(
+    expect(problems('src/commands/x.ts', "import {computePlan} from '../engine/rebalance/plan.js'")).toEqual(
       [],
     )
   })
 
   it('refuses a lower layer importing a higher one, re-exports and dynamic imports included', () => {
-    expect(problems('src/store/x.ts', "import {a} from '../engine/cluster.js'")).toHaveLength(1)
+    expect(problems('src/store/x.ts', "import {a} from '../engine/cluster/cluster.js'")).toHaveLength(1)
     expect(problems('src/dovecot/x.ts', "export {a} from '../remote/ssh.js'")).toHaveLength(1)
-    expect(problems('src/remote/x.ts', "const m = await import('../engine/cluster.js')")).toHaveLength(1)
+    expect(
+      problems('src/remote/x.ts', "const m = await import('../engine/cluster/cluster.js')"),
+    ).toHaveLength(1)
     expect(problems('src/engine/x.ts', "import {a} from '../commands/status.js'")).toHaveLength(1)
     expect(problems('src/engine/x.ts', "import {a} from '../remote/ssh.js'")).toEqual([])
   })

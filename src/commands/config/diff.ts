@@ -3,8 +3,8 @@ import {Flags} from '@oclif/core'
 import {remoteFlags} from '../../cli/remote-flags.js'
 import {StoreCommand} from '../../cli/store-command.js'
 import type {DovecotRole, DovecotVersion} from '../../dovecot/render.js'
-import {loadDovecotContext} from '../../engine/config-render.js'
-import {diffConfig, type ServerDiffResult} from '../../engine/config-push.js'
+import {loadDovecotContext} from '../../engine/context.js'
+import {diffConfig, type ServerDiffResult} from '../../engine/dovecot-config/push.js'
 
 export interface ConfigDiffResult {
   servers: ServerDiffResult[]

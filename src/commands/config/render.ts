@@ -3,14 +3,9 @@ import {Flags} from '@oclif/core'
 import {StoreCommand} from '../../cli/store-command.js'
 import {dovecotVersionFlag, roleFlag} from '../../cli/remote-flags.js'
 import type {DovecotVersion} from '../../dovecot/render.js'
-import {
-  findHost,
-  loadDovecotContext,
-  renderedText,
-  renderFor,
-  renderForHost,
-  renderNotifyFor,
-} from '../../engine/config-render.js'
+import {findHost, renderedText, renderFor, renderForHost} from '../../engine/dovecot-config/render.js'
+import {renderNotifyFor} from '../../engine/replicator/notify-config.js'
+import {loadDovecotContext} from '../../engine/context.js'
 
 export interface ConfigRenderResult {
   server: string

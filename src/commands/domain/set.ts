@@ -4,7 +4,7 @@ import {lockFlags} from '../../cli/flags.js'
 import {StoreCommand} from '../../cli/store-command.js'
 import {normalizeDomain} from '../../core/address.js'
 import {MailringError} from '../../core/errors.js'
-import {setDomainCopies} from '../../engine/cluster.js'
+import {setDomainCopies} from '../../engine/cluster/cluster.js'
 import {domainsTable, domainView, type DomainView} from '../../ui/domains.js'
 
 export interface DomainSetResult {

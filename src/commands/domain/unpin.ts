@@ -3,7 +3,7 @@ import {Args} from '@oclif/core'
 import {lockFlags} from '../../cli/flags.js'
 import {StoreCommand} from '../../cli/store-command.js'
 import {normalizeDomain} from '../../core/address.js'
-import {unpinDomain} from '../../engine/cluster.js'
+import {unpinDomain} from '../../engine/cluster/cluster.js'
 import {domainsTable, domainView, type DomainView} from '../../ui/domains.js'
 
 export interface DomainUnpinResult {

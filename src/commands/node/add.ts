@@ -4,7 +4,7 @@ import {checkedServerFlags, serverFlags, stateValue} from '../../cli/server-flag
 import {lockFlags} from '../../cli/flags.js'
 import {StoreCommand} from '../../cli/store-command.js'
 import {availabilityIssues} from '../../core/validate.js'
-import {addServer} from '../../engine/cluster.js'
+import {addServer} from '../../engine/cluster/cluster.js'
 import {serverView, serversTable, type ServerView} from '../../ui/servers.js'
 
 export interface NodeAddResult {

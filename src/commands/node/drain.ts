@@ -2,7 +2,7 @@ import {Args} from '@oclif/core'
 
 import {lockFlags} from '../../cli/flags.js'
 import {StoreCommand} from '../../cli/store-command.js'
-import {setServer} from '../../engine/cluster.js'
+import {setServer} from '../../engine/cluster/cluster.js'
 import {serverView, type ServerView} from '../../ui/servers.js'
 
 export interface NodeDrainResult {

@@ -2,7 +2,7 @@ import {Args} from '@oclif/core'
 
 import {lockFlags} from '../../cli/flags.js'
 import {StoreCommand} from '../../cli/store-command.js'
-import {removeServer, type RemoveServerResult} from '../../engine/cluster.js'
+import {removeServer, type RemoveServerResult} from '../../engine/cluster/cluster.js'
 
 export type NodeRemoveResult = RemoveServerResult
 

@@ -2,7 +2,7 @@ import {Args, Flags} from '@oclif/core'
 
 import {StoreCommand} from '../../cli/store-command.js'
 import type {DovecotVersion} from '../../dovecot/render.js'
-import {checkHost, HOST_DOVECOT_VERSIONS, putHost} from '../../engine/hosts.js'
+import {checkHost, HOST_DOVECOT_VERSIONS, putHost} from '../../engine/cluster/hosts.js'
 import type {Host, HostRole} from '../../store/store.js'
 import {hostsTable} from '../../ui/hosts.js'
 

@@ -1,5 +1,5 @@
 import {StoreCommand} from '../../cli/store-command.js'
-import {listHosts} from '../../engine/hosts.js'
+import {listHosts} from '../../engine/cluster/hosts.js'
 import type {Host} from '../../store/store.js'
 import {hostsTable} from '../../ui/hosts.js'
 

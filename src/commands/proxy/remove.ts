@@ -1,7 +1,7 @@
 import {Args} from '@oclif/core'
 
 import {StoreCommand} from '../../cli/store-command.js'
-import {removeHost} from '../../engine/hosts.js'
+import {removeHost} from '../../engine/cluster/hosts.js'
 import type {Host} from '../../store/store.js'
 
 export interface ProxyRemoveResult {

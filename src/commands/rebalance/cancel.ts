@@ -1,6 +1,6 @@
 import {lockFlags} from '../../cli/flags.js'
 import {StoreCommand} from '../../cli/store-command.js'
-import {cancelMoves} from '../../engine/rebalance-journal.js'
+import {cancelMoves} from '../../engine/rebalance/journal.js'
 import type {MoveRecord} from '../../store/store.js'
 import {movesTable} from '../../ui/moves.js'
 

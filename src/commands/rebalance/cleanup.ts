@@ -5,9 +5,9 @@ import {lockFlags} from '../../cli/flags.js'
 import {StoreCommand} from '../../cli/store-command.js'
 import {parseDuration} from '../../core/duration.js'
 import {ExitCode} from '../../core/errors.js'
-import {loadDovecotContext} from '../../engine/config-render.js'
-import {DoveadmFleet} from '../../engine/doveadm-fleet.js'
-import {cleanupRetired, retiredCopies, type CleanupOutcome} from '../../engine/retire.js'
+import {loadDovecotContext} from '../../engine/context.js'
+import {DoveadmFleet} from '../../engine/sync/fleet.js'
+import {cleanupRetired, retiredCopies, type CleanupOutcome} from '../../engine/rebalance/retire.js'
 
 export interface RebalanceCleanupResult {
   dryRun: boolean

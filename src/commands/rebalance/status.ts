@@ -1,5 +1,5 @@
 import {StoreCommand} from '../../cli/store-command.js'
-import {journalStatus, type JournalStatus} from '../../engine/rebalance-journal.js'
+import {journalStatus, type JournalStatus} from '../../engine/rebalance/journal.js'
 import {movesTable} from '../../ui/moves.js'
 
 export type RebalanceStatusResult = JournalStatus

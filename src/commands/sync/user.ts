@@ -1,7 +1,7 @@
 import {Args} from '@oclif/core'
 
 import {SyncCommand} from '../../cli/sync-command.js'
-import {selectUsers} from '../../engine/user-selection.js'
+import {selectUsers} from '../../engine/sync/selection.js'
 import type {Store} from '../../store/store.js'
 
 export default class SyncUser extends SyncCommand {

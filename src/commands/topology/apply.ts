@@ -9,7 +9,7 @@ import {
   previewTopology,
   type TopologyDiff,
   type TopologyPreview,
-} from '../../engine/topology-apply.js'
+} from '../../engine/cluster/topology-apply.js'
 import {planServerRows, planServersTable, planSummaryLine, type PlanServerRow} from '../../ui/plan.js'
 
 export interface TopologyApplyResult {

@@ -2,7 +2,7 @@ import {Args} from '@oclif/core'
 
 import {lockFlags} from '../../cli/flags.js'
 import {StoreCommand} from '../../cli/store-command.js'
-import {addUsers, type AddedUser} from '../../engine/cluster.js'
+import {addUsers, type AddedUser} from '../../engine/cluster/cluster.js'
 import {renderTable} from '../../ui/table.js'
 
 export interface UserAddResult {

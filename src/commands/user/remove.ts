@@ -2,7 +2,7 @@ import {Args} from '@oclif/core'
 
 import {lockFlags} from '../../cli/flags.js'
 import {StoreCommand} from '../../cli/store-command.js'
-import {removeUsers} from '../../engine/cluster.js'
+import {removeUsers} from '../../engine/cluster/cluster.js'
 
 export interface UserRemoveResult {
   removed: string[]

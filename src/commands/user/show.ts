@@ -1,7 +1,7 @@
 import {Args} from '@oclif/core'
 
 import {StoreCommand} from '../../cli/store-command.js'
-import {showUser, type UserDetails} from '../../engine/cluster.js'
+import {showUser, type UserDetails} from '../../engine/cluster/cluster.js'
 
 export type UserShowResult = UserDetails
 

@@ -6,7 +6,7 @@ import {Args, Flags} from '@oclif/core'
 import {lockFlags} from '../../cli/flags.js'
 import {StoreCommand} from '../../cli/store-command.js'
 import {MailringError} from '../../core/errors.js'
-import {importUsers, type ImportResult} from '../../engine/users-import.js'
+import {importUsers, type ImportResult} from '../../engine/cluster/users-import.js'
 import {startProgress} from '../../ui/progress.js'
 
 export type UsersImportResult = ImportResult

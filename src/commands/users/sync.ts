@@ -2,7 +2,7 @@ import {Flags} from '@oclif/core'
 
 import {lockFlags} from '../../cli/flags.js'
 import {StoreCommand} from '../../cli/store-command.js'
-import {syncUsers, type UsersSyncResult} from '../../engine/users-sync.js'
+import {syncUsers, type UsersSyncResult} from '../../engine/cluster/users-sync.js'
 import type {ClusterLock, Store} from '../../store/store.js'
 import {startProgress} from '../../ui/progress.js'
 

@@ -11,10 +11,10 @@ import {randomBytes} from 'node:crypto'
 
 import {errorText} from '../../core/errors.js'
 import type {ReplicationRequest, ReplicationTask, ServerHealthState, Store} from '../../store/store.js'
-import type {DovecotContext} from '../config-render.js'
-import {DoveadmFleet} from '../doveadm-fleet.js'
+import type {DovecotContext} from '../context.js'
+import {DoveadmFleet} from '../sync/fleet.js'
 import {syncCommand} from '../../dovecot/doveadm.js'
-import {syncOneUser, type UserSyncResult} from '../sync.js'
+import {syncOneUser, type UserSyncResult} from '../sync/sync.js'
 import {FullSyncScheduler} from './full-sync.js'
 
 export interface ReplicatorTuning {
