@@ -3,9 +3,7 @@ import {dirname, isAbsolute, join, resolve} from 'node:path'
 import {ExitCode, MailringError} from '../core/errors.js'
 import {homeOf, locateConfigFile, readConfigFile, type ConfigFile} from '../config/config-file.js'
 import {describeIssues} from '../config/yaml-file.js'
-import {MysqlStore} from './mysql.js'
 import {redactUrl, resolveMysqlSettings, type MysqlSettings} from './mysql-settings.js'
-import {SqliteStore} from './sqlite.js'
 import type {Store} from './store.js'
 
 /**
@@ -106,10 +104,13 @@ export function parseStoreUrl(
   )
 }
 
+// The store drivers are imported when a store is opened, not with this module: mysql2 and better-sqlite3
+// cost most of a command's start-up, and commands that take --topology open no store at all.
+
 /** Opens the located store, which `mailring init` created. */
 export async function openStore(location: StoreLocation): Promise<Store> {
-  if (location.kind === 'mysql') return MysqlStore.open(location.settings)
-  return SqliteStore.open(location.path)
+  if (location.kind === 'mysql') return (await import('./mysql.js')).MysqlStore.open(location.settings)
+  return (await import('./sqlite.js')).SqliteStore.open(location.path)
 }
 
 /** Creates and initialises the store (mailring init); finds it when it exists already. */
@@ -117,8 +118,9 @@ export async function initStore(
   location: StoreLocation,
   options: {copies?: number} = {},
 ): Promise<{store: Store; created: boolean}> {
-  if (location.kind === 'mysql') return MysqlStore.init(location.settings, options)
-  return SqliteStore.init(location.path, options)
+  if (location.kind === 'mysql')
+    return (await import('./mysql.js')).MysqlStore.init(location.settings, options)
+  return (await import('./sqlite.js')).SqliteStore.init(location.path, options)
 }
 
 function dbFromConfig(config: ConfigFile, env: NodeJS.ProcessEnv): StoreLocation | undefined {
