@@ -16,7 +16,23 @@ export default tseslint.config(
   {
     files: ['src/**/*.ts'],
     plugins: {mailring: layers},
-    rules: {'mailring/layers': 'error'},
+    rules: {
+      'mailring/layers': 'error',
+      // The index of @oclif/core loads all of oclif (and semver, for a Node version check) on every start.
+      '@typescript-eslint/no-restricted-imports': [
+        'error',
+        {
+          paths: [
+            {
+              name: '@oclif/core',
+              message:
+                'import from its subpaths (@oclif/core/command, /flags, /args, /errors): the index loads all of oclif at start-up',
+              allowTypeImports: true,
+            },
+          ],
+        },
+      ],
+    },
   },
   {
     files: ['bin/**/*.js', 'eslint.config.js', 'eslint/**/*.js'],

@@ -1,4 +1,4 @@
-import {Args} from '@oclif/core'
+import * as Args from '@oclif/core/args'
 
 import {normalizeUser} from '../core/address.js'
 import {Placement} from '../core/placement.js'

@@ -1,4 +1,5 @@
-import {Flags, type Interfaces} from '@oclif/core'
+import * as Flags from '@oclif/core/flags'
+import type {Interfaces} from '@oclif/core'
 
 import {confirmOrRefuse} from '../cli/confirm.js'
 import {lockFlags} from '../cli/flags.js'

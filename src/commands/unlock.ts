@@ -1,4 +1,4 @@
-import {Flags} from '@oclif/core'
+import * as Flags from '@oclif/core/flags'
 
 import {askYesNo, canAsk} from '../cli/confirm.js'
 import {StoreCommand} from '../cli/store-command.js'

@@ -1,4 +1,4 @@
-import {Args} from '@oclif/core'
+import * as Args from '@oclif/core/args'
 
 import {checkedServerFlags, serverFlags, stateValue} from '../../cli/server-flags.js'
 import {lockFlags} from '../../cli/flags.js'

@@ -1,4 +1,4 @@
-import {Flags} from '@oclif/core'
+import * as Flags from '@oclif/core/flags'
 
 import {confirmOrRefuse} from '../../cli/confirm.js'
 import {lockFlags} from '../../cli/flags.js'

@@ -1,4 +1,4 @@
-import {Args} from '@oclif/core'
+import * as Args from '@oclif/core/args'
 
 import {SyncCommand} from '../../cli/sync-command.js'
 import {selectDomains} from '../../engine/sync/selection.js'

@@ -1,4 +1,4 @@
-import {Flags} from '@oclif/core'
+import * as Flags from '@oclif/core/flags'
 
 import {StoreCommand} from '../../cli/store-command.js'
 import {topologyToYaml} from '../../config/topology-file.js'

@@ -1,7 +1,8 @@
 import {createReadStream, statSync} from 'node:fs'
 import type {Readable} from 'node:stream'
 
-import {Args, Flags} from '@oclif/core'
+import * as Args from '@oclif/core/args'
+import * as Flags from '@oclif/core/flags'
 
 import {lockFlags} from '../../cli/flags.js'
 import {StoreCommand} from '../../cli/store-command.js'
