@@ -11,6 +11,7 @@ import {mysqlBench} from './mysql.js'
 import {syncBench} from './sync.js'
 import {rebalanceBench} from './rebalance.js'
 import {replicatorBench} from './replicator.js'
+import {startupBench} from './startup.js'
 import {printTable, seconds, targetResults} from './report.js'
 
 interface BenchSuite {
@@ -20,6 +21,7 @@ interface BenchSuite {
 }
 
 const suites: BenchSuite[] = [
+  startupBench,
   placementBench,
   storeBench,
   configPushBench,
