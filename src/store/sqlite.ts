@@ -527,6 +527,7 @@ export class SqliteStore implements Store {
   ): Promise<EnqueueResult> {
     const times = enqueueTimes(options)
     const merged = mergeRequests(requests)
+    if (merged.length === 0) return {queued: 0, unknownUsers: 0}
     return this.guard(() =>
       this.writes
         .transaction(() => {
@@ -580,6 +581,7 @@ export class SqliteStore implements Store {
 
   async renewReplication(owner: string, users: readonly string[], leaseUntilMs: number): Promise<string[]> {
     const until = wholeMs(leaseUntilMs, 'leaseUntilMs')
+    if (users.length === 0) return []
     return this.guard(() =>
       this.writes
         .transaction(() => {
