@@ -165,7 +165,6 @@ export type MoveState =
   | 'retired'
   /** `rebalance cleanup` deleted the retired copy. */
   | 'cleaned'
-  | 'failed'
   | 'cancelled'
 
 /** Moves still to finish: a user has at most one of these at a time. */
