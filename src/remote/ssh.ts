@@ -1,16 +1,15 @@
 /**
  * One SSH connection to one server, built on ssh2's Client: host key verification against known_hosts,
- * public key authentication (ssh-agent and key files), commands with timeouts, and SFTP file operations
- * including an atomic replace. A caller opens one SshConnection per server and runs every step over it.
+ * public key authentication (ssh-agent and key files), and commands with timeouts. Every step mailring
+ * takes on a server is a command (exec); SFTP only reads a file, when a command could not run, to name the
+ * file's problem. A caller opens one SshConnection per server and runs every step over it.
  *
  * Secrets are never put into messages: not key material, not passphrases, not stdin, and of a command only
  * its `label` (default: its first word), since command lines can carry credentials.
  */
-import {randomBytes} from 'node:crypto'
 import * as fs from 'node:fs/promises'
 import type {Socket} from 'node:net'
 import * as os from 'node:os'
-import {posix} from 'node:path'
 
 import ssh2 from 'ssh2'
 import type {
@@ -22,7 +21,6 @@ import type {
   ParsedKey,
   ServerHostKeyAlgorithm,
   SFTPWrapper,
-  Stats,
 } from 'ssh2'
 
 import {MailringError} from '../core/errors.js'
@@ -47,7 +45,7 @@ import {
 
 const {Client, utils} = ssh2
 
-/** OpenSSH's MaxSessions default; one session stays free for the SFTP channel. */
+/** OpenSSH's MaxSessions default; one session stays free for SFTP (reading a file when a command failed). */
 const MAX_SESSIONS = 10
 const DEFAULT_MAX_CHANNELS = 4
 const DEFAULT_READY_TIMEOUT_MS = 20_000
@@ -82,7 +80,7 @@ export interface SshConnectOptions {
   knownHostsFiles?: string[]
   /** Handshake timeout including the TCP connect; default ConnectTimeout from ssh config, else 20 s. */
   readyTimeoutMs?: number
-  /** Concurrent command channels on this connection (1-9, default 4); SFTP uses one more. */
+  /** Concurrent command channels on this connection (1-9, default 4); reading a file (SFTP) uses one more. */
   maxChannels?: number
   /** Keepalive interval; a server that misses 3 in a row is considered gone. Default 15 s; 0 disables. */
   keepaliveIntervalMs?: number
@@ -143,26 +141,6 @@ export interface ExecResult {
   signal?: string
   /** Some output was dropped (maxOutputBytes). */
   truncated?: boolean
-}
-
-export interface RemoteStat {
-  type: 'file' | 'directory' | 'symlink' | 'other'
-  /** Permission bits (including setuid/setgid/sticky), e.g. 0o644. */
-  mode: number
-  uid: number
-  gid: number
-  size: number
-  mtime: Date
-}
-
-export interface WriteFileOptions {
-  /** Permission bits; default: the existing file's, else 0o644. */
-  mode?: number
-  /** Owner and group; default: the existing file's (so replacing keeps them), else the login user's. */
-  uid?: number
-  gid?: number
-  /** Called with the temporary file's path after it is complete and synced, just before the rename. */
-  beforeRename?: (tempPath: string) => Promise<void> | void
 }
 
 /** SFTP status codes (ssh2's utils.sftp.STATUS_CODE). */
@@ -772,7 +750,7 @@ export class SshConnection {
   }
 
   // -------------------------------------------------------------------------------------------------------
-  // Files (SFTP)
+  // Reading a file (SFTP): only to name a file's problem when a command could not run
 
   /** A file's content, or undefined if it does not exist. */
   async readFile(path: string): Promise<Buffer | undefined> {
@@ -786,186 +764,6 @@ export class SshConnection {
     } catch (error) {
       if (errorCode(error) === SFTP_NO_SUCH_FILE) return undefined
       throw this.sftpError(error, `read ${path}`)
-    }
-  }
-
-  /** stat (following symlinks), or undefined if the path does not exist. */
-  async stat(path: string): Promise<RemoteStat | undefined> {
-    const sftp = await this.sftp()
-    try {
-      const st = await this.tracked<Stats>((resolve, reject) =>
-        sftp.stat(path, (error, stats) => (error ? reject(error) : resolve(stats))),
-      )
-      return toRemoteStat(st)
-    } catch (error) {
-      if (errorCode(error) === SFTP_NO_SUCH_FILE) return undefined
-      throw this.sftpError(error, `stat ${path}`)
-    }
-  }
-
-  /** Renames `from` to `to`, replacing `to` atomically if it exists (posix-rename@openssh.com). */
-  async rename(from: string, to: string): Promise<void> {
-    const sftp = await this.sftp()
-    try {
-      await this.tracked<void>((resolve, reject) => {
-        try {
-          sftp.ext_openssh_rename(from, to, (error) => (error ? reject(error) : resolve()))
-        } catch (error) {
-          // thrown synchronously when the server lacks the extension
-          reject(
-            new MailringError(
-              `The SFTP server on ${this.label} does not support posix-rename@openssh.com, which mailring needs to replace files atomically (${message(error)}).`,
-              {code: 'ssh_sftp_unsupported'},
-            ),
-          )
-        }
-      })
-    } catch (error) {
-      if (error instanceof MailringError) throw error
-      throw this.sftpError(error, `rename ${from} to ${to}`)
-    }
-  }
-
-  /** Removes a file; returns false if it did not exist. */
-  async unlink(path: string): Promise<boolean> {
-    const sftp = await this.sftp()
-    try {
-      await this.tracked<void>((resolve, reject) =>
-        sftp.unlink(path, (error) => (error ? reject(error) : resolve())),
-      )
-      return true
-    } catch (error) {
-      if (errorCode(error) === SFTP_NO_SUCH_FILE) return false
-      throw this.sftpError(error, `remove ${path}`)
-    }
-  }
-
-  /**
-   * Replaces (or creates) a file so that readers see the old content or the new, never a mix or a truncated
-   * file: the content goes to a temporary file in the same folder (writeTempFile), and the temporary file is
-   * renamed over the target (posix-rename). On failure the temporary file is removed and the target is
-   * untouched. A symlink at `path` is replaced by the file, not followed.
-   */
-  async writeFileAtomic(
-    path: string,
-    content: string | Buffer,
-    options: WriteFileOptions = {},
-  ): Promise<void> {
-    const sftp = await this.sftp()
-    const temp = await this.writeTempFile(path, content, options)
-    let step = `rename ${temp} to ${path}`
-    try {
-      step = `prepare ${temp}`
-      await options.beforeRename?.(temp)
-      step = `rename ${temp} to ${path}`
-      await this.tracked<void>((resolve, reject) => {
-        const cb = (error: Error | null | undefined) => (error ? reject(error) : resolve())
-        try {
-          sftp.ext_openssh_rename(temp, path, cb)
-        } catch (error) {
-          cb(
-            new MailringError(
-              `The SFTP server on ${this.label} does not support posix-rename@openssh.com, which mailring needs to replace files atomically.`,
-              {code: 'ssh_sftp_unsupported', cause: error},
-            ),
-          )
-        }
-      })
-    } catch (error) {
-      if (!this.closed) await this.unlink(temp).catch(() => undefined)
-      if (error instanceof MailringError) throw error
-      throw this.sftpError(error, step)
-    }
-  }
-
-  /**
-   * The first half of writeFileAtomic: writes `content` to a new temporary file next to `path` (through an
-   * SFTP write stream), gives it its owner and mode, fsyncs it (fsync@openssh.com, when the server has it)
-   * and closes it; returns its path. The caller renames it over `path` (or removes it). When `mode`, `uid`
-   * and `gid` are all given, `path` is not stat'ed first (one round trip less). On failure nothing is left.
-   */
-  async writeTempFile(
-    path: string,
-    content: string | Buffer,
-    options: Pick<WriteFileOptions, 'mode' | 'uid' | 'gid'> = {},
-  ): Promise<string> {
-    const data = typeof content === 'string' ? Buffer.from(content, 'utf8') : content
-    const sftp = await this.sftp()
-    const complete = options.mode !== undefined && options.uid !== undefined && options.gid !== undefined
-    const existing = complete ? undefined : await this.stat(path)
-    if (existing && existing.type === 'directory') {
-      throw new MailringError(`Cannot write ${path} on ${this.label}: it is a directory.`, {code: 'ssh_sftp'})
-    }
-    const mode = options.mode ?? (existing?.type === 'file' ? existing.mode : 0o644)
-    const uid = options.uid ?? (existing?.type === 'file' ? existing.uid : undefined)
-    const gid = options.gid ?? (existing?.type === 'file' ? existing.gid : undefined)
-    const temp = posix.join(
-      posix.dirname(path),
-      `.${posix.basename(path)}.mailring-${randomBytes(6).toString('hex')}.tmp`,
-    )
-
-    let handle: Buffer | undefined
-    let step = `create a temporary file in ${posix.dirname(path)} (to write ${path})`
-    const call = <T = void>(
-      fn: (cb: (error: Error | null | undefined, value?: T) => void) => void,
-    ): Promise<T> =>
-      this.tracked<T>((resolve, reject) =>
-        fn((error, value) => (error ? reject(error) : resolve(value as T))),
-      )
-    try {
-      // 1. Write the temporary file through a stream; keep its handle open for fchown/fchmod/fsync.
-      const stream = sftp.createWriteStream(temp, {flags: 'wx', mode: 0o600, autoClose: false})
-      handle = await this.tracked<Buffer>((resolve, reject) => {
-        let opened: Buffer | undefined
-        stream.once('error', reject)
-        stream.once('open', (h: Buffer) => {
-          opened = h
-        })
-        stream.once('ready', () => {
-          stream.removeListener('error', reject)
-          if (opened) resolve(opened)
-          else reject(new Error('the SFTP write stream reported no file handle'))
-        })
-      })
-      step = `write ${temp}`
-      await this.tracked<void>((resolve, reject) => {
-        stream.once('error', reject)
-        stream.once('finish', () => resolve())
-        if (data.length > 0) stream.end(data)
-        else stream.end()
-      })
-      // 2. Owner, then mode (chown can clear setuid/setgid bits).
-      const h = handle
-      if (uid !== undefined || gid !== undefined) {
-        step = `change the owner of ${temp} to ${uid ?? '-'}:${gid ?? '-'} (to write ${path})`
-        const st = await call<Stats>((cb) => sftp.fstat(h, cb))
-        const wantUid = uid ?? st.uid
-        const wantGid = gid ?? st.gid
-        if (wantUid !== st.uid || wantGid !== st.gid) await call((cb) => sftp.fchown(h, wantUid, wantGid, cb))
-      }
-      step = `set mode ${mode.toString(8).padStart(4, '0')} on ${temp}`
-      await call((cb) => sftp.fchmod(h, mode, cb))
-      // 3. fsync the data before a rename makes it visible.
-      step = `fsync ${temp}`
-      await call((cb) => {
-        try {
-          sftp.ext_openssh_fsync(h, (error) => cb(error))
-        } catch {
-          cb(undefined) // server without fsync@openssh.com: rely on its page cache
-        }
-      })
-      step = `close ${temp}`
-      handle = undefined
-      await call((cb) => sftp.close(h, cb))
-      return temp
-    } catch (error) {
-      if (handle) {
-        const h = handle
-        await call((cb) => sftp.close(h, cb)).catch(() => undefined)
-      }
-      if (!this.closed) await this.unlink(temp).catch(() => undefined)
-      if (error instanceof MailringError) throw error
-      throw this.sftpError(error, step)
     }
   }
 
@@ -1202,22 +1000,4 @@ function keyFileStem(keyType: string): string {
   if (keyType.startsWith('ecdsa-')) return 'ecdsa'
   if (keyType === 'ssh-rsa') return 'rsa'
   return '*'
-}
-
-function toRemoteStat(st: Stats): RemoteStat {
-  const type = st.isFile()
-    ? 'file'
-    : st.isDirectory()
-      ? 'directory'
-      : st.isSymbolicLink()
-        ? 'symlink'
-        : 'other'
-  return {
-    type,
-    mode: st.mode & 0o7777,
-    uid: st.uid,
-    gid: st.gid,
-    size: st.size,
-    mtime: new Date(st.mtime * 1000),
-  }
 }
