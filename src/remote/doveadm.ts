@@ -13,7 +13,8 @@ import {
   type Row,
 } from '../dovecot/doveadm.js'
 import {firstLine} from '../core/errors.js'
-import {shellQuote, type SshConnection} from './ssh.js'
+import {shellQuote} from '../dovecot/scripts/shell.js'
+import type {SshConnection} from './ssh.js'
 
 export interface DoveadmReply {
   outcome: DoveadmOutcome

@@ -36,7 +36,8 @@ import {
   type DoveadmCommand,
 } from '../../dovecot/doveadm.js'
 import {type DoveadmReply, doveadmCommandLine, replyOfProcess, SshDoveadm} from '../../remote/doveadm.js'
-import {type ExecResult, shellQuote, SshConnection, SshRunCache} from '../../remote/ssh.js'
+import {shellQuote} from '../../dovecot/scripts/shell.js'
+import {type ExecResult, SshConnection, SshRunCache} from '../../remote/ssh.js'
 import {
   findHost,
   findServer,

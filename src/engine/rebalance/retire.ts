@@ -15,7 +15,8 @@ import {
 } from '../../dovecot/doveadm.js'
 import {isTrashPath, mailRootOf, trashDayOf, trashNameOf, TRASH_FOLDER} from '../../dovecot/trash.js'
 import type {DoveadmReply} from '../../remote/doveadm.js'
-import {type ExecResult, shellQuote} from '../../remote/ssh.js'
+import {shellQuote} from '../../dovecot/scripts/shell.js'
+import type {ExecResult} from '../../remote/ssh.js'
 import type {MoveRecord, Store} from '../../store/store.js'
 import {CopyProblem, type DoveadmFleet} from '../sync/fleet.js'
 
