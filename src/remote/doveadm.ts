@@ -46,24 +46,6 @@ export function doveadmCommandLine(binary: string, command: DoveadmCommand): str
   return [binary, ...doveadmArgv(command).map(shellQuote)].join(' ')
 }
 
-/** The last line of a command-line doveadm run over SSH: its exit code, printed by the shell. */
-const EXIT_LINE = 'mailring-doveadm-exit '
-
-/**
- * The exit code the shell printed (EXIT_LINE) instead of the channel's: OpenSSH 9.2 now and then closes
- * the channel of a command that ended at once without sending its exit status (seen in CI: a sync over
- * SSH failed with doveadm's whole answer in hand). The line is taken out of the output.
- */
-export function withPrintedExit<T extends {exitCode: number | null; stdout: string}>(result: T): T {
-  const match = new RegExp(`(?:^|\n)${EXIT_LINE}(\\d+)\n?$`).exec(result.stdout)
-  if (!match) return result
-  return {
-    ...result,
-    exitCode: Number(match[1]),
-    stdout: result.stdout.slice(0, match.index + (match[0].startsWith('\n') ? 1 : 0)),
-  }
-}
-
 /** The reply of a finished command-line doveadm, from its exit code and output. */
 export function replyOfProcess(result: {
   exitCode: number | null
@@ -92,10 +74,10 @@ export class SshDoveadm implements DoveadmTransport {
   }
 
   async run(command: DoveadmCommand, options: DoveadmCallOptions = {}): Promise<DoveadmReply> {
-    const result = await this.conn.exec(
-      `${doveadmCommandLine(this.binary, command)}; echo "${EXIT_LINE}$?"`,
-      {label: `doveadm ${command.words.join(' ')}`, timeoutMs: options.timeoutMs ?? 60_000},
-    )
-    return replyOfProcess(withPrintedExit(result))
+    const result = await this.conn.exec(doveadmCommandLine(this.binary, command), {
+      label: `doveadm ${command.words.join(' ')}`,
+      timeoutMs: options.timeoutMs ?? 60_000,
+    })
+    return replyOfProcess(result)
   }
 }

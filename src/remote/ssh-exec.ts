@@ -2,7 +2,15 @@
  * One command on an open channel: its stdout and stderr collected (both read to the end, or the window
  * fills and the channel never closes), its stdin written or answered (respond), its timeout, and its exit
  * status. SshConnection.exec (ssh.ts) opens the channel and calls runOnChannel.
+ *
+ * The exit status also travels as the last line of stderr (withExitLine): OpenSSH (9.2 seen, in CI and
+ * here on a busy machine) now and then closes the channel of a command that ended at once without sending
+ * its exit status, and a step that succeeded must not then count as failed (a config push rolled back). The
+ * line is taken out of stderr and stands in for the status the channel did not bring; every caller gets
+ * this, none needs its own.
  */
+import {randomBytes} from 'node:crypto'
+
 import type {ClientChannel} from 'ssh2'
 
 import {MailringError} from '../core/errors.js'
@@ -35,7 +43,8 @@ export interface ExecOptions {
    * as is), since OpenSSH refuses the SSH "signal" request for root logins (root sessions run without
    * privilege separation) and closing the channel does not end a command that produces no output. The
    * command still runs in the login shell, with the same stdin, stdout, stderr and exit status.
-   * false: the command string is sent as it is, and a timeout only sends the signal request and closes.
+   * false: the command string is sent as it is (after the line that prints its exit status, see
+   * withExitLine), and a timeout only sends the signal request and closes.
    */
   remoteKill?: boolean
   /** Names the command in error messages instead of its first word. */
@@ -49,7 +58,10 @@ export interface ExecOptions {
 export interface ExecResult {
   stdout: string
   stderr: string
-  /** The exit status; null when the command was ended by a signal or the server sent no status. */
+  /**
+   * The exit status (the channel's, else the one the shell printed: see withExitLine); null when the
+   * command was ended by a signal, or neither came (the shell itself was killed).
+   */
   exitCode: number | null
   /** The signal that ended the command, e.g. `SIGTERM`. */
   signal?: string
@@ -64,22 +76,48 @@ function withRemoteTimeout(command: string, timeoutMs: number): string {
   return `if command -v timeout >/dev/null 2>&1; then exec timeout -s KILL ${secs} "$SHELL" -c ${quoted}; else exec "$SHELL" -c ${quoted}; fi`
 }
 
-/** The remote command line for `command`: see ExecOptions.remoteKill. */
-export function remoteCommand(command: string, options: ExecOptions): string {
+/** A marker for the exit line of one command: new for each, so that no output can forge it. */
+export function newExitMarker(): string {
+  return `mailring-exit-${randomBytes(6).toString('hex')}`
+}
+
+/**
+ * The command preceded by an EXIT trap that prints `\n<marker> <status>\n` on stderr as the shell exits,
+ * whether the command ends or calls `exit`: the last thing the shell writes. A shell killed by a signal
+ * prints nothing (the channel's signal says it), nor does a command that sets its own EXIT trap or `exec`s
+ * at the end (the channel's status is then all there is, as without the line).
+ */
+export function withExitLine(command: string, marker: string): string {
+  return `trap 'printf "\\n%s %d\\n" ${marker} "$?" >&2' EXIT\n${command}`
+}
+
+/** The longest exit line: newline, marker, space, status (at most 3 digits), newline. */
+const EXIT_LINE_MAX = 1 + newExitMarker().length + 1 + 3 + 1
+
+/** The exit line at the very end of `stderrTail` (the last bytes of stderr): its status and its length. */
+export function exitLineOf(stderrTail: Buffer, marker: string): {status: number; bytes: number} | undefined {
+  const match = new RegExp(`\n${marker} (\\d{1,3})\n$`).exec(stderrTail.toString('latin1'))
+  return match ? {status: Number(match[1]), bytes: match[0].length} : undefined
+}
+
+/** The remote command line for `command`: see ExecOptions.remoteKill and withExitLine. */
+export function remoteCommand(command: string, options: ExecOptions, exitMarker: string): string {
+  const reported = withExitLine(command, exitMarker)
   return options.remoteKill === false
-    ? command
-    : withRemoteTimeout(command, options.timeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS)
+    ? reported
+    : withRemoteTimeout(reported, options.timeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS)
 }
 
 /**
  * Runs the command of an opened channel to its end (see SshConnection.exec): calls `resolve` with its
  * result when the channel closes, or `reject` on timeout (the command killed), a channel error, or an error
- * from `respond`. `label` names the command and `server` the server in messages.
+ * from `respond`. `label` names the command and `server` the server in messages; `exitMarker` is the one
+ * remoteCommand was given.
  */
 export function runOnChannel(
   stream: ClientChannel,
   options: ExecOptions,
-  {label, server}: {label: string; server: string},
+  {label, server, exitMarker}: {label: string; server: string; exitMarker: string},
   resolve: (result: ExecResult) => void,
   reject: (error: unknown) => void,
 ): void {
@@ -89,17 +127,15 @@ export function runOnChannel(
   const err: Buffer[] = []
   let outBytes = 0
   let errBytes = 0
-  let truncated = false
+  /** The last bytes of stderr, kept whatever the limit: where the exit line is. */
+  let errTail = Buffer.alloc(0)
   let exitCode: number | null = null
   let signal: string | undefined
   let done = false
 
   const collect = (chunks: Buffer[], size: number, chunk: Buffer): number => {
     if (size + chunk.length <= limit) chunks.push(chunk)
-    else {
-      truncated = true
-      if (size < limit) chunks.push(chunk.subarray(0, limit - size))
-    }
+    else if (size < limit) chunks.push(chunk.subarray(0, limit - size))
     return size + chunk.length
   }
   // Both streams must be read, or the window fills and the channel never closes.
@@ -108,6 +144,8 @@ export function runOnChannel(
   })
   stream.stderr.on('data', (chunk: Buffer) => {
     errBytes = collect(err, errBytes, chunk)
+    errTail = Buffer.concat([errTail, chunk])
+    if (errTail.length > EXIT_LINE_MAX) errTail = errTail.subarray(errTail.length - EXIT_LINE_MAX)
   })
   stream.on('exit', (code: number | null, sig?: string) => {
     exitCode = code
@@ -130,13 +168,16 @@ export function runOnChannel(
     if (done) return
     done = true
     clearTimeout(timer)
+    const exitLine = exitLineOf(errTail, exitMarker)
+    // The command's own stderr ends where the exit line starts.
+    const commandErrBytes = errBytes - (exitLine?.bytes ?? 0)
     const result: ExecResult = {
       stdout: Buffer.concat(out).toString('utf8'),
-      stderr: Buffer.concat(err).toString('utf8'),
-      exitCode,
+      stderr: Buffer.concat(err).subarray(0, commandErrBytes).toString('utf8'),
+      exitCode: exitCode === null && signal === undefined && exitLine ? exitLine.status : exitCode,
     }
     if (signal) result.signal = signal
-    if (truncated) result.truncated = true
+    if (outBytes > limit || commandErrBytes > limit) result.truncated = true
     resolve(result)
   })
   stream.on('error', (error: Error) => {

@@ -14,7 +14,7 @@ import {Semaphore} from './pool.js'
 import {connectClient, type ConnectedClient, type SshConnectOptions} from './ssh-connect.js'
 import type {ResolvedHost} from './ssh-config.js'
 import {channelError, errorCode, SFTP_NO_SUCH_FILE, sftpError} from './ssh-errors.js'
-import {type ExecOptions, type ExecResult, remoteCommand, runOnChannel} from './ssh-exec.js'
+import {type ExecOptions, type ExecResult, newExitMarker, remoteCommand, runOnChannel} from './ssh-exec.js'
 
 export {SshRunCache, type SshConnectOptions} from './ssh-connect.js'
 export type {ExecOptions, ExecResult} from './ssh-exec.js'
@@ -78,6 +78,7 @@ export class SshConnection {
    */
   async exec(command: string, options: ExecOptions = {}): Promise<ExecResult> {
     const label = options.label ?? command.trim().split(/\s+/)[0] ?? command
+    const exitMarker = newExitMarker()
     this.assertOpen()
     const release = await this.channels.acquire()
     let channelGone: Promise<void> | undefined
@@ -85,7 +86,7 @@ export class SshConnection {
       this.assertOpen()
       const stream = await this.tracked<ClientChannel>((resolve, reject) => {
         this.client.exec(
-          remoteCommand(command, options),
+          remoteCommand(command, options, exitMarker),
           options.env ? {env: options.env} : {},
           (error, channel) => {
             if (error) reject(channelError(error, `run \`${label}\``, this.label))
@@ -101,7 +102,7 @@ export class SshConnection {
         stream.once('mailring-abandoned', grace)
       })
       return await this.tracked<ExecResult>((resolve, reject) =>
-        runOnChannel(stream, options, {label, server: this.label}, resolve, reject),
+        runOnChannel(stream, options, {label, server: this.label, exitMarker}, resolve, reject),
       )
     } finally {
       if (channelGone) void channelGone.then(release)

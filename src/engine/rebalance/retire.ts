@@ -16,7 +16,6 @@ import {
 import {isTrashPath, mailRootOf, trashDayOf, trashNameOf, TRASH_FOLDER} from '../../dovecot/trash.js'
 import type {DoveadmReply} from '../../remote/doveadm.js'
 import {shellQuote} from '../../dovecot/scripts/shell.js'
-import type {ExecResult} from '../../remote/ssh.js'
 import type {MoveRecord, Store} from '../../store/store.js'
 import {CopyProblem, type DoveadmFleet} from '../sync/fleet.js'
 
@@ -97,14 +96,11 @@ export async function retireOldCopy(
       '  if [ ! -d "$d" ]; then continue; fi',
       '  if ls -A "$d" | grep -qvx .mailring-retired-from; then echo "copy $d"; else echo "empty $d"; fi',
       'done',
-      'echo fenced',
     ].join('\n'),
     {label: 'retire', timeoutMs: 300_000},
   )
   const lines = result.stdout.trim().split('\n')
-  // The script prints its last line only when it got there. (OpenSSH 9.2 now and then closes the channel
-  // of a command that ends at once without its exit status: the line decides.)
-  if (!succeeded(result) || lines.at(-1) !== 'fenced')
+  if (result.exitCode !== 0)
     throw new CopyProblem(
       move.from,
       `moving ${home} aside on ${move.from} failed: ${firstLine(result.stderr || result.stdout) || `exit ${String(result.exitCode)}`}`,
@@ -185,12 +181,7 @@ export async function clearFence(fleet: DoveadmFleet, server: string, user: stri
     `home=${shellQuote(home)}\nif [ -f "$home" ] && head -n 1 "$home" | grep -q '^${FENCE_MARK} '; then rm -f -- "$home" && echo cleared; else echo none; fi`,
     {label: 'clear fence', timeoutMs: 60_000},
   )
-  return succeeded(result) && result.stdout.trim() === 'cleared'
-}
-
-/** Exit 0, or no exit status at all (see above): the caller checks the output it asked for. */
-function succeeded(result: ExecResult): boolean {
-  return result.exitCode === 0 || (result.exitCode === null && result.signal === undefined)
+  return result.exitCode === 0 && result.stdout.trim() === 'cleared'
 }
 
 export interface CleanupOutcome {
@@ -246,11 +237,11 @@ export async function cleanupRetired(
             'home=$(head -n 1 "$trash/.mailring-retired-from" 2>/dev/null)',
             'rm -rf -- "$trash" "$trash".late* && {',
             `  if [ -n "$home" ] && [ -f "$home" ] && [ "$(head -n 1 "$home")" = "${FENCE_MARK} \${trash##*/}" ]; then rm -f -- "$home"; fi`,
-            '  rmdir -- "${trash%/*}" 2>/dev/null; echo deleted; }',
+            '  rmdir -- "${trash%/*}" 2>/dev/null || true; }',
           ].join('\n'),
           {label: 'cleanup', timeoutMs: 600_000},
         )
-        if (!succeeded(result) || result.stdout.trim() !== 'deleted')
+        if (result.exitCode !== 0)
           throw new Error(firstLine(result.stderr || result.stdout) || `exit ${String(result.exitCode)}`)
         await store.setMoveState(move.id, 'retired', 'cleaned')
       }
