@@ -6,14 +6,13 @@
  */
 import {
   type DoveadmCommand,
-  doveadmArgv,
+  doveadmCommandLine,
   type DoveadmOutcome,
   outcomeOfExit,
   parseTabRows,
   type Row,
 } from '../dovecot/doveadm.js'
 import {firstLine} from '../core/errors.js'
-import {shellQuote} from '../dovecot/scripts/shell.js'
 import type {SshConnection} from './ssh.js'
 
 export interface DoveadmReply {
@@ -36,14 +35,6 @@ export interface DoveadmTransport {
   /** Where the commands go, for messages (a server name or address). */
   readonly label: string
   run(command: DoveadmCommand, options?: DoveadmCallOptions): Promise<DoveadmReply>
-}
-
-/**
- * A shell command line for the doveadm binary. `binary` is the configured command prefix, used as written
- * (it may carry options, e.g. `doveadm -c /etc/dovecot/dovecot.conf`); every argument is quoted.
- */
-export function doveadmCommandLine(binary: string, command: DoveadmCommand): string {
-  return [binary, ...doveadmArgv(command).map(shellQuote)].join(' ')
 }
 
 /** The reply of a finished command-line doveadm, from its exit code and output. */
