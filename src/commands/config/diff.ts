@@ -3,7 +3,7 @@ import {Flags} from '@oclif/core'
 import {remoteFlags} from '../../cli/remote-flags.js'
 import {StoreCommand} from '../../cli/store-command.js'
 import type {DovecotRole, DovecotVersion} from '../../dovecot/render.js'
-import {diffConfig, type ServerDiffResult} from '../../engine/dovecot-config/push.js'
+import {diffConfig, type ServerDiffResult} from '../../engine/dovecot-config/diff.js'
 
 export interface ConfigDiffResult {
   servers: ServerDiffResult[]

@@ -3,7 +3,8 @@ import {Flags} from '@oclif/core'
 import {remoteFlags} from '../../cli/remote-flags.js'
 import {StoreCommand} from '../../cli/store-command.js'
 import type {DovecotRole, DovecotVersion} from '../../dovecot/render.js'
-import {pushConfig, type ServerPushResult} from '../../engine/dovecot-config/push.js'
+import {pushConfig} from '../../engine/dovecot-config/push.js'
+import type {ServerPushResult} from '../../engine/dovecot-config/targets.js'
 import {renderTable} from '../../ui/table.js'
 
 export interface ConfigPushResult {
