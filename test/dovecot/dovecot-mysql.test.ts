@@ -21,8 +21,8 @@ import {MysqlStore} from '../../src/store/mysql.js'
 import {startDovecot, type DovecotHost} from '../support/dovecot.js'
 import {describeDovecot24} from '../support/dovecot24.js'
 import {startMariaDb, type MariaDb} from '../support/mariadb.js'
-import {freshDatabase, settingsFor} from '../store/mysql-helpers.js'
-import {contextFor, fillStore, proxyHost, whileDown} from './helpers.js'
+import {freshDatabase, settingsFor} from '../support/mysql-databases.js'
+import {contextFor, fillStore, proxyHost, whileDown} from '../support/store-cluster.js'
 
 let db: MariaDb
 let store: MysqlStore

@@ -21,16 +21,16 @@ import {
   type DovecotAddress,
   type DovecotHost,
 } from '../support/dovecot.js'
+import {commonFreePort} from '../support/ports.js'
 import {makeTempDir, removeDir} from '../support/proc.js'
 import {
   CLUSTER_USERS,
-  commonDoveadmPort,
   listUsers,
   proxyHost,
   sqliteCluster,
   userFields,
   whileDown,
-} from './helpers.js'
+} from '../support/store-cluster.js'
 
 let dir: string
 let store: SqliteStore
@@ -53,7 +53,7 @@ beforeAll(async () => {
   fs.chmodSync(dir, 0o755)
   const ra = await reserveDovecotAddress()
   const rb = await reserveDovecotAddress()
-  const port = await commonDoveadmPort(ra, rb)
+  const port = await commonFreePort([ra.ip, rb.ip])
   ra.doveadmPort = port
   rb.doveadmPort = port
 

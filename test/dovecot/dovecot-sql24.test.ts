@@ -20,7 +20,14 @@ import {SqliteStore} from '../../src/store/sqlite.js'
 import {reserveDovecotAddress, startDovecot, type DovecotHost} from '../support/dovecot.js'
 import {describeDovecot24} from '../support/dovecot24.js'
 import {makeTempDir, removeDir, run} from '../support/proc.js'
-import {CLUSTER_USERS, listUsers, proxyHost, sqliteCluster, userFields, whileDown} from './helpers.js'
+import {
+  CLUSTER_USERS,
+  listUsers,
+  proxyHost,
+  sqliteCluster,
+  userFields,
+  whileDown,
+} from '../support/store-cluster.js'
 
 const C_ADDRESS = '127.0.0.1' // a server with no Dovecot in this test (only named as a proxy host)
 const USERS = CLUSTER_USERS

@@ -21,7 +21,7 @@ import {Prober, type HealthEvent} from '../../src/engine/replicator/prober.js'
 import {SqliteStore} from '../../src/store/sqlite.js'
 import {reserveDovecotAddress, startDovecot, type DovecotHost} from '../support/dovecot.js'
 import {makeTempDir, removeDir, sleep} from '../support/proc.js'
-import {contextFor, fillStore, proxyHost, renderedUserdb} from './helpers.js'
+import {contextFor, fillStore, proxyHost, renderedUserdb} from '../support/store-cluster.js'
 
 const PASSWORD = 'pw-secret'
 const USER = 'alice@example.com'

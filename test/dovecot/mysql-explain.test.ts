@@ -12,8 +12,8 @@ import {renderFor} from '../../src/engine/dovecot-config/render.js'
 import {type DovecotContext} from '../../src/engine/context.js'
 import {MysqlStore} from '../../src/store/mysql.js'
 import {startMariaDb, type MariaDb} from '../support/mariadb.js'
-import {freshDatabase, settingsFor} from '../store/mysql-helpers.js'
-import {contextFor, fillStore} from './helpers.js'
+import {freshDatabase, settingsFor} from '../support/mysql-databases.js'
+import {contextFor, fillStore} from '../support/store-cluster.js'
 
 const SERVERS = ['mx-a', 'mx-b', 'mx-c', 'mx-d'].map((name, i) => ({name, address: `192.0.2.${i + 1}`}))
 const USER_COUNT = 4000

@@ -22,7 +22,7 @@ import {SqliteStore} from '../../src/store/sqlite.js'
 import {startDovecot, type DovecotHost} from '../support/dovecot.js'
 import {freePort} from '../support/ports.js'
 import {makeTempDir, removeDir, sleep} from '../support/proc.js'
-import {fillStore} from './helpers.js'
+import {fillStore} from '../support/store-cluster.js'
 
 let dir: string
 let store: SqliteStore

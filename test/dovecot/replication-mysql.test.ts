@@ -5,8 +5,8 @@
  */
 import {MysqlStore} from '../../src/store/mysql.js'
 import {startMariaDb} from '../support/mariadb.js'
-import {freshDatabase, settingsFor} from '../store/mysql-helpers.js'
-import {contextFor} from './helpers.js'
+import {freshDatabase, settingsFor} from '../support/mysql-databases.js'
+import {contextFor} from '../support/store-cluster.js'
 import {describeReplication} from './replication-scenario.js'
 
 const DOVECOT_DB_PASSWORD = 'dovecot-repl-pw-1'

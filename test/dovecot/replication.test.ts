@@ -5,7 +5,7 @@
 import * as path from 'node:path'
 
 import {SqliteStore} from '../../src/store/sqlite.js'
-import {contextFor} from './helpers.js'
+import {contextFor} from '../support/store-cluster.js'
 import {describeReplication} from './replication-scenario.js'
 
 describeReplication('the stock Dovecot 2.3 replicator with the rendered SQL configuration', async (dir) => {

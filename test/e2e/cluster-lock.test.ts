@@ -6,8 +6,8 @@ import {join} from 'node:path'
 import Database from 'better-sqlite3'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
-import {repoRoot} from './cli.js'
-import {expectRefused, seededSandbox, type CliRun, type CliSandbox} from './store-helpers.js'
+import {repoRoot} from '../support/cli.js'
+import {expectRefused, seededSandbox, type CliRun, type CliSandbox} from '../support/cli-sandbox.js'
 
 const host = hostname()
 

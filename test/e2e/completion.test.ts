@@ -5,7 +5,7 @@ import {join, relative} from 'node:path'
 
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
-import {runCli} from './cli.js'
+import {runCli} from '../support/cli.js'
 
 describe('shell completion (mailring autocomplete)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'mailring-completion-'))

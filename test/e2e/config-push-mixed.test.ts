@@ -25,8 +25,8 @@ import {writeOnServer} from '../support/on-server.js'
 import {describeDovecot24} from '../support/dovecot24.js'
 import {makeTempDir, removeDir} from '../support/proc.js'
 import {startSshd, type SshServer} from '../support/sshd.js'
-import {fillStore} from '../dovecot/helpers.js'
-import {runCli, type JsonEnvelope} from './cli.js'
+import {fillStore} from '../support/store-cluster.js'
+import {runCli, type JsonEnvelope} from '../support/cli.js'
 
 interface PushRow {
   server: string

@@ -15,8 +15,8 @@ import {startDovecot, type DovecotHost} from '../support/dovecot.js'
 import {freePort} from '../support/ports.js'
 import {makeTempDir, removeDir, run} from '../support/proc.js'
 import {startSshd, type SshServer} from '../support/sshd.js'
-import {fillStore} from '../dovecot/helpers.js'
-import {runCli, type JsonEnvelope} from './cli.js'
+import {fillStore} from '../support/store-cluster.js'
+import {runCli, type JsonEnvelope} from '../support/cli.js'
 
 interface PushRow {
   server: string

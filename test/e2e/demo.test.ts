@@ -6,7 +6,7 @@ import {promisify} from 'node:util'
 
 import {afterAll, describe, expect, it} from 'vitest'
 
-import {repoRoot} from './cli.js'
+import {repoRoot} from '../support/cli.js'
 
 describe('the demo (npm run demo)', () => {
   const tmp = mkdtempSync(join(tmpdir(), 'mailring-demo-test-'))

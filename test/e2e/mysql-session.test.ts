@@ -12,7 +12,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {loadTopologyFile} from '../../src/config/topology-file.js'
 import {Placement} from '../../src/core/placement.js'
 import {startMariaDb, type MariaDb} from '../support/mariadb.js'
-import {repoRoot, runCli} from './cli.js'
+import {repoRoot, runCli} from '../support/cli.js'
 
 interface Envelope<T> {
   status: number

@@ -3,7 +3,7 @@ import {join} from 'node:path'
 
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
-import {expectRefused, seededSandbox, type CliSandbox} from './store-helpers.js'
+import {expectRefused, seededSandbox, type CliSandbox} from '../support/cli-sandbox.js'
 
 describe('bad input and operator comfort', () => {
   let cli: CliSandbox

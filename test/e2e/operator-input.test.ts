@@ -3,7 +3,7 @@ import {join} from 'node:path'
 
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
-import {expectRefused, seededSandbox, type CliRun, type CliSandbox} from './store-helpers.js'
+import {expectRefused, seededSandbox, type CliRun, type CliSandbox} from '../support/cli-sandbox.js'
 
 /** A refusal that lists several lines (each bad line, then the summary), exit 1, nothing on stdout. */
 function expectRefusedLines(run: CliRun, lines: unknown[]): void {

@@ -7,7 +7,7 @@ import {describe, expect, it} from 'vitest'
 import {normalizeUser} from '../../src/core/address.js'
 import {Placement} from '../../src/core/placement.js'
 import {loadTopologyFile} from '../../src/config/topology-file.js'
-import {runCli} from './cli.js'
+import {runCli} from '../support/cli.js'
 
 const EXAMPLE = 'examples/cluster.yaml'
 

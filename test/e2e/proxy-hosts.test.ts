@@ -12,11 +12,11 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {renderFor} from '../../src/engine/dovecot-config/render.js'
 import {SqliteStore} from '../../src/store/sqlite.js'
-import {contextFor, fillStore, proxyHost} from '../dovecot/helpers.js'
+import {contextFor, fillStore, proxyHost} from '../support/store-cluster.js'
 import {startDovecot, type DovecotHost} from '../support/dovecot.js'
 import {makeTempDir, removeDir} from '../support/proc.js'
 import {startSshd, type SshServer} from '../support/sshd.js'
-import {runCli, type JsonEnvelope} from './cli.js'
+import {runCli, type JsonEnvelope} from '../support/cli.js'
 
 interface Row {
   server: string

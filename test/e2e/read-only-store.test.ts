@@ -9,7 +9,7 @@ import {join} from 'node:path'
 import Database from 'better-sqlite3'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
-import {expectRefused, seededSandbox, type CliSandbox} from './store-helpers.js'
+import {expectRefused, seededSandbox, type CliSandbox} from '../support/cli-sandbox.js'
 
 const asNobody = ['setpriv', '--reuid=nobody', '--regid=nogroup', '--clear-groups']
 

@@ -1,6 +1,6 @@
 /**
  * `mailring rebalance` executing copy-count changes, through the built CLI, on three real Dovecot 2.3
- * servers configured by mailring's rendered SQL over the SQLite store (test/e2e/ring-cluster.ts), an sshd
+ * servers configured by mailring's rendered SQL over the SQLite store (test/support/ring-cluster.ts), an sshd
  * on each server's address for retiring copies. A domain's copy count goes from 2 to 3 (a copy added for
  * every user: no `from`), then back to 2 (a copy dropped: no `to`). After each run: every message on every
  * current copy over IMAP, Dovecot knows each user on exactly its copies' servers; a dropped copy is whole in
@@ -12,9 +12,14 @@ import * as path from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import type {RebalanceResult, RebalanceRunOutput} from '../../src/commands/rebalance.js'
-import type {JsonEnvelope} from './cli.js'
-import {isFenced, startRingCluster, type RingCluster} from './ring-cluster.js'
-import {copiesInStore as copiesOf, Mail, placed as ringPlaced, rebalance as run} from './ring-mail.js'
+import type {JsonEnvelope} from '../support/cli.js'
+import {isFenced, startRingCluster, type RingCluster} from '../support/ring-cluster.js'
+import {
+  copiesInStore as copiesOf,
+  Mail,
+  placed as ringPlaced,
+  rebalance as run,
+} from '../support/ring-mail.js'
 
 const SERVERS = ['mx-a', 'mx-b', 'mx-c']
 const USERS = Array.from({length: 6}, (_, i) => `user${i + 1}@example.org`)

@@ -45,12 +45,12 @@ import type {RebalanceStatusResult} from '../../src/commands/rebalance/status.js
 import {seededGenerator} from '../../src/core/combinatorics.js'
 import {MysqlStore} from '../../src/store/mysql.js'
 import type {Store} from '../../src/store/store.js'
-import {settingsFor} from '../store/mysql-helpers.js'
+import {settingsFor} from '../support/mysql-databases.js'
 import {dovecot24Missing, type DovecotVersion} from '../support/dovecot24.js'
 import {lmtpDeliver} from '../support/mailclients.js'
 import {startMariaDb, type MariaDb} from '../support/mariadb.js'
-import {startCli, type CliResult, type JsonEnvelope} from './cli.js'
-import {startRingCluster, type RingCluster} from './ring-cluster.js'
+import {startCli, type CliResult, type JsonEnvelope} from '../support/cli.js'
+import {startRingCluster, type RingCluster} from '../support/ring-cluster.js'
 
 const SEED = Number(process.env.MAILRING_FAULT_SEED ?? Math.floor(Math.random() * 2 ** 31))
 const FAULTS_PER_ROUND = 5

@@ -7,7 +7,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import type {RebalanceCancelResult} from '../../src/commands/rebalance/cancel.js'
 import type {RebalanceStatusResult} from '../../src/commands/rebalance/status.js'
 import {SqliteStore} from '../../src/store/sqlite.js'
-import {seededSandbox, type CliSandbox} from './store-helpers.js'
+import {seededSandbox, type CliSandbox} from '../support/cli-sandbox.js'
 
 let cli: CliSandbox
 

@@ -14,15 +14,15 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import type {RebalanceRunOutput} from '../../src/commands/rebalance.js'
 import {startMariaDb, type MariaDb} from '../support/mariadb.js'
-import {waitForOutput} from './cli.js'
-import type {RingCluster} from './ring-cluster.js'
+import {waitForOutput} from '../support/cli.js'
+import type {RingCluster} from '../support/ring-cluster.js'
 import {
   copiesInStore as copiesOf,
   type Mail,
   placed as ringPlaced,
   rebalance as run,
   startRingWithSpare,
-} from './ring-mail.js'
+} from '../support/ring-mail.js'
 
 const SERVERS = ['mx-a', 'mx-b', 'mx-c', 'mx-d']
 const USERS = Array.from({length: 8}, (_, i) => `user${i + 1}@example.com`)

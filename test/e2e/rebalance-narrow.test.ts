@@ -6,7 +6,7 @@
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import type {RebalanceResult} from '../../src/commands/rebalance.js'
-import {expectRefused, seededSandbox, type CliSandbox} from './store-helpers.js'
+import {expectRefused, seededSandbox, type CliSandbox} from '../support/cli-sandbox.js'
 
 let cli: CliSandbox
 let all: RebalanceResult

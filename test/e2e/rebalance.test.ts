@@ -15,10 +15,15 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import type {RebalanceResult, RebalanceRunOutput} from '../../src/commands/rebalance.js'
 import type {RebalanceCleanupResult} from '../../src/commands/rebalance/cleanup.js'
 import type {RebalanceStatusResult} from '../../src/commands/rebalance/status.js'
-import {waitForOutput, type JsonEnvelope} from './cli.js'
+import {waitForOutput, type JsonEnvelope} from '../support/cli.js'
 import {ImapClient} from '../support/mailclients.js'
-import {isFenced, PASSWORD, type RingCluster} from './ring-cluster.js'
-import {copiesInStore as copiesOf, type Mail, placed as ringPlaced, startRingWithSpare} from './ring-mail.js'
+import {isFenced, PASSWORD, type RingCluster} from '../support/ring-cluster.js'
+import {
+  copiesInStore as copiesOf,
+  type Mail,
+  placed as ringPlaced,
+  startRingWithSpare,
+} from '../support/ring-mail.js'
 
 const SERVERS = ['mx-a', 'mx-b', 'mx-c', 'mx-d']
 const USERS = Array.from({length: 16}, (_, i) => `user${String(i + 1).padStart(2, '0')}@example.com`)

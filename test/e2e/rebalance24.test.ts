@@ -10,8 +10,8 @@ import * as path from 'node:path'
 import {afterAll, beforeAll, expect, it} from 'vitest'
 
 import {describeDovecot24} from '../support/dovecot24.js'
-import {isFenced, type RingCluster} from './ring-cluster.js'
-import {rebalance, startRingWithSpare, type Mail} from './ring-mail.js'
+import {isFenced, type RingCluster} from '../support/ring-cluster.js'
+import {rebalance, startRingWithSpare, type Mail} from '../support/ring-mail.js'
 
 const USERS = Array.from({length: 10}, (_, i) => `user${String(i + 1).padStart(2, '0')}@example.com`)
 

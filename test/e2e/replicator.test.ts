@@ -20,10 +20,10 @@ import {freePort} from '../support/ports.js'
 import {sleep} from '../support/proc.js'
 import {lmtpDeliver} from '../support/mailclients.js'
 import {reserveDovecotAddress, startDovecot, type DovecotHost} from '../support/dovecot.js'
-import {startCli, type CliResult} from './cli.js'
-import {PASSWORD, RING_OF_THREE, startRingCluster, type RingCluster} from './ring-cluster.js'
+import {startCli, type CliResult} from '../support/cli.js'
+import {PASSWORD, RING_OF_THREE, startRingCluster, type RingCluster} from '../support/ring-cluster.js'
 import type {ReplicatorStatus} from '../../src/engine/replicator/status.js'
-import type {JsonEnvelope} from './cli.js'
+import type {JsonEnvelope} from '../support/cli.js'
 
 let ring: RingCluster
 let port: number

@@ -5,7 +5,7 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
 import type {SimulateResult} from '../../src/commands/simulate.js'
-import {runCli, type JsonEnvelope} from './cli.js'
+import {runCli, type JsonEnvelope} from '../support/cli.js'
 
 type Envelope = JsonEnvelope<SimulateResult>
 

@@ -9,8 +9,8 @@ import * as path from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import type {StatusResult} from '../../src/commands/status.js'
-import type {JsonEnvelope} from './cli.js'
-import {RING_OF_THREE, startRingCluster, type RingCluster} from './ring-cluster.js'
+import type {JsonEnvelope} from '../support/cli.js'
+import {RING_OF_THREE, startRingCluster, type RingCluster} from '../support/ring-cluster.js'
 
 const SERVERS = RING_OF_THREE.servers
 

@@ -3,7 +3,7 @@ import {join} from 'node:path'
 
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
-import {CliSandbox, expectRefused, seededSandbox} from './store-helpers.js'
+import {CliSandbox, expectRefused, seededSandbox} from '../support/cli-sandbox.js'
 
 describe('bad input is refused with one line, its exit code, and nothing written', () => {
   let cli: CliSandbox

@@ -3,7 +3,7 @@ import {hostname} from 'node:os'
 
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
-import {CliSandbox} from './store-helpers.js'
+import {CliSandbox} from '../support/cli-sandbox.js'
 
 describe('two mailring processes at once', () => {
   const cli = new CliSandbox()

@@ -3,7 +3,7 @@ import {join} from 'node:path'
 
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
-import {CliSandbox, someUsers} from './store-helpers.js'
+import {CliSandbox, someUsers} from '../support/cli-sandbox.js'
 
 interface Summary {
   users: number

@@ -11,8 +11,8 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import type {SyncResult} from '../../src/cli/sync-command.js'
 import {startSshd, type SshServer} from '../support/sshd.js'
-import type {JsonEnvelope} from './cli.js'
-import {startRingCluster, type RingCluster} from './ring-cluster.js'
+import type {JsonEnvelope} from '../support/cli.js'
+import {startRingCluster, type RingCluster} from '../support/ring-cluster.js'
 
 const SERVERS = ['mx-a', 'mx-b', 'mx-c']
 const USERS: [string, string[]][] = [['dave@example.net', ['mx-c', 'mx-a', 'mx-b']]]

@@ -7,8 +7,8 @@
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import type {VerifyResult} from '../../src/commands/verify.js'
-import type {JsonEnvelope} from './cli.js'
-import {RING_OF_THREE, startRingCluster, type RingCluster} from './ring-cluster.js'
+import type {JsonEnvelope} from '../support/cli.js'
+import {RING_OF_THREE, startRingCluster, type RingCluster} from '../support/ring-cluster.js'
 
 const SERVERS = RING_OF_THREE.servers
 

@@ -14,7 +14,7 @@ import type {ReplicationTask, Store, UserBatch} from '../../src/store/store.js'
 import {startMariaDb, type MariaDb} from '../support/mariadb.js'
 import {freePort} from '../support/ports.js'
 import {storeContract} from './contract.js'
-import {dropDatabase, freshDatabase, settingsFor} from './mysql-helpers.js'
+import {dropDatabase, freshDatabase, settingsFor} from '../support/mysql-databases.js'
 
 let db: MariaDb
 beforeAll(async () => {

@@ -15,7 +15,7 @@ import {describeHolder} from '../../../src/store/lock.js'
 import {SqliteStore} from '../../../src/store/sqlite.js'
 import {planServerRows} from '../../../src/ui/plan.js'
 import {statusDoveadmWarnings, statusHeading, statusReport, statusWarnings} from '../../../src/ui/status.js'
-import {contextFor} from '../../dovecot/helpers.js'
+import {contextFor} from '../../support/store-cluster.js'
 
 function server(name: string, zone: string, more: Partial<Server> = {}): Server {
   return {name, address: '', zone, weight: 1, state: 'active', ...more}

@@ -17,7 +17,7 @@ import {executeMove} from '../../../src/engine/rebalance/move.js'
 import {cleanupRetired, retireOldCopy} from '../../../src/engine/rebalance/retire.js'
 import {syncUsers} from '../../../src/engine/sync/sync.js'
 import {SqliteStore} from '../../../src/store/sqlite.js'
-import {isFenced, ringFleet, startRingCluster, type RingCluster} from '../../e2e/ring-cluster.js'
+import {isFenced, ringFleet, startRingCluster, type RingCluster} from '../../support/ring-cluster.js'
 import {describeDovecot24, type DovecotVersion} from '../../support/dovecot24.js'
 import {lmtpDeliver} from '../../support/mailclients.js'
 

@@ -1,6 +1,6 @@
 /**
  * One rebalance move, make-before-break, on four real Dovecot 2.3 servers configured by mailring's
- * rendered SQL over a SQLite store (test/e2e/ring-cluster.ts), doveadm over its HTTP API: the journal
+ * rendered SQL over a SQLite store (test/support/ring-cluster.ts), doveadm over its HTTP API: the journal
  * drives each step, a move resumes from the state it was left in, a move whose target is down changes
  * nothing, mail delivered to the leaving copy during the switch is caught up, and the old copy ends in a
  * dated trash folder on the server it left (moved there over SSH: a real sshd on each server's address).
@@ -17,9 +17,9 @@ import {executeMove} from '../../../src/engine/rebalance/move.js'
 import {syncUsers} from '../../../src/engine/sync/sync.js'
 import {SqliteStore} from '../../../src/store/sqlite.js'
 import type {MoveRecord} from '../../../src/store/store.js'
-import {setState} from '../../dovecot/helpers.js'
+import {setState} from '../../support/store-cluster.js'
 import {run} from '../../support/proc.js'
-import {isFenced, ringFleet, startRingCluster, type RingCluster} from '../../e2e/ring-cluster.js'
+import {isFenced, ringFleet, startRingCluster, type RingCluster} from '../../support/ring-cluster.js'
 
 let ring: RingCluster
 let store: SqliteStore

@@ -1,6 +1,6 @@
 /**
  * The replicator's workers on three real Dovecot servers, R = 3, configured by mailring's rendered SQL
- * over a SQLite store (test/e2e/ring-cluster.ts), doveadm over its HTTP API: the same scenario on Dovecot
+ * over a SQLite store (test/support/ring-cluster.ts), doveadm over its HTTP API: the same scenario on Dovecot
  * 2.3 and on 2.4 (the test bed's, test/support/dovecot24.ts; 2.4 has no replication of its own). Changes
  * are queued here as the notification endpoint would queue them; what is checked is what a mail client
  * sees on every copy: a delivery to the primary reaches the other two, a flag set on a secondary reaches
@@ -18,7 +18,7 @@ import {SqliteStore} from '../../../src/store/sqlite.js'
 import {describeDovecot24, type DovecotVersion} from '../../support/dovecot24.js'
 import {freePort} from '../../support/ports.js'
 import {sleep} from '../../support/proc.js'
-import {RING_OF_THREE, startRingCluster, type RingCluster} from '../../e2e/ring-cluster.js'
+import {RING_OF_THREE, startRingCluster, type RingCluster} from '../../support/ring-cluster.js'
 
 const message = (subject: string) => `From: s@example.net\r\nSubject: ${subject}\r\n\r\n${subject}\r\n`
 

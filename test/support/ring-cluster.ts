@@ -12,6 +12,8 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 import {randomBytes} from 'node:crypto'
 
+import {stringify} from 'yaml'
+
 import {renderNotifyConfig} from '../../src/dovecot/notify.js'
 import {loadDovecotContext} from '../../src/engine/context.js'
 import {DoveadmFleet} from '../../src/engine/sync/fleet.js'
@@ -20,21 +22,16 @@ import type {MysqlSettings} from '../../src/store/mysql-settings.js'
 import {SqliteStore} from '../../src/store/sqlite.js'
 import type {Store} from '../../src/store/store.js'
 import type {StoreLocation} from '../../src/store/open.js'
-import {freshDatabase, settingsFor} from '../store/mysql-helpers.js'
-import type {MariaDb} from '../support/mariadb.js'
-import {contextFor, fillStore, renderedUserdb} from '../dovecot/helpers.js'
-import {
-  reserveDovecotAddress,
-  startDovecot,
-  type DovecotAddress,
-  type DovecotHost,
-} from '../support/dovecot.js'
-import {ImapClient} from '../support/mailclients.js'
-import {canConnect, freePort} from '../support/ports.js'
-import {writeOnServer} from '../support/on-server.js'
-import {startSshd, type SshServer} from '../support/sshd.js'
-import type {DovecotVersion} from '../support/dovecot24.js'
-import {makeTempDir, removeDir} from '../support/proc.js'
+import {freshDatabase, settingsFor} from './mysql-databases.js'
+import type {MariaDb} from './mariadb.js'
+import {contextFor, fillStore, renderedUserdb} from './store-cluster.js'
+import {reserveDovecotAddress, startDovecot, type DovecotHost} from './dovecot.js'
+import {ImapClient} from './mailclients.js'
+import {commonFreePort} from './ports.js'
+import {writeOnServer} from './on-server.js'
+import {startSshd, type SshServer} from './sshd.js'
+import type {DovecotVersion} from './dovecot24.js'
+import {makeTempDir, removeDir} from './proc.js'
 import {runCli, startCli, type CliOptions, type CliResult} from './cli.js'
 
 export const PASSWORD = 'pw-secret'
@@ -99,16 +96,6 @@ export interface RingCluster {
   stop(): Promise<void>
 }
 
-/** A port free on every address (the servers of a cluster share their doveadm ports). */
-export async function commonPort(addresses: readonly DovecotAddress[]): Promise<number> {
-  for (let i = 0; i < 50; i++) {
-    const port = await freePort(addresses[0]!.ip)
-    const taken = await Promise.all(addresses.slice(1).map((a) => canConnect(port, a.ip, 200)))
-    if (!taken.some(Boolean)) return port
-  }
-  throw new Error('no port free on every address')
-}
-
 export async function startRingCluster(options: {
   servers: string[]
   users: [string, string[]][]
@@ -147,8 +134,8 @@ export async function startRingCluster(options: {
   }
   try {
     const addresses = await Promise.all(options.servers.map(() => reserveDovecotAddress()))
-    const doveadmPort = await commonPort(addresses)
-    const httpPort = await commonPort(addresses)
+    const doveadmPort = await commonFreePort(addresses.map((a) => a.ip))
+    const httpPort = await commonFreePort(addresses.map((a) => a.ip))
     // With a replicator, every server listens on the standard IMAP and LMTP ports of its own address, as in
     // a real cluster: the probes and a proxy in front reach them there (the proxy passdb names no port).
     const imapPort = options.replicator ? 143 : undefined
@@ -225,7 +212,7 @@ export async function startRingCluster(options: {
     const doveadmPassword = started[0]!.doveadmPassword
     const passwordFile = path.join(dir, 'doveadm-password')
     fs.writeFileSync(passwordFile, `${doveadmPassword}\n`, {mode: 0o600})
-    const sshSection: string[] = []
+    let sshSection: {config_file: string; known_hosts: string} | undefined
     let onServer: string | undefined
     if (options.ssh) {
       const started = await Promise.all(options.servers.map((_, i) => startSshd({host: addresses[i]!.ip})))
@@ -239,49 +226,38 @@ export async function startRingCluster(options: {
           .map((s) => `Host ${s.host}\n  Port ${s.port}\n  User root\n  IdentityFile ${s.clientKeyPath}\n`)
           .join(''),
       )
-      sshSection.push('ssh:', `  config_file: ${sshConfig}`, `  known_hosts: ${knownHosts}`)
+      sshSection = {config_file: sshConfig, known_hosts: knownHosts}
       // doveadm on a server's command line (a retire's last catch-up) is that server's test Dovecot.
       onServer = writeOnServer(dir, [...hosts.values()])
     }
-    const replicatorSection: string[] = []
+    let replicatorSection: Record<string, unknown> | undefined
     if (replicator) {
       const secretFile = path.join(dir, 'replicator-secret')
       fs.writeFileSync(secretFile, `${secret}\n`, {mode: 0o600})
-      const settings: Record<string, string | number> = {
+      replicatorSection = {
         listen: `127.0.0.1:${replicator.port}`,
         secret_file: secretFile,
         probe_interval: '200ms',
         probe_timeout: '500ms',
         ...replicator.settings,
+        probe_ports: {imap: addresses[0]!.imapPort, lmtp: addresses[0]!.lmtpPort},
       }
-      replicatorSection.push(
-        'replicator:',
-        ...Object.entries(settings).map(([k, v]) => `  ${k}: ${v}`),
-        '  probe_ports:',
-        `    imap: ${addresses[0]!.imapPort}`,
-        `    lmtp: ${addresses[0]!.lmtpPort}`,
-      )
+    }
+    // The config file as an operator writes it.
+    const config = {
+      db: mysql ? mysql.location : `sqlite:${dbPath}`,
+      dovecot: {
+        ...(version === '2.3' ? {} : {version}),
+        doveadm_port: doveadmPort,
+        ...(onServer ? {doveadm: `${onServer} doveadm`} : {}),
+        ...(dovecotDbUser ? {db_user: dovecotDbUser} : {}),
+      },
+      doveadm: {transport: 'http', http_port: httpPort, password_file: passwordFile, retries: 1},
+      ...(sshSection ? {ssh: sshSection} : {}),
+      ...(replicatorSection ? {replicator: replicatorSection} : {}),
     }
     const configPath = path.join(dir, 'mailring.yaml')
-    fs.writeFileSync(
-      configPath,
-      [
-        `db: ${mysql ? mysql.location : `sqlite:${dbPath}`}`,
-        'dovecot:',
-        ...(version === '2.3' ? [] : [`  version: "${version}"`]),
-        `  doveadm_port: ${doveadmPort}`,
-        ...(onServer ? [`  doveadm: ${onServer} doveadm`] : []),
-        ...(dovecotDbUser ? [`  db_user: ${dovecotDbUser}`] : []),
-        'doveadm:',
-        '  transport: http',
-        `  http_port: ${httpPort}`,
-        `  password_file: ${passwordFile}`,
-        '  retries: 1',
-        ...sshSection,
-        ...replicatorSection,
-        '',
-      ].join('\n'),
-    )
+    fs.writeFileSync(configPath, stringify(config))
     const host = (name: string) => {
       const h = hosts.get(name)
       if (!h) throw new Error(`no server ${name}`)

@@ -1,5 +1,5 @@
 /** Helpers for tests of the MySQL store on a real MariaDB (test/support/mariadb.ts). */
-import type {MariaDb} from '../support/mariadb.js'
+import type {MariaDb} from './mariadb.js'
 import type {MysqlSettings} from '../../src/store/mysql-settings.js'
 
 let counter = 0

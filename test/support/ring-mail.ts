@@ -1,5 +1,5 @@
 /**
- * What the rebalance end-to-end tests do with a ring cluster's mail (test/e2e/ring-cluster.ts): where the
+ * What the rebalance end-to-end tests do with a ring cluster's mail (test/support/ring-cluster.ts): where the
  * ring puts users, the store's current copies, mail delivered to each user's first copy, and the check that
  * every message is on every current copy and Dovecot knows each user on exactly those servers.
  */
@@ -9,8 +9,8 @@ import type {RebalanceRunOutput} from '../../src/commands/rebalance.js'
 import {Placement} from '../../src/core/placement.js'
 import {PLACEMENT_ALGORITHM_VERSION, type Topology} from '../../src/core/topology.js'
 import type {JsonEnvelope} from './cli.js'
-import type {DovecotVersion} from '../support/dovecot24.js'
-import type {MariaDb} from '../support/mariadb.js'
+import type {DovecotVersion} from './dovecot24.js'
+import type {MariaDb} from './mariadb.js'
 import {startRingCluster, type RingCluster} from './ring-cluster.js'
 
 /** Where a ring of `servers` (equal weights) puts each user with `copies` copies. */

@@ -12,9 +12,8 @@ import type {Server} from '../../src/core/topology.js'
 import {SqliteStore} from '../../src/store/sqlite.js'
 import type {StoreLocation} from '../../src/store/open.js'
 import type {Store} from '../../src/store/store.js'
-import type {DovecotAddress, DovecotHost, DovecotOptions} from '../support/dovecot.js'
-import {canConnect, freePort} from '../support/ports.js'
-import {userBatch} from '../support/user-batch.js'
+import type {DovecotHost, DovecotOptions} from './dovecot.js'
+import {userBatch} from './user-batch.js'
 
 export async function fillStore(
   store: Store,
@@ -53,15 +52,6 @@ export async function contextFor(
     servers: (await store.readTopology()).servers,
     env: {},
   }
-}
-
-/** A port free on both addresses: the stock replicator reaches every peer on one doveadm_port. */
-export async function commonDoveadmPort(x: DovecotAddress, y: DovecotAddress): Promise<number> {
-  for (let i = 0; i < 50; i++) {
-    const port = await freePort(x.ip)
-    if (!(await canConnect(port, y.ip, 200))) return port
-  }
-  throw new Error('no common free port')
 }
 
 /** `doveadm user USER` on a host: its exit code and the fields it printed (2.3 and 2.4 alike). */
