@@ -13,6 +13,7 @@ import {expect} from 'vitest'
 
 import {SqliteStore} from '../../src/store/sqlite.js'
 import {repoRoot, runCli} from './cli.js'
+import {refuseInUnitTier} from './tier.js'
 
 const runJs = join(repoRoot, 'bin', 'run.js')
 
@@ -72,6 +73,7 @@ export class CliSandbox {
 
   /** Starts the CLI with stdin open, for a process that must stay busy. */
   start(args: string[]): ChildProcessWithoutNullStreams {
+    refuseInUnitTier('running the built CLI')
     return spawn(process.execPath, [runJs, ...args], {cwd: this.dir, env: this.env})
   }
 

@@ -10,6 +10,8 @@ import {type ChildProcess, execFile} from 'node:child_process'
 import {existsSync} from 'node:fs'
 import {join, resolve} from 'node:path'
 
+import {refuseInUnitTier} from './tier.js'
+
 export const repoRoot = resolve(import.meta.dirname, '..', '..')
 const runJs = join(repoRoot, 'bin', 'run.js')
 
@@ -49,6 +51,7 @@ export function startCli<T = unknown>(
   args: readonly string[],
   options: CliOptions = {},
 ): {child: ChildProcess; result: Promise<CliResult<T>>} {
+  refuseInUnitTier('running the built CLI')
   if (!existsSync(join(repoRoot, 'dist', 'src', 'commands')))
     throw new Error('The CLI is not built: run `npm run build` (npm test does) before the e2e tests.')
   const env: Record<string, string> = {NO_COLOR: '1'}

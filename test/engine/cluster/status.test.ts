@@ -119,7 +119,7 @@ describe('clusterStatus', () => {
 /**
  * A stand-in for a doveadm HTTP API on loopback: answers every command of a batch as doveadm does, or
  * refuses every request with 401 (a wrong password). A stand-in because these tests count the requests and
- * their order against the placement read; test/e2e/status-doveadm.test.ts runs `status --doveadm` against
+ * their order against the placement read; test/e2e/status-doveadm.int.test.ts runs `status --doveadm` against
  * real Dovecot servers.
  */
 async function fakeDoveadm(

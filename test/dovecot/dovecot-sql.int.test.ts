@@ -4,7 +4,7 @@
  * - `doveadm user` on server A finds exactly the users with a copy on A, each with mail_replica = the next
  *   copy after A in its list (wrapping around); a user without a copy on A is not found;
  * - the userdb iteration lists only A's users;
- * (the stock replicator driven by this configuration is tested in replication.test.ts, on its own);
+ * (the stock replicator driven by this configuration is tested in replication.int.test.ts, on its own);
  * - the proxy passdb sends a login to the first copy, and to the second once the first server is down.
  */
 import * as fs from 'node:fs'

@@ -1,7 +1,7 @@
 /**
  * `rebalance --dry-run --server NAME` and `--user U` narrow the listed moves (issue 13), through the built
  * CLI on a store where an added server makes moves pending. Executing with them is proved on real Dovecot
- * servers in rebalance.test.ts; here, what is listed, the exit codes, and the refusals.
+ * servers in rebalance.int.test.ts; here, what is listed, the exit codes, and the refusals.
  */
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 

@@ -1,7 +1,7 @@
 /**
  * The rendered Dovecot 2.4 SQL configuration, read by REAL Dovecot 2.4 (Debian 13's, test/support/dovecot24.ts)
  * through its sqlite driver straight from a mailring SQLite store built with the store API, as
- * dovecot-sql.test.ts proves the 2.3 form on 2.3:
+ * dovecot-sql.int.test.ts proves the 2.3 form on 2.3:
  * - the file is `!include`d by dovecot.conf (after dovecot_config_version, which only dovecot.conf may set);
  * - `doveadm user` on server A finds exactly the users with a copy on A, a user without a copy there is not
  *   found, the userdb iteration lists only A's users;

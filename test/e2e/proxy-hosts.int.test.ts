@@ -1,7 +1,7 @@
 /**
  * `mailring proxy add|list|remove` and `config push|diff|render --role proxy` end to end: the built CLI, a
  * SQLite store, and a proxy host that is a real Dovecot 2.3 with a real OpenSSH sshd on its 127.0.0.N (as
- * in config-push.test.ts: sshd runs as root here, so dovecot.config_path is the proxy instance's passdb file
+ * in config-push.int.test.ts: sshd runs as root here, so dovecot.config_path is the proxy instance's passdb file
  * and dovecot.doveadm / doveconf take `-c <instance config>`). The mail servers of the store have addresses
  * in 192.0.2.0/24 where nothing runs: the proxy only names them in its answers.
  */
