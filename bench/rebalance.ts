@@ -21,7 +21,7 @@ import * as os from 'node:os'
 
 import {loadDovecotContext, type DovecotContext} from '../src/engine/context.js'
 import {DoveadmFleet} from '../src/engine/sync/fleet.js'
-import {runRebalance, type RebalanceRunResult} from '../src/engine/rebalance/run.js'
+import {fleetMoves, runRebalance, type RebalanceRunResult} from '../src/engine/rebalance/run.js'
 import {syncUsers} from '../src/engine/sync/sync.js'
 import {verifyUsers} from '../src/engine/sync/verify.js'
 import {Placement} from '../src/core/placement.js'
@@ -105,7 +105,12 @@ async function measure(
   const started = performance.now()
   let run: RebalanceRunResult
   try {
-    run = await runRebalance(fleet, store, {parallel, perServer: PARALLEL, maxMoves, retireAfterMs: 0})
+    run = await runRebalance(fleetMoves(fleet, store), store, {
+      parallel,
+      perServer: PARALLEL,
+      maxMoves,
+      retireAfterMs: 0,
+    })
   } finally {
     await fleet.close()
   }

@@ -21,6 +21,7 @@ import {
   type PlanOutcome,
 } from '../engine/rebalance/plan.js'
 import {
+  fleetMoves,
   runRebalance,
   type RebalanceEvent,
   type RebalanceRunResult,
@@ -319,7 +320,7 @@ Exit codes: --dry-run: 0 planned (with --detailed-exitcode: nothing to move), 2 
       let run: RebalanceRunResult
       try {
         await fleet.checkBeforeWork(new Set(ctx.servers.map((s) => s.name)))
-        run = await runRebalance(fleet, store, {
+        run = await runRebalance(fleetMoves(fleet, store), store, {
           parallel: flags.parallel,
           perServer: flags['per-server'],
           ...(flags['max-moves'] === undefined ? {} : {maxMoves: flags['max-moves']}),
