@@ -15,9 +15,18 @@ import {
 } from '../../dovecot/doveadm.js'
 import {isTrashPath, mailRootOf, trashDayOf, trashNameOf, TRASH_FOLDER} from '../../dovecot/trash.js'
 import type {DoveadmReply} from '../../remote/doveadm.js'
-import {type ExecResult, shellQuote} from '../../remote/ssh.js'
+import {type ExecResult, shellQuote, type SshConnection} from '../../remote/ssh.js'
 import type {MoveRecord, Store} from '../../store/store.js'
 import {CopyProblem, type DoveadmFleet} from '../sync/fleet.js'
+
+/**
+ * What retiring a copy asks of the run's fleet (a DoveadmFleet is one): doveadm calls, the home template,
+ * and a shell on the server the copy leaves.
+ */
+export interface RetireFleet extends Pick<DoveadmFleet, 'run' | 'runCommandLine'> {
+  readonly ctx: {readonly settings: {readonly home: string}}
+  ssh(server: string): Promise<Pick<SshConnection, 'exec'>>
+}
 
 /** The first line of the file left where a retired home was: what makes a late delivery there fail. */
 export const FENCE_MARK = 'mailring-retired'
@@ -39,7 +48,7 @@ export const FENCE_MARK = 'mailring-retired'
  * The fence stays until `rebalance cleanup` deletes the copy, or a move brings the user back (clearFence).
  */
 export async function retireOldCopy(
-  fleet: DoveadmFleet,
+  fleet: RetireFleet,
   move: MoveRecord & {from: string},
   options: {
     /** Syncs the copy in the trash with the copy that takes its place; returns that copy's server. */
@@ -134,7 +143,7 @@ export async function retireOldCopy(
 
 /** How many messages of the copy in `trashCopy` on the move's server are not on `partner` (by GUID). */
 async function missingFrom(
-  fleet: DoveadmFleet,
+  fleet: RetireFleet,
   move: MoveRecord & {from: string},
   trashCopy: string,
   partner: string,
