@@ -65,6 +65,7 @@ function seedFrom(setting: string | undefined): number {
     throw new Error(`MAILRING_FAULT_SEED must be an integer or "random", not "${setting}"`)
   return seed
 }
+
 const FAULTS_PER_ROUND = 5
 const SERVERS = ['mx-a', 'mx-b', 'mx-c', 'mx-d']
 const USERS = Array.from({length: 24}, (_, i) => `u${String(i + 1).padStart(2, '0')}@example.com`)
