@@ -1,6 +1,6 @@
 /**
  * The behaviour every store must have, written against the Store interface only: the SQLite store
- * (sqlite.test.ts) and the MySQL/MariaDB store (mysql.test.ts, on a real MariaDB) both run it unchanged.
+ * (sqlite.test.ts) and the MySQL/MariaDB store (mysql.int.test.ts, on a real MariaDB) both run it unchanged.
  */
 import {hostname} from 'node:os'
 

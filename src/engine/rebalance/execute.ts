@@ -18,7 +18,7 @@ import {
   verifyPlanFile,
   type PlanOutcome,
 } from './plan.js'
-import {runRebalance, type RebalanceRunOptions, type RebalanceRunResult} from './run.js'
+import {fleetMoves, runRebalance, type RebalanceRunOptions, type RebalanceRunResult} from './run.js'
 
 /** The plan from the store to `target` (default the store's topology), or a saved plan file checked. */
 export async function loadPlan(
@@ -103,7 +103,7 @@ export async function executeRebalance(options: ExecuteOptions): Promise<Execute
     const interrupts = watchInterrupts({lock: options.lock, ...options.interrupts})
     try {
       await fleet.checkBeforeWork(new Set(ctx.servers.map((s) => s.name)))
-      const run = await runRebalance(fleet, store, {
+      const run = await runRebalance(fleetMoves(fleet, store), store, {
         ...options.tuning,
         signal: interrupts.signal,
         plan: work.outcome,

@@ -22,10 +22,20 @@ import {
   moveAsideScript,
   parseMovedAside,
 } from '../../dovecot/scripts/retire.js'
+import type {SshConnection} from '../../remote/ssh.js'
 import type {MoveRecord, Store} from '../../store/store.js'
 import {CopyProblem, type DoveadmFleet} from '../sync/fleet.js'
 
 export {FENCE_MARK} from '../../dovecot/scripts/retire.js'
+
+/**
+ * What retiring a copy asks of the run's fleet (a DoveadmFleet is one): doveadm calls, the home template,
+ * and a shell on the server the copy leaves.
+ */
+export interface RetireFleet extends Pick<DoveadmFleet, 'run' | 'runCommandLine'> {
+  readonly ctx: {readonly settings: {readonly home: string}}
+  ssh(server: string): Promise<Pick<SshConnection, 'exec'>>
+}
 
 /**
  * Moves the old copy of a caught-up move to `<mail root>/.mailring-trash/<day>/<user>.<move id>` on the
@@ -44,7 +54,7 @@ export {FENCE_MARK} from '../../dovecot/scripts/retire.js'
  * The fence stays until `rebalance cleanup` deletes the copy, or a move brings the user back (clearFence).
  */
 export async function retireOldCopy(
-  fleet: DoveadmFleet,
+  fleet: RetireFleet,
   move: MoveRecord & {from: string},
   options: {
     /** Syncs the copy in the trash with the copy that takes its place; returns that copy's server. */
@@ -107,7 +117,7 @@ export async function retireOldCopy(
 
 /** How many messages of the copy in `trashCopy` on the move's server are not on `partner` (by GUID). */
 async function missingFrom(
-  fleet: DoveadmFleet,
+  fleet: RetireFleet,
   move: MoveRecord & {from: string},
   trashCopy: string,
   partner: string,
