@@ -3,7 +3,7 @@
  * than one request (`service doveadm { service_count = 0 }`; Dovecot's default 1 forks one per doveadm HTTP
  * request and per dsync connection). For measuring only: syncs work here (all users share one mail uid and
  * auth-userdb is theirs), but a kick in a reused process dies, so rebalance moves fail; the operator's guide
- * says to keep the default (test/dovecot/doveadm-reuse.test.ts).
+ * says to keep the default (test/dovecot/doveadm-reuse.int.test.ts).
  */
 export const DOVEADM_REUSE =
   process.env.BENCH_DOVEADM_REUSE === '1' || process.env.BENCH_REPLICATOR_DOVEADM_REUSE === '1'

@@ -1,7 +1,7 @@
 /** What the benchmarks on real Dovecot servers measure besides wall time: CPU of mailring and of Dovecot. */
 import * as fs from 'node:fs'
 
-import type {RingCluster} from '../test/e2e/ring-cluster.js'
+import type {RingCluster} from '../test/support/ring-cluster.js'
 
 /**
  * CPU time (user + system) in ms of the Dovecot servers: each master, its live children (every Dovecot

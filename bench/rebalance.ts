@@ -1,6 +1,6 @@
 /**
  * Rebalance benchmark: `mailring rebalance` (the engine behind it: runRebalance over a DoveadmFleet) moving
- * small mailboxes onto an added server, on five real Dovecot 2.3 servers (test/e2e/ring-cluster.ts: each on
+ * small mailboxes onto an added server, on five real Dovecot 2.3 servers (test/support/ring-cluster.ts: each on
  * its own 127.0.0.N, configured by mailring's rendered SQL over a SQLite store, doveadm through its HTTP
  * API, an sshd on each address for retiring old copies), R = 2. The users start where the ring of the first
  * four puts them, each with one message on both copies; the fifth server is in the topology, so the plan
@@ -21,7 +21,7 @@ import * as os from 'node:os'
 
 import {loadDovecotContext, type DovecotContext} from '../src/engine/context.js'
 import {DoveadmFleet} from '../src/engine/sync/fleet.js'
-import {runRebalance, type RebalanceRunResult} from '../src/engine/rebalance/run.js'
+import {fleetMoves, runRebalance, type RebalanceRunResult} from '../src/engine/rebalance/run.js'
 import {syncUsers} from '../src/engine/sync/sync.js'
 import {verifyUsers} from '../src/engine/sync/verify.js'
 import {Placement} from '../src/core/placement.js'
@@ -29,7 +29,7 @@ import {PLACEMENT_ALGORITHM_VERSION} from '../src/core/topology.js'
 import {doveadmHttpCounters} from '../src/remote/doveadm-http.js'
 import type {SshConnection} from '../src/remote/ssh.js'
 import {SqliteStore} from '../src/store/sqlite.js'
-import {startRingCluster, type RingCluster} from '../test/e2e/ring-cluster.js'
+import {startRingCluster, type RingCluster} from '../test/support/ring-cluster.js'
 import {DOVEADM_REUSE_CONFIG, DOVEADM_REUSE_NOTE} from './doveadm-reuse.js'
 import {lmtpDeliver} from '../test/support/mailclients.js'
 import {startRelayProcess, type RelayProcess} from './latency-relay.js'
@@ -105,7 +105,12 @@ async function measure(
   const started = performance.now()
   let run: RebalanceRunResult
   try {
-    run = await runRebalance(fleet, store, {parallel, perServer: PARALLEL, maxMoves, retireAfterMs: 0})
+    run = await runRebalance(fleetMoves(fleet, store), store, {
+      parallel,
+      perServer: PARALLEL,
+      maxMoves,
+      retireAfterMs: 0,
+    })
   } finally {
     await fleet.close()
   }

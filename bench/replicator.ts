@@ -1,7 +1,7 @@
 /**
  * Replicator benchmark: replication lag under a sustained delivery rate, `mailring replicator run` (the
  * built CLI as a child process, as production runs it) with R = 3, and with R = 2, against Dovecot 2.3's own
- * replicator with R = 2, in the same run, on three real Dovecot 2.3 servers (test/e2e/ring-cluster.ts: each
+ * replicator with R = 2, in the same run, on three real Dovecot 2.3 servers (test/support/ring-cluster.ts: each
  * on its own 127.0.0.N, configured by mailring's rendered SQL over a SQLite store).
  *
  * - Phases 1 and 2, mailring: USERS users, R = 3, then (fresh servers) R = 2, primaries spread over the
@@ -34,7 +34,7 @@ import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
 
-import {startRingCluster, type RingCluster} from '../test/e2e/ring-cluster.js'
+import {startRingCluster, type RingCluster} from '../test/support/ring-cluster.js'
 import {REPLICATION_CONFIG} from '../test/support/dovecot.js'
 import {lmtpDeliver} from '../test/support/mailclients.js'
 import {freePort} from '../test/support/ports.js'
@@ -344,7 +344,7 @@ async function syncHistogram(port: number): Promise<{sum: number; count: number}
 
 /**
  * The built CLI (`node bin/run.js`), found from here whether the bench runs from bench/ (tsx) or from
- * dist/bench/ (`npm run bench`); test/e2e/cli.ts finds it from test/e2e/ only. A small environment, as there.
+ * dist/bench/ (`npm run bench`); test/support/cli.ts finds it from test/support/ only. A small environment, as there.
  */
 function cli(
   args: readonly string[],

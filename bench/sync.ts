@@ -1,6 +1,6 @@
 /**
  * Sync benchmark: `sync-domain` (the engine behind it: selectDomains + syncUsers over a DoveadmFleet) on three
- * real Dovecot 2.3 servers (test/e2e/ring-cluster.ts: each on its own 127.0.0.N, configured by mailring's
+ * real Dovecot 2.3 servers (test/support/ring-cluster.ts: each on its own 127.0.0.N, configured by mailring's
  * rendered SQL files over a SQLite store, doveadm through its HTTP API) holding 2,000 small mailboxes in one
  * domain, R = 3, with --parallel 8 against --parallel 1 in the same run; then `verify --all` on the same users.
  *
@@ -27,8 +27,8 @@ import * as http from 'node:http'
 import * as os from 'node:os'
 import * as path from 'node:path'
 
-import {contextFor} from '../test/dovecot/helpers.js'
-import {startRingCluster, type RingCluster} from '../test/e2e/ring-cluster.js'
+import {contextFor} from '../test/support/store-cluster.js'
+import {startRingCluster, type RingCluster} from '../test/support/ring-cluster.js'
 import {lmtpDeliver} from '../test/support/mailclients.js'
 import {httpRequestEntry, userLookupCommand} from '../src/dovecot/doveadm.js'
 import type {DovecotContext} from '../src/engine/context.js'

@@ -1,6 +1,8 @@
 import {BaseCommand} from './base-command.js'
 import {storeFlags} from './flags.js'
+import {loadDovecotContext, type DovecotContext} from '../engine/context.js'
 import {withClusterLock} from '../engine/lock.js'
+import {withFleet, type DoveadmFleet, type FleetOptions} from '../engine/sync/fleet.js'
 import {initStore, locateStore, openStore, type StoreLocation} from '../store/open.js'
 import type {ClusterLock, Store, UsersTableSpec} from '../store/store.js'
 import {locateConfigFile, readConfigFile} from '../config/config-file.js'
@@ -53,6 +55,24 @@ export abstract class StoreCommand extends BaseCommand {
   protected async store(flags: StoreFlagValues): Promise<Store> {
     if (!this.openedStore) this.openedStore = await openStore(this.storeLocation(flags))
     return this.openedStore
+  }
+
+  /** The context a job that reaches Dovecot runs with: the store, the config file's sections, the servers. */
+  protected async dovecotContext(flags: StoreFlagValues): Promise<DovecotContext> {
+    return loadDovecotContext({
+      store: await this.store(flags),
+      location: this.storeLocation(flags),
+      ...(flags.config === undefined ? {} : {config: flags.config}),
+    })
+  }
+
+  /** Runs `work` with a doveadm fleet over the store's servers, closed whatever happens. */
+  protected async withFleet<T>(
+    flags: StoreFlagValues,
+    options: FleetOptions,
+    work: (fleet: DoveadmFleet) => Promise<T>,
+  ): Promise<T> {
+    return withFleet(await this.dovecotContext(flags), options, work)
   }
 
   /**

@@ -1,8 +1,7 @@
 import * as Flags from '@oclif/core/flags'
 
 import {ExitCode} from '../core/errors.js'
-import {loadDovecotContext} from '../engine/context.js'
-import {DoveadmFleet} from '../engine/sync/fleet.js'
+import {withFleet} from '../engine/sync/fleet.js'
 import {syncUsers, type SyncSummary, type UserSyncResult} from '../engine/sync/sync.js'
 import type {Selection} from '../engine/sync/selection.js'
 import type {Store} from '../store/store.js'
@@ -57,16 +56,16 @@ export abstract class SyncCommand extends StoreCommand {
   ): Promise<SyncResult> {
     const store = await this.store(flags)
     const selection = await this.select(store, names)
-    const ctx = await loadDovecotContext({store, location: this.storeLocation(flags), config: flags.config})
+    const ctx = await this.dovecotContext(flags)
     const lines = flags['json-lines']
     for (const problem of selection.problems) {
       if (lines) this.log(JSON.stringify({type: 'problem', message: problem}))
       else this.warnUser(problem)
     }
-    const fleet = new DoveadmFleet(ctx, {
+    const fleetOptions = {
       ...(flags['per-server'] ? {perServer: flags['per-server']} : {}),
       acceptNew: flags['accept-new'],
-    })
+    }
     const progress = startProgress('Syncing', {
       json: this.jsonEnabled() || lines,
       total: selection.targets.length,
@@ -75,21 +74,22 @@ export abstract class SyncCommand extends StoreCommand {
     let finished = 0
     let run: Awaited<ReturnType<typeof syncUsers>>
     try {
-      run = await syncUsers(fleet, selection.targets, {
-        full: flags.full,
-        parallel: flags.parallel,
-        onUser: (r) => {
-          progress.update(++finished)
-          if (lines) this.log(JSON.stringify({type: 'user', ...r}))
-          else {
-            const line = userSyncLine(r)
-            if (line) process.stderr.write(`${line}\n`)
-          }
-        },
-      })
+      run = await withFleet(ctx, fleetOptions, (fleet) =>
+        syncUsers(fleet, selection.targets, {
+          full: flags.full,
+          parallel: flags.parallel,
+          onUser: (r) => {
+            progress.update(++finished)
+            if (lines) this.log(JSON.stringify({type: 'user', ...r}))
+            else {
+              const line = userSyncLine(r)
+              if (line) process.stderr.write(`${line}\n`)
+            }
+          },
+        }),
+      )
     } finally {
       progress.stop()
-      await fleet.close()
     }
     const {summary, results} = run
     if (lines) this.log(JSON.stringify({type: 'summary', ...summary, problems: selection.problems.length}))

@@ -9,28 +9,20 @@ import {formatBytes, parseByteRate} from '../core/bytes.js'
 import {parseDuration} from '../core/duration.js'
 import {ExitCode, MailringError} from '../core/errors.js'
 import type {PlanMove, PlanSummary} from '../core/plan.js'
-import type {Store} from '../store/store.js'
-import {loadDovecotContext} from '../engine/context.js'
-import {DoveadmFleet} from '../engine/sync/fleet.js'
+import {executeRebalance, loadPlan, narrowedMoves, rebalanceWork} from '../engine/rebalance/execute.js'
 import type {MoveOutcome} from '../engine/rebalance/move.js'
-import {
-  checkPlanTargetsStore,
-  computePlan,
-  hasPendingMoves,
-  verifyPlanFile,
-  writePlanFile,
-  type PlanOutcome,
-} from '../engine/rebalance/plan.js'
-import {
-  runRebalance,
-  type RebalanceEvent,
-  type RebalanceRunResult,
-  type RebalanceSummary,
-} from '../engine/rebalance/run.js'
+import {narrowingText} from '../engine/rebalance/narrowing.js'
+import {hasPendingMoves, writePlanFile} from '../engine/rebalance/plan.js'
+import type {RebalanceEvent, RebalanceSummary} from '../engine/rebalance/run.js'
 import {startProgress} from '../ui/progress.js'
 import {moveLine, rebalanceSummaryLines} from '../ui/rebalance.js'
-import {planServerRows, planServersTable, planSummaryLine, type PlanServerRow} from '../ui/plan.js'
-import {renderTable} from '../ui/table.js'
+import {
+  planMovesText,
+  planServerRows,
+  planServersTable,
+  planSummaryLine,
+  type PlanServerRow,
+} from '../ui/plan.js'
 
 export interface RebalanceResult {
   dryRun: true
@@ -79,39 +71,6 @@ function emptyRun(): Omit<RebalanceRunOutput, 'dryRun' | 'fingerprint'> {
     failures: [],
     emptied: [],
   }
-}
-
-/**
- * The moves --server and --user keep (a move is kept when it involves any named server or user), after
- * checking that each name exists; undefined when neither is given.
- */
-async function narrowing(
-  store: Store,
-  outcome: PlanOutcome,
-  flags: {server?: string[]; user?: string[]},
-): Promise<((move: PlanMove) => boolean) | undefined> {
-  const servers = new Set(flags.server ?? [])
-  const users = new Set(flags.user ?? [])
-  if (servers.size === 0 && users.size === 0) return undefined
-  const known = new Set(outcome.plan.servers)
-  for (const server of servers)
-    if (!known.has(server))
-      throw new MailringError(`--server ${server}: no such server (mailring node list shows them).`, {
-        code: 'unknown_server',
-      })
-  for (const user of users)
-    if (!(await store.getUser(user)))
-      throw new MailringError(`--user ${user}: no such user (mailring users list shows them).`, {
-        code: 'unknown_user',
-      })
-  return (move) =>
-    users.has(move.user) ||
-    (move.from !== null && servers.has(move.from)) ||
-    (move.to !== null && servers.has(move.to))
-}
-
-function narrowingText(flags: {server?: string[]; user?: string[]}): string {
-  return [...(flags.server ?? []), ...(flags.user ?? [])].join(', ')
 }
 
 function withoutEvent(event: RebalanceEvent): Record<string, unknown> {
@@ -203,33 +162,22 @@ Exit codes: --dry-run: 0 planned (with --detailed-exitcode: nothing to move), 2 
     const {flags} = await this.parse(Rebalance)
     if (!flags['dry-run']) return this.execute(flags)
     const store = await this.store(flags)
-    let outcome: PlanOutcome
-    if (flags.plan) outcome = await verifyPlanFile(store, flags.plan)
-    else outcome = await computePlan(store, flags.topology ? {target: loadTopologyFile(flags.topology)} : {})
+    const outcome = await loadPlan(store, {
+      ...(flags.plan ? {planFile: flags.plan} : {}),
+      ...(flags.topology ? {target: loadTopologyFile(flags.topology)} : {}),
+    })
     for (const warning of outcome.warnings) this.warnUser(warning.message)
     if (flags.out) await writePlanFile(flags.out, outcome)
 
     const {plan} = outcome
     const rows = planServerRows(plan, outcome.target)
-    const only = await narrowing(store, outcome, flags)
-    const selected = only ? [...plan.moves].filter(only) : undefined
-    const listed = selected ?? plan.moves
+    const selected = await narrowedMoves(store, outcome, narrowingOf(flags))
     this.log(planServersTable(rows))
     this.log('')
-    const shown = Math.min(flags.moves, listed.length)
-    if (shown > 0) {
-      const moves = Array.from({length: shown}, (_, i) => (selected ? selected[i]! : plan.moves.at(i)))
-      this.log(
-        renderTable(
-          ['USER', 'FROM', 'TO'],
-          moves.map((m) => [m.user, m.from ?? '(new copy)', m.to ?? '(delete)']),
-        ),
-      )
-      if (listed.length > shown) this.log(`... and ${listed.length - shown} more moves`)
-      this.log('')
-    }
+    const moves = planMovesText(selected ?? plan.moves, flags.moves)
+    if (moves !== '') this.log(`${moves}\n`)
     this.log(planSummaryLine(plan.summary))
-    if (selected) this.log(`${selected.length} of these moves involve ${narrowingText(flags)}.`)
+    if (selected) this.log(`${selected.length} of these moves involve ${narrowingText(narrowingOf(flags))}.`)
     if (flags.plan) this.log(`${flags.plan} is current (fingerprint ${plan.fingerprint}).`)
     if (flags.out) this.log(`Saved the plan to ${flags.out}.`)
     if (flags['detailed-exitcode'] && (selected ? selected.length > 0 : hasPendingMoves(plan.summary)))
@@ -261,74 +209,61 @@ Exit codes: --dry-run: 0 planned (with --detailed-exitcode: nothing to move), 2 
     const retireAfterMs = parseDuration(flags['retire-after'], '--retire-after')
     const bytesPerSecond = flags.bwlimit === undefined ? undefined : parseByteRate(flags.bwlimit, '--bwlimit')
     return this.locked(flags, 'rebalance', async (store, lock) => {
-      const outcome = flags.plan ? await verifyPlanFile(store, flags.plan) : await computePlan(store)
-      if (flags.plan) checkPlanTargetsStore(flags.plan, outcome)
-      const only = await narrowing(store, outcome, flags)
-      for (const warning of outcome.warnings) this.warnUser(warning.message)
-      const open = await store.openMoves()
-      const {summary} = outcome.plan
-      // Copies dropped (a lower copy count) are moves too: they run as the others do.
-      const toMove = only ? [...outcome.plan.moves].filter(only).length : summary.moves + summary.drops
-      if ((only ? toMove === 0 : !hasPendingMoves(summary)) && open.length === 0) {
+      const work = await rebalanceWork(store, {
+        ...(flags.plan ? {planFile: flags.plan} : {}),
+        ...narrowingOf(flags),
+      })
+      for (const warning of work.outcome.warnings) this.warnUser(warning.message)
+      const fingerprint = work.outcome.plan.fingerprint
+      if (work.nothing) {
         if (lines) this.log(JSON.stringify({type: 'summary', moved: 0}))
         else this.log('Nothing to move: every copy is where the ring puts it.')
-        return {dryRun: false, fingerprint: outcome.plan.fingerprint, ...emptyRun()}
+        return {dryRun: false, fingerprint, ...emptyRun()}
       }
-      const what = `Move ${toMove} copies${only ? ` (of ${narrowingText(flags)})` : ` of ${summary.usersAffected} users`}${open.length > 0 ? ` and finish ${open.length} moves of an earlier run` : ''}`
       if (!lines && !this.jsonEnabled()) {
-        this.log(planSummaryLine(summary))
-        if (open.length > 0)
-          this.log(`${open.length} journaled moves of an earlier run will be finished first.`)
+        this.log(planSummaryLine(work.outcome.plan.summary))
+        if (work.open.length > 0)
+          this.log(`${work.open.length} journaled moves of an earlier run will be finished first.`)
       }
-      await confirmOrRefuse(`${what}?`, {yes: flags.yes, what: 'rebalance'})
+      await confirmOrRefuse(`${work.what}?`, {yes: flags.yes, what: 'rebalance'})
 
-      const ctx = await loadDovecotContext({store, location: this.storeLocation(flags), config: flags.config})
-      const fleet = new DoveadmFleet(ctx, {acceptNew: flags['accept-new']})
-      const stop = new AbortController()
-      let interrupts = 0
-      const onSigint = () => {
-        interrupts++
-        if (interrupts > 1) {
-          process.stderr.write(
-            'Stopped at once: the journal keeps every move; `mailring rebalance` resumes them.\n',
-          )
-          process.exit(130)
-        }
-        stop.abort()
-        process.stderr.write(
-          'Stopping: no new move starts; the moves in flight finish (Ctrl-C again stops at once, resumable).\n',
-        )
-      }
-      process.on('SIGINT', onSigint)
-      process.on('SIGTERM', onSigint)
-      // A lost lock (its database connection broke, or `mailring unlock`) stops the run as Ctrl-C does: no
-      // move starts, the ones in flight end at their next write, and the run exits 3 with the lock's error.
-      let lockLost: Error | undefined
-      void lock.lost.then((error) => {
-        lockLost = error
-        stop.abort()
-      })
       const progress = startProgress('Moving', {
         json: this.jsonEnabled() || lines,
-        total: toMove + open.length,
+        total: work.toMove + work.open.length,
         unit: 'moves',
         eta: true,
         detail: true,
       })
       let finished = 0
       let bytes = 0
-      let run: RebalanceRunResult
+      let result: Awaited<ReturnType<typeof executeRebalance>>
       try {
-        await fleet.checkBeforeWork(new Set(ctx.servers.map((s) => s.name)))
-        run = await runRebalance(fleet, store, {
-          parallel: flags.parallel,
-          perServer: flags['per-server'],
-          ...(flags['max-moves'] === undefined ? {} : {maxMoves: flags['max-moves']}),
-          retireAfterMs,
-          ...(bytesPerSecond === undefined ? {} : {bytesPerSecond}),
-          signal: stop.signal,
-          plan: outcome,
-          ...(only ? {only} : {}),
+        result = await executeRebalance({
+          store,
+          lock,
+          location: this.storeLocation(flags),
+          ...(flags.config === undefined ? {} : {config: flags.config}),
+          acceptNew: flags['accept-new'],
+          work,
+          tuning: {
+            parallel: flags.parallel,
+            perServer: flags['per-server'],
+            ...(flags['max-moves'] === undefined ? {} : {maxMoves: flags['max-moves']}),
+            retireAfterMs,
+            ...(bytesPerSecond === undefined ? {} : {bytesPerSecond}),
+          },
+          interrupts: {
+            onStopping: (reason) => {
+              if (reason.kind === 'signal')
+                process.stderr.write(
+                  'Stopping: no new move starts; the moves in flight finish (Ctrl-C again stops at once, resumable).\n',
+                )
+            },
+            onExit: () =>
+              process.stderr.write(
+                'Stopped at once: the journal keeps every move; `mailring rebalance` resumes them.\n',
+              ),
+          },
           onEvent: (event) => {
             if (event.event === 'finish') {
               if (event.error === undefined) bytes += event.bytes
@@ -347,18 +282,13 @@ Exit codes: --dry-run: 0 planned (with --detailed-exitcode: nothing to move), 2 
               )
           },
         })
-      } catch (error) {
-        // What failed after the lock was lost (a read of a store that went away) is its consequence.
-        throw lockLost ?? error
       } finally {
         progress.stop()
-        process.off('SIGINT', onSigint)
-        process.off('SIGTERM', onSigint)
-        await fleet.close()
       }
+      const {run} = result
       if (lines) this.log(JSON.stringify({type: 'summary', ...run.summary, emptied: run.emptied}))
       else for (const line of rebalanceSummaryLines(run)) this.log(line)
-      if (lockLost) throw lockLost
+      if (result.lockLost) throw result.lockLost
       process.exitCode =
         run.summary.failed > 0
           ? ExitCode.error
@@ -367,7 +297,7 @@ Exit codes: --dry-run: 0 planned (with --detailed-exitcode: nothing to move), 2 
             : ExitCode.ok
       return {
         dryRun: false,
-        fingerprint: outcome.plan.fingerprint,
+        fingerprint,
         summary: run.summary,
         moves: run.moves,
         failures: run.failures,
@@ -375,4 +305,8 @@ Exit codes: --dry-run: 0 planned (with --detailed-exitcode: nothing to move), 2 
       }
     })
   }
+}
+
+function narrowingOf(flags: {server?: string[]; user?: string[]}): {servers?: string[]; users?: string[]} {
+  return {...(flags.server ? {servers: flags.server} : {}), ...(flags.user ? {users: flags.user} : {})}
 }

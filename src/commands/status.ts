@@ -1,7 +1,6 @@
 import * as Flags from '@oclif/core/flags'
 
 import {StoreCommand} from '../cli/store-command.js'
-import {loadDovecotContext} from '../engine/context.js'
 import {clusterStatus, type StatusResult} from '../engine/cluster/status.js'
 import {statusDoveadmWarnings, statusHeading, statusReport, statusWarnings} from '../ui/status.js'
 
@@ -33,9 +32,7 @@ Exit codes: 0 shown (with --doveadm, also when some servers are unreachable or r
   async run(): Promise<StatusResult> {
     const {flags} = await this.parse(Status)
     const store = await this.store(flags)
-    const doveadm = flags.doveadm
-      ? await loadDovecotContext({store, location: this.storeLocation(flags), config: flags.config})
-      : undefined
+    const doveadm = flags.doveadm ? await this.dovecotContext(flags) : undefined
     const outcome = await clusterStatus(store, {
       ...(doveadm ? {doveadm} : {}),
       onStore: (read) => {

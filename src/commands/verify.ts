@@ -2,8 +2,7 @@ import * as Flags from '@oclif/core/flags'
 
 import {StoreCommand} from '../cli/store-command.js'
 import {ExitCode, MailringError} from '../core/errors.js'
-import {loadDovecotContext} from '../engine/context.js'
-import {DoveadmFleet} from '../engine/sync/fleet.js'
+import type {DoveadmFleet} from '../engine/sync/fleet.js'
 import {syncUsers, type SyncSummary} from '../engine/sync/sync.js'
 import {selectFor} from '../engine/sync/selection.js'
 import {verifyUsers, type UserVerifyResult, type VerifySummary} from '../engine/sync/verify.js'
@@ -71,9 +70,7 @@ Exit codes (for monitoring): 0 all copies agree, 1 differences found (after --re
       ...(flags.sample === undefined ? {} : {sample: flags.sample}),
     })
     for (const problem of selection.problems) this.warnUser(problem)
-    const ctx = await loadDovecotContext({store, location: this.storeLocation(flags), config: flags.config})
-    const fleet = new DoveadmFleet(ctx, {acceptNew: flags['accept-new']})
-    try {
+    return this.withFleet(flags, {acceptNew: flags['accept-new']}, async (fleet) => {
       const checked = await this.verify(fleet, selection.targets, flags.parallel, 'Verifying')
       const result: VerifyResult = {
         summary: checked.summary,
@@ -95,9 +92,7 @@ Exit codes (for monitoring): 0 all copies agree, 1 differences found (after --re
       }
       process.exitCode = verifyExitCode(result)
       return result
-    } finally {
-      await fleet.close()
-    }
+    })
   }
 
   private async verify(

@@ -13,8 +13,6 @@ export const ExitCode = {
   store: 4,
 } as const
 
-export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode]
-
 /**
  * An error meant for the operator: one line that names the problem and, where there is one, the fix.
  * Commands print `message` as it is, never a stack trace.

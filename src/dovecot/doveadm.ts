@@ -8,6 +8,7 @@
  * from one description so that they cannot drift apart. Facts about real Dovecot are in
  * docs/dovecot-facts.md.
  */
+import {shellQuote} from './scripts/shell.js'
 
 /** A parameter of the HTTP API, by its name there. */
 export type DoveadmValue = string | number | boolean | string[]
@@ -211,6 +212,14 @@ export function doveadmArgv(command: DoveadmCommand): string[] {
     `${key}=${value}`,
   ])
   return [...overrides, '-f', 'tab', ...command.words, ...command.args]
+}
+
+/**
+ * A shell command line for the doveadm binary. `binary` is the configured command prefix, used as written
+ * (it may carry options, e.g. `doveadm -c /etc/dovecot/dovecot.conf`); every argument is quoted.
+ */
+export function doveadmCommandLine(binary: string, command: DoveadmCommand): string {
+  return [binary, ...doveadmArgv(command).map(shellQuote)].join(' ')
 }
 
 /** The HTTP API's form of one command in a batch. */

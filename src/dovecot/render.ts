@@ -334,7 +334,7 @@ function render24(input: RenderInput, q: Queries, header: string[]): string {
   const c = input.connection
   // No dovecot_config_version here: 2.4 takes it only as the first setting of dovecot.conf itself (an
   // `!include` before it does not count) and refuses to see it set again, even to the same value (seen on
-  // 2.4.1, test/dovecot/dovecot-sql24.test.ts).
+  // 2.4.1, test/dovecot/dovecot-sql24.int.test.ts).
   const lines = [
     ...header,
     '# Include it with `!include` in dovecot.conf, anywhere after dovecot_config_version (never set here).',

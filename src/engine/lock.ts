@@ -3,7 +3,7 @@ import {hostname} from 'node:os'
 import {formatDuration} from '../core/duration.js'
 import {ExitCode, MailringError} from '../core/errors.js'
 import type {ClusterLock, LockHolder, Store} from '../store/store.js'
-import {describeHolder, LockedError, lockedError, processAlive} from '../store/lock.js'
+import {describeHolder, LockedError, lockedError, processAlive} from '../store/aggregates/lock.js'
 
 export interface ClusterLockOptions {
   /** Wait up to this long (ms) for a lock another process holds, instead of failing at once (--wait). */

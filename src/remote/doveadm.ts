@@ -6,14 +6,14 @@
  */
 import {
   type DoveadmCommand,
-  doveadmArgv,
+  doveadmCommandLine,
   type DoveadmOutcome,
   outcomeOfExit,
   parseTabRows,
   type Row,
 } from '../dovecot/doveadm.js'
 import {firstLine} from '../core/errors.js'
-import {shellQuote, type SshConnection} from './ssh.js'
+import type {SshConnection} from './ssh.js'
 
 export interface DoveadmReply {
   outcome: DoveadmOutcome
@@ -35,32 +35,6 @@ export interface DoveadmTransport {
   /** Where the commands go, for messages (a server name or address). */
   readonly label: string
   run(command: DoveadmCommand, options?: DoveadmCallOptions): Promise<DoveadmReply>
-}
-
-/**
- * A shell command line for the doveadm binary. `binary` is the configured command prefix, used as written
- * (it may carry options, e.g. `doveadm -c /etc/dovecot/dovecot.conf`); every argument is quoted.
- */
-export function doveadmCommandLine(binary: string, command: DoveadmCommand): string {
-  return [binary, ...doveadmArgv(command).map(shellQuote)].join(' ')
-}
-
-/** The last line of a command-line doveadm run over SSH: its exit code, printed by the shell. */
-const EXIT_LINE = 'mailring-doveadm-exit '
-
-/**
- * The exit code the shell printed (EXIT_LINE) instead of the channel's: OpenSSH 9.2 now and then closes
- * the channel of a command that ended at once without sending its exit status (seen in CI: a sync over
- * SSH failed with doveadm's whole answer in hand). The line is taken out of the output.
- */
-export function withPrintedExit<T extends {exitCode: number | null; stdout: string}>(result: T): T {
-  const match = new RegExp(`(?:^|\n)${EXIT_LINE}(\\d+)\n?$`).exec(result.stdout)
-  if (!match) return result
-  return {
-    ...result,
-    exitCode: Number(match[1]),
-    stdout: result.stdout.slice(0, match.index + (match[0].startsWith('\n') ? 1 : 0)),
-  }
 }
 
 /** The reply of a finished command-line doveadm, from its exit code and output. */
@@ -91,10 +65,10 @@ export class SshDoveadm implements DoveadmTransport {
   }
 
   async run(command: DoveadmCommand, options: DoveadmCallOptions = {}): Promise<DoveadmReply> {
-    const result = await this.conn.exec(
-      `${doveadmCommandLine(this.binary, command)}; echo "${EXIT_LINE}$?"`,
-      {label: `doveadm ${command.words.join(' ')}`, timeoutMs: options.timeoutMs ?? 60_000},
-    )
-    return replyOfProcess(withPrintedExit(result))
+    const result = await this.conn.exec(doveadmCommandLine(this.binary, command), {
+      label: `doveadm ${command.words.join(' ')}`,
+      timeoutMs: options.timeoutMs ?? 60_000,
+    })
+    return replyOfProcess(result)
   }
 }

@@ -1,9 +1,15 @@
 /**
  * The one interface to mailring's state, whatever database holds it: the embedded SQLite store
  * (sqlite.ts) or the MySQL/MariaDB store (mysql.ts), which both pass the same contract suite
- * (test/store/contract.ts); what they compute alike lives in meta-rows.ts, topology-rows.ts and
- * user-rows.ts. Every method is async so that the networked store fits. Every change is one transaction:
- * a method either does all it says or nothing.
+ * (test/store/contract.ts). Every method is async so that the networked store fits. Every change is one
+ * transaction: a method either does all it says or nothing.
+ *
+ * Layout: each aggregate is one file in aggregates/ (meta and schema, servers, topology, users, moves,
+ * replication queue and server health, hosts, lock), with what does not depend on the SQL dialect first and
+ * then its two dialects side by side (`sqliteX` and `mysqlX`), so that a difference between them shows in
+ * one place. sqlite.ts and mysql.ts only open the database and run those in their transactions; beside them
+ * sit SQLite's read-only access (sqlite-read-only.ts), each dialect's error mapping (sqlite-errors.ts,
+ * mysql-errors.ts) and the operator's users table (mysql-users-table.ts).
  *
  * Server references leave the store as names; bulk data (placements) travels as compact chunks whose
  * copies are small integers indexing a server list, so that a million users never become a million objects.
@@ -159,7 +165,6 @@ export type MoveState =
   | 'retired'
   /** `rebalance cleanup` deleted the retired copy. */
   | 'cleaned'
-  | 'failed'
   | 'cancelled'
 
 /** Moves still to finish: a user has at most one of these at a time. */

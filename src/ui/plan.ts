@@ -1,4 +1,4 @@
-import {serverShares, type PlanSummary, type RebalancePlan} from '../core/plan.js'
+import {serverShares, type PlanMove, type PlanSummary, type RebalancePlan} from '../core/plan.js'
 import type {Topology} from '../core/topology.js'
 import {percent, renderTable} from './table.js'
 
@@ -65,4 +65,18 @@ export function planSummaryLine(summary: PlanSummary): string {
       ? 'No placement with the same copies per server moves fewer.'
       : `The copies per server alone need at least ${capacityLowerBound} moves (what the growing servers gain); this placement takes ${moves - capacityLowerBound} more.`
   return `${moves} copies to move for ${usersAffected} of ${users} users${share}${drops > 0 ? `, and ${deletes}` : ''}: ${fewest} (one per target server that holds no copy of its user yet).\n${sizes}`
+}
+
+/** The first `shown` moves as a table (USER, FROM, TO), and how many more there are; '' when none. */
+export function planMovesText(
+  moves: {readonly length: number; at(index: number): PlanMove | undefined},
+  shown: number,
+): string {
+  const listed = Array.from({length: Math.min(shown, moves.length)}, (_, i) => moves.at(i)!)
+  if (listed.length === 0) return ''
+  const table = renderTable(
+    ['USER', 'FROM', 'TO'],
+    listed.map((m) => [m.user, m.from ?? '(new copy)', m.to ?? '(delete)']),
+  )
+  return moves.length > shown ? `${table}\n... and ${moves.length - shown} more moves` : table
 }

@@ -9,7 +9,7 @@ import {
   seededGenerator,
   tupleKey,
 } from '../../src/core/combinatorics.js'
-import {checkedSimulate, checkedSyntheticTopology} from '../../src/commands/simulate.js'
+import {checkedSimulate, checkedSyntheticTopology} from '../../src/core/simulate/checked.js'
 import {MailringError} from '../../src/core/errors.js'
 import {Placement} from '../../src/core/placement.js'
 import {

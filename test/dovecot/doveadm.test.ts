@@ -1,7 +1,7 @@
 /**
  * The doveadm vocabulary: each command's command line and HTTP API form say the same thing, exit codes
  * mean what Dovecot documents, and the tab output parser reads what a real doveadm prints (the sample
- * strings below were printed by Debian 12's Dovecot 2.3.19; test/remote/doveadm.test.ts runs them live).
+ * strings below were printed by Debian 12's Dovecot 2.3.19; test/remote/doveadm.int.test.ts runs them live).
  */
 import {describe, expect, it} from 'vitest'
 

@@ -1,6 +1,6 @@
 /**
  * The notification snippet and the event parser, pure. The events below were posted by a real Dovecot
- * 2.3.19 (trimmed); test/dovecot/notify.test.ts runs the snippet on real 2.3 and 2.4 servers.
+ * 2.3.19 (trimmed); test/dovecot/notify.int.test.ts runs the snippet on real 2.3 and 2.4 servers.
  */
 import {describe, expect, it} from 'vitest'
 

@@ -19,7 +19,7 @@ import {
 import {unifiedDiff} from '../../src/dovecot/unified-diff.js'
 import {SqliteStore} from '../../src/store/sqlite.js'
 import {makeTempDir, removeDir} from '../support/proc.js'
-import {fillStore} from './helpers.js'
+import {fillStore} from '../support/store-cluster.js'
 
 const MYSQL: RenderInput = {
   server: 'mx01',

@@ -31,7 +31,8 @@ import {
   type DovecotHost,
 } from '../support/dovecot.js'
 import {makeTempDir, removeDir, sleep} from '../support/proc.js'
-import {commonDoveadmPort, fillStore} from './helpers.js'
+import {commonFreePort} from '../support/ports.js'
+import {fillStore} from '../support/store-cluster.js'
 
 const PASSWORD = 'pw-secret'
 /** R = 2, every copy on A and B: A's replicator always has a reachable peer. */
@@ -66,7 +67,7 @@ export function describeReplication(
     fs.chmodSync(dir, 0o755)
     const ra = await reserveDovecotAddress()
     const rb = await reserveDovecotAddress()
-    const port = await commonDoveadmPort(ra, rb)
+    const port = await commonFreePort([ra.ip, rb.ip])
     ra.doveadmPort = port
     rb.doveadmPort = port
 

@@ -1,6 +1,6 @@
 /**
  * The behaviour every store must have, written against the Store interface only: the SQLite store
- * (sqlite.test.ts) and the MySQL/MariaDB store (mysql.test.ts, on a real MariaDB) both run it unchanged.
+ * (sqlite.test.ts) and the MySQL/MariaDB store (mysql.int.test.ts, on a real MariaDB) both run it unchanged.
  */
 import {hostname} from 'node:os'
 
@@ -864,6 +864,23 @@ export function storeContract(name: string, makeStore: () => Promise<ContractTar
           retrying: 1,
         })
         expect((await store.replicationStats(T + 1_500)).byPriority[0]).toMatchObject({waiting: 3, due: 1})
+      })
+
+      it('treats an empty enqueue or renewal as nothing to write, even for a holder whose lock was broken', async () => {
+        const other = await target.open()
+        others.push(other)
+        const lock = await store.acquireLock('replicator run')
+        expect(await other.breakLock(lock.holder)).toBe(true)
+        expect(await store.enqueueReplication([], timing(T))).toEqual({queued: 0, unknownUsers: 0})
+        expect(await store.renewReplication('r1', [], T + 60_000)).toEqual([])
+        // A call that writes something is refused: the broken holder writes nothing more.
+        await expectMailringError(
+          store.enqueueReplication([{user: 'a@example.com', priority: 'mail'}], timing(T)),
+          ExitCode.locked,
+          /^Lost the cluster lock/,
+        )
+        expect((await other.replicationStats(T + 5_000)).byPriority.every((p) => p.waiting === 0)).toBe(true)
+        await lock.release()
       })
 
       it('keeps named markers', async () => {

@@ -475,7 +475,7 @@ export const DOVECOT24_CONFIG_VERSION = '2.4.1'
  * replicated mail there. Before the first sync that carries mail the replica has no INBOX; opening it
  * creates one while dsync creates it too, dsync exits 2 ("changes during sync", not logged when run by
  * the replicator), and the replicator marks the user failed and retries only after 5 minutes (1 run of 4).
- * Watch the replica's maildir on disk instead (test/dovecot/replication.test.ts).
+ * Watch the replica's maildir on disk instead (test/dovecot/replication.int.test.ts).
  */
 export const REPLICATION_CONFIG = `mail_plugins = $mail_plugins notify replication
 service replicator {

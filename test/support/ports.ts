@@ -45,6 +45,19 @@ export async function freePorts(count: number, host = '127.0.0.1'): Promise<numb
   }
 }
 
+/**
+ * A port free on every one of `hosts` right now: servers of one cluster share their doveadm ports (a sync
+ * names only the peer's address), so a test cluster on several loopback addresses needs one port for all.
+ */
+export async function commonFreePort(hosts: readonly string[]): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = await freePort(hosts[0])
+    const taken = await Promise.all(hosts.slice(1).map((host) => canConnect(port, host, 200)))
+    if (!taken.some(Boolean)) return port
+  }
+  throw new Error(`no port free on every one of ${hosts.join(', ')}`)
+}
+
 /** One connection attempt: true if `host:port` accepted within `timeoutMs`. */
 export function canConnect(port: number, host = '127.0.0.1', timeoutMs = 1000): Promise<boolean> {
   return new Promise((resolve) => {

@@ -9,6 +9,8 @@ import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
 
+import {refuseInUnitTier} from './tier.js'
+
 export interface CommandResult {
   stdout: string
   stderr: string
@@ -232,6 +234,7 @@ export interface DaemonOptions {
  * process it forks), with output to a log file. The process does not keep the test process alive.
  */
 export function startDaemon(command: string, args: readonly string[], options: DaemonOptions): Daemon {
+  refuseInUnitTier(`starting ${path.basename(command)}`)
   const fd = fs.openSync(options.logPath, 'a')
   const child = spawn(command, args, {
     cwd: options.cwd,

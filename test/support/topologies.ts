@@ -15,6 +15,11 @@ export function makeServers(
   }))
 }
 
+/** One active server of weight 1 at NAME.example.net, with `extra` changes. */
+export function makeServer(name: string, extra: Partial<Server> = {}): Server {
+  return {name, address: `${name}.example.net`, weight: 1, state: 'active', ...extra}
+}
+
 export function makeTopology(servers: Server[], copies = 2, domains: Topology['domains'] = []): Topology {
   return {algorithm: 1, copies, servers, domains}
 }

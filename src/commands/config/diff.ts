@@ -3,8 +3,7 @@ import * as Flags from '@oclif/core/flags'
 import {remoteFlags} from '../../cli/remote-flags.js'
 import {StoreCommand} from '../../cli/store-command.js'
 import type {DovecotRole, DovecotVersion} from '../../dovecot/render.js'
-import {loadDovecotContext} from '../../engine/context.js'
-import {diffConfig, type ServerDiffResult} from '../../engine/dovecot-config/push.js'
+import {diffConfig, type ServerDiffResult} from '../../engine/dovecot-config/diff.js'
 
 export interface ConfigDiffResult {
   servers: ServerDiffResult[]
@@ -33,8 +32,7 @@ Exit codes: 0 no server differs (or without --detailed-exitcode: shown), 2 with 
 
   async run(): Promise<ConfigDiffResult> {
     const {flags} = await this.parse(ConfigDiff)
-    const store = await this.store(flags)
-    const ctx = await loadDovecotContext({store, location: this.storeLocation(flags), config: flags.config})
+    const ctx = await this.dovecotContext(flags)
     const servers = await diffConfig(ctx, {
       ...(flags.server ? {servers: flags.server} : {}),
       ...(flags.dovecot ? {version: flags.dovecot as DovecotVersion} : {}),

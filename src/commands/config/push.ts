@@ -3,8 +3,8 @@ import * as Flags from '@oclif/core/flags'
 import {remoteFlags} from '../../cli/remote-flags.js'
 import {StoreCommand} from '../../cli/store-command.js'
 import type {DovecotRole, DovecotVersion} from '../../dovecot/render.js'
-import {loadDovecotContext} from '../../engine/context.js'
-import {pushConfig, type ServerPushResult} from '../../engine/dovecot-config/push.js'
+import {pushConfig} from '../../engine/dovecot-config/push.js'
+import type {ServerPushResult} from '../../engine/dovecot-config/targets.js'
 import {renderTable} from '../../ui/table.js'
 
 export interface ConfigPushResult {
@@ -41,8 +41,7 @@ Exit codes: 0 every server updated or unchanged, 1 a server failed or was rolled
 
   async run(): Promise<ConfigPushResult> {
     const {flags} = await this.parse(ConfigPush)
-    const store = await this.store(flags)
-    const ctx = await loadDovecotContext({store, location: this.storeLocation(flags), config: flags.config})
+    const ctx = await this.dovecotContext(flags)
     const servers = await pushConfig(ctx, {
       ...(flags.server ? {servers: flags.server} : {}),
       ...(flags.dovecot ? {version: flags.dovecot as DovecotVersion} : {}),

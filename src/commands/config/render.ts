@@ -5,7 +5,6 @@ import {dovecotVersionFlag, roleFlag} from '../../cli/remote-flags.js'
 import type {DovecotVersion} from '../../dovecot/render.js'
 import {findHost, renderedText, renderFor, renderForHost} from '../../engine/dovecot-config/render.js'
 import {renderNotifyFor} from '../../engine/replicator/notify-config.js'
-import {loadDovecotContext} from '../../engine/context.js'
 
 export interface ConfigRenderResult {
   server: string
@@ -65,7 +64,7 @@ Exit codes: 0 printed, 1 unknown server or invalid configuration, 4 store error.
   async run(): Promise<ConfigRenderResult> {
     const {flags} = await this.parse(ConfigRender)
     const store = await this.store(flags)
-    const ctx = await loadDovecotContext({store, location: this.storeLocation(flags), config: flags.config})
+    const ctx = await this.dovecotContext(flags)
     const role = flags.notify ? 'notify' : flags.proxy || flags.role === 'proxy' ? 'proxy' : 'backend'
     const version = flags.dovecot ? {version: flags.dovecot as DovecotVersion} : {}
     const r =

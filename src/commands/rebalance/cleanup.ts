@@ -5,8 +5,6 @@ import {lockFlags} from '../../cli/flags.js'
 import {StoreCommand} from '../../cli/store-command.js'
 import {parseDuration} from '../../core/duration.js'
 import {ExitCode} from '../../core/errors.js'
-import {loadDovecotContext} from '../../engine/context.js'
-import {DoveadmFleet} from '../../engine/sync/fleet.js'
 import {cleanupRetired, retiredCopies, type CleanupOutcome} from '../../engine/rebalance/retire.js'
 
 export interface RebalanceCleanupResult {
@@ -61,21 +59,16 @@ Exit codes: 0 deleted (or nothing to delete), 1 bad input, not confirmed, or som
           `Delete ${waiting.length} retired copies (moved to the trash before ${before.toISOString()}) for good?`,
           {yes: flags.yes, what: 'rebalance cleanup'},
         )
-      const ctx = await loadDovecotContext({store, location: this.storeLocation(flags), config: flags.config})
-      const fleet = new DoveadmFleet(ctx, {acceptNew: flags['accept-new']})
-      let copies: CleanupOutcome[]
-      try {
-        copies = await cleanupRetired(fleet, store, waiting, {
+      const copies = await this.withFleet(flags, {acceptNew: flags['accept-new']}, (fleet) =>
+        cleanupRetired(fleet, store, waiting, {
           dryRun,
           onOutcome: (o) => {
             if (o.error !== undefined)
               process.stderr.write(`${o.server}: ${o.trash}: not deleted: ${o.error}\n`)
             else if (dryRun) this.log(`${o.server}: ${o.trash}`)
           },
-        })
-      } finally {
-        await fleet.close()
-      }
+        }),
+      )
       const deleted = copies.filter((c) => c.deleted).length
       const failed = copies.length - deleted
       this.log(

@@ -2,6 +2,7 @@ import * as Flags from '@oclif/core/flags'
 
 import {StoreCommand} from '../../cli/store-command.js'
 import {MailringError} from '../../core/errors.js'
+import {watchInterrupts} from '../../engine/interrupts.js'
 import {startReplicator} from '../../engine/replicator/run.js'
 import {parseListen} from '../../engine/replicator/settings.js'
 
@@ -70,18 +71,16 @@ Exit codes: 0 stopped by a signal, 1 bad settings or the address is taken, 4 sto
       acceptNew: flags['accept-new'],
       log: logLine,
     })
-    const signal = await new Promise<string>((resolve) => {
-      const stopOn = (name: NodeJS.Signals) =>
-        process.once(name, () => {
-          // A second signal: out at once (the queue is in the store; leases expire).
-          process.once(name, () => process.exit(130))
-          resolve(name)
-        })
-      stopOn('SIGTERM')
-      stopOn('SIGINT')
-    })
+    // A second signal: out at once (the queue is in the store; leases expire).
+    const interrupts = watchInterrupts()
+    const reason = await interrupts.stopped
+    const signal = reason.kind === 'signal' ? reason.signal : 'lock lost'
     logLine(`${signal}: finishing the syncs in flight`)
-    await running.stop()
+    try {
+      await running.stop()
+    } finally {
+      interrupts.dispose()
+    }
     logLine(`stopped: ${running.counts.synced} synced, ${running.counts.failed} failed since start`)
     return {url: running.url, stoppedBy: signal, ...running.counts}
   }

@@ -157,10 +157,6 @@ export async function setDomainCopies(
   return topology.domains.find((p) => p.domain === domain)
 }
 
-export async function setDefaultCopies(store: Store, copies: number): Promise<Topology> {
-  return changeTopology(store, (current) => ({...current, copies}))
-}
-
 /** Users placed by `placement` as a store batch: current = target, since a new user has no mail yet. */
 export function placedBatch(placement: Placement, users: string[]): UserBatch {
   const copyStart = new Int32Array(users.length + 1)

@@ -1,7 +1,8 @@
 /**
  * Installing each server's Dovecot SQL configuration over SSH, the way a careful operator would
- * (`mailring config push` and `config diff`). Per server, over ONE SSH connection, and for steps 1 to 4
- * in ONE remote shell command (pushScript) that prints the file and is then sent the new one on its stdin:
+ * (`mailring config push`; `config diff` reads the same files, diff.ts). Per server, over ONE SSH
+ * connection, and for steps 1 to 4 in ONE remote shell command (pushScript) that prints the file and is
+ * then sent the new one on its stdin:
  *
  *   1. read the installed file; unchanged: nothing is written and Dovecot is not reloaded;
  *   2. keep the installed file as FILE.mailring-backup (same owner and mode: `cp -p` of the file read);
@@ -19,169 +20,47 @@
  * continueOnError. Every server gets one result; a problem with one server never stops the others'
  * reporting.
  */
-import {randomBytes} from 'node:crypto'
-import {posix} from 'node:path'
 
 import {errorText, firstLine, MailringError} from '../../core/errors.js'
-import type {DovecotRole, DovecotVersion} from '../../dovecot/render.js'
-import {maskSecrets} from '../../dovecot/render.js'
 import {unifiedDiff} from '../../dovecot/unified-diff.js'
-import {runPerServer, type ServerResult} from '../../remote/pool.js'
+import {authLookupCommand, reloadCommand} from '../../dovecot/doveadm.js'
+import {replyOfProcess, SshDoveadm} from '../../remote/doveadm.js'
 import {
-  authLookupCommand,
-  authLookupFields,
-  reloadCommand,
-  userFieldsOf,
-  userLookupCommand,
-  type DoveadmCommand,
-} from '../../dovecot/doveadm.js'
-import {type DoveadmReply, doveadmCommandLine, replyOfProcess, SshDoveadm} from '../../remote/doveadm.js'
-import {type ExecResult, shellQuote, SshConnection, SshRunCache} from '../../remote/ssh.js'
+  BACKUP_SUFFIX,
+  EXIT_BACKUP,
+  EXIT_CHOWN,
+  EXIT_DOVECONF,
+  EXIT_LOOKUP,
+  EXIT_RELOAD,
+  EXIT_RENAME,
+  EXIT_WRITE,
+  pushScript,
+  restoreScript,
+} from '../../dovecot/scripts/config-push.js'
+import {shellQuote} from '../../dovecot/scripts/shell.js'
+import {type ExecResult, SshConnection, SshRunCache} from '../../remote/ssh.js'
+import {sampleUsers, type SampleUser, type ServerRendering} from './render.js'
+import {connectOptions, type DovecotContext} from '../context.js'
 import {
-  findHost,
-  findServer,
-  renderFor,
-  renderForHost,
-  sampleUsers,
-  type SampleUser,
-  type ServerRendering,
-} from './render.js'
-import {connectOptions, type DovecotContext, type SshUse} from '../context.js'
-
-export type PushStatus = 'updated' | 'unchanged' | 'would-update' | 'failed' | 'rolled-back' | 'skipped'
-
-export interface ServerPushResult {
-  server: string
-  address: string
-  path: string
-  status: PushStatus
-  /** One line: what happened, or what went wrong and what was done about it. */
-  message: string
-  /** The change (secrets masked): with dryRun, and for updated servers. */
-  diff?: string
-  /** The user looked up through the new configuration. */
-  checkedUser?: string
-  ms: number
-}
-
-export interface RemoteOptions extends SshUse {
-  /** Server names (role proxy: proxy host names); default every server (proxy host) in the store. */
-  servers?: string[]
-  version?: DovecotVersion
-  /** backend (default): the mail servers, each its own file; proxy: the proxy hosts, the proxy passdb. */
-  role?: DovecotRole
-  parallel?: number
-  continueOnError?: boolean
-  /** Show secrets in diffs (default: masked). */
-  showSecrets?: boolean
-  onResult?: (result: ServerPushResult) => void
-}
+  failed,
+  masked,
+  runOnTargets,
+  type RemoteOptions,
+  type PushStatus,
+  type ServerPushResult,
+} from './targets.js'
+import {parseInstalled, readFailed, readMarker, tempPath, type InstalledFile} from './installed.js'
+import {
+  LOOKUP_SETTLE_MS,
+  lookupExitCode,
+  proxySampleUser,
+  verifyLookup,
+  verifyProxyLookup,
+  type ProxySample,
+} from './lookup-check.js'
 
 export interface PushOptions extends RemoteOptions {
   dryRun?: boolean
-}
-
-export const BACKUP_SUFFIX = '.mailring-backup'
-/** How long `doveadm user` may keep failing after a reload before the new file counts as broken. */
-const LOOKUP_DEADLINE_MS = 5_000
-const LOOKUP_SETTLE_MS = 300
-
-interface Target {
-  name: string
-  rendering?: ServerRendering
-  /** Why this server cannot be worked on at all (unknown, no address, render error). */
-  problem?: string
-}
-
-/**
- * What to work on: with role backend, the named servers (default every server in the store), each with its
- * own file; with role proxy, the named proxy and director hosts (default every one in the store), each with
- * the proxy passdb in its Dovecot version.
- */
-async function targets(ctx: DovecotContext, options: RemoteOptions): Promise<Target[]> {
-  const named = options.servers && options.servers.length > 0 ? options.servers : undefined
-  const version = options.version ? {version: options.version} : {}
-  if (options.role === 'proxy') {
-    const hosts = await ctx.store.listHosts()
-    const names = named ?? hosts.map((h) => h.name).sort()
-    return [...new Set(names)].map((name) => {
-      try {
-        return {name, rendering: renderForHost(ctx, findHost(hosts, name), version)}
-      } catch (error) {
-        return {name, problem: errorText(error)}
-      }
-    })
-  }
-  const names = named ?? ctx.servers.map((s) => s.name)
-  return [...new Set(names)].map((name) => {
-    try {
-      const server = findServer(ctx, name)
-      if (server.address === '')
-        return {
-          name,
-          problem: `server ${name} has no address: set one with \`mailring node set ${name} --address HOST\``,
-        }
-      return {
-        name,
-        rendering: renderFor(ctx, name, {...version, ...(options.role ? {role: options.role} : {})}),
-      }
-    } catch (error) {
-      return {name, problem: errorText(error)}
-    }
-  })
-}
-
-function masked(ctx: DovecotContext, rendering: ServerRendering, text: string, show: boolean): string {
-  return show ? text : maskSecrets(text, rendering.rendered.secrets)
-}
-
-async function runOnTargets(
-  ctx: DovecotContext,
-  options: RemoteOptions,
-  work: (target: Target & {rendering: ServerRendering}, started: number) => Promise<ServerPushResult>,
-): Promise<ServerPushResult[]> {
-  const list = await targets(ctx, options)
-  const results = await runPerServer(
-    list,
-    async (target) => {
-      const started = Date.now()
-      if (target.problem !== undefined || !target.rendering)
-        throw new MailringError(target.problem ?? 'cannot render')
-      return work(target as Target & {rendering: ServerRendering}, started)
-    },
-    {
-      parallel: options.parallel ?? 1,
-      continueOnError: options.continueOnError ?? false,
-      onResult: (r) => options.onResult?.(toResult(r)),
-    },
-  )
-  return results.map(toResult)
-
-  function toResult(r: ServerResult<Target, ServerPushResult>): ServerPushResult {
-    const base = {
-      server: r.server.name,
-      address: r.server.rendering?.address ?? '',
-      path: r.server.rendering?.path ?? '',
-      ms: 0,
-    }
-    if (r.status === 'ok') return r.value
-    if (r.status === 'skipped')
-      return {
-        ...base,
-        status: 'skipped',
-        message: 'not started: an earlier server failed (see --continue-on-error)',
-      }
-    const error = r.error as Error & {pushResult?: ServerPushResult}
-    if (error.pushResult) return error.pushResult
-    return {...base, status: 'failed', message: firstLine(errorText(error))}
-  }
-}
-
-/** A failure that carries its result (rolled back, or failed after connecting). */
-function failed(result: ServerPushResult): Error {
-  const error = new Error(result.message) as Error & {pushResult: ServerPushResult}
-  error.pushResult = result
-  return error
 }
 
 export async function pushConfig(
@@ -402,353 +281,4 @@ async function pushOne(
     })
   }
   return result('updated', 'updated and reloaded', {diff})
-}
-
-function lastLine(text: string): string {
-  return text.trim().split('\n').pop()?.trim() ?? ''
-}
-
-/** The installed file as pushScript printed it: content, and owner and mode (of the file a symlink names). */
-interface InstalledFile {
-  data: Buffer
-  mode: number
-  uid: number
-  gid: number
-}
-
-/** A new name in the folder of `path`, for a temporary file. */
-function tempPath(path: string): string {
-  return posix.join(
-    posix.dirname(path),
-    `.${posix.basename(path)}.mailring-${randomBytes(6).toString('hex')}.tmp`,
-  )
-}
-
-/** The line that ends the installed file in pushScript's output: unlikely in a file, and new each push. */
-function readMarker(temp: string): string {
-  return `mailring-read-end${/-([0-9a-f]+)\.tmp$/.exec(temp)?.[1] ?? ''}`
-}
-
-/**
- * The installed file from pushScript's output so far: 'incomplete' until its end line came, undefined when
- * there is none. The output is `CONTENT \n MARKER MODE(hex) UID GID \n` or `\n MARKER missing \n`.
- */
-function parseInstalled(stdout: Buffer, marker: string): InstalledFile | undefined | 'incomplete' {
-  if (stdout.length === 0 || stdout[stdout.length - 1] !== 0x0a) return 'incomplete'
-  const at = stdout.lastIndexOf(`\n${marker} `)
-  if (at < 0) return 'incomplete'
-  const fields = stdout
-    .subarray(at + marker.length + 2, stdout.length - 1)
-    .toString('utf8')
-    .split(' ')
-  if (fields[0] === 'missing') return undefined
-  const [rawMode, uid, gid] = fields.map((f, i) => (i === 0 ? parseInt(f, 16) : Number(f)))
-  if (fields.length !== 3 || !Number.isInteger(rawMode) || !Number.isInteger(uid) || !Number.isInteger(gid))
-    throw new MailringError(`Unexpected stat output from the server: ${fields.join(' ')}`, {
-      code: 'push_read',
-    })
-  return {data: stdout.subarray(0, at), mode: rawMode! & 0o7777, uid: uid!, gid: gid!}
-}
-
-/** Exit codes of pushScript's steps (the lookup's own exit code is printed, see lookupExitCode). */
-const EXIT_READ = 78
-const EXIT_CHOWN = 81
-const EXIT_RENAME = 82
-const EXIT_DOVECONF = 83
-const EXIT_RELOAD = 84
-const EXIT_LOOKUP = 85
-const EXIT_WRITE = 86
-const EXIT_BACKUP = 87
-const LOOKUP_EXIT_MARKER = 'mailring-lookup-exit='
-
-/**
- * ONE POSIX shell command for a server's whole push, in two halves around one answer from mailring:
- *
- *   1. read: the installed file (`path`, following a symlink) through one open descriptor: its content,
- *      then a line `MARKER MODE UID GID` (raw mode in hex, from `stat` of that descriptor), or only
- *      `MARKER missing`; a file that cannot be read exits EXIT_READ (its error on stderr);
- *   2. wait for one line on stdin: anything but `install BYTES` (or the end of stdin) ends the command
- *      there, having changed nothing;
- *   3. install (with `install BYTES`): the rest of stdin, exactly BYTES, goes to the new temporary file
- *      `temp` (created, never reused, mode 0600 until it is complete; EXIT_WRITE); the file read in 1
- *      (the same descriptor: what mailring saw) is copied to `backupTemp` with its owner, mode and times
- *      (`cp -p`; EXIT_BACKUP); the temporary file gets the configured owner (by name, resolved on the
- *      server) and mode (EXIT_CHOWN); both are fsynced (`sync FILE...`, else a full `sync`) before the
- *      backup is renamed to PATH.mailring-backup (EXIT_BACKUP) and the new file over `path` (refused if
- *      `path` is a directory; EXIT_RENAME); then `doveconf -n` (EXIT_DOVECONF), `doveadm reload`
- *      (EXIT_RELOAD), and optionally, after the settle time, the lookup of the sample user (EXIT_LOOKUP,
- *      its exit code printed after LOOKUP_EXIT_MARKER on stdout). A step that fails prints its output to
- *      stderr; until the rename the installed file is untouched and no temporary file stays.
- */
-export function pushScript(o: {
-  path: string
-  marker: string
-  temp: string
-  backupTemp: string
-  owner: string
-  mode: number
-  doveconf: string
-  doveadm: string
-  lookupUser?: string
-  /** The lookup to run (default `doveadm user lookupUser`; a proxy: `doveadm auth lookup`). */
-  lookupCommand?: DoveadmCommand
-  settleMs?: number
-}): string {
-  const lines = [
-    `t=${shellQuote(o.temp)}; bt=${shellQuote(o.backupTemp)}`,
-    ...readLines(o.path, o.marker),
-    `IFS= read -r go || exit 0`,
-    `case $go in 'install '*) n=\${go#install } ;; *) exit 0 ;; esac`,
-    `fail() { rm -f "$t" "$bt"; printf '%s\\n' "$out" >&2; exit "$1"; }`,
-    `trap 'rm -f "$t" "$bt"; exit 1' HUP INT TERM PIPE`,
-    ...tempFileLines(o.owner, o.mode),
-    `if [ -n "$had" ] && ! out=$(cp -p /dev/fd/3 "$bt" 2>&1); then fail ${EXIT_BACKUP}; fi`,
-    `if [ -n "$had" ]; then sync -- "$t" "$bt" 2>/dev/null || sync; else sync -- "$t" 2>/dev/null || sync; fi`,
-    `if [ -n "$had" ] && ! out=$(mv -f "$bt" ${shellQuote(o.path + BACKUP_SUFFIX)} 2>&1); then fail ${EXIT_BACKUP}; fi`,
-    `if [ -d "$f" ]; then out=${shellQuote(`${o.path} is a directory`)}; fail ${EXIT_RENAME}; fi`,
-    `if ! out=$(mv -f "$t" "$f" 2>&1); then fail ${EXIT_RENAME}; fi`,
-    `exec 3<&-`,
-    `if ! out=$(${o.doveconf} -n 2>&1 >/dev/null); then fail ${EXIT_DOVECONF}; fi`,
-    `if ! out=$(${doveadmCommandLine(o.doveadm, reloadCommand())} 2>&1); then fail ${EXIT_RELOAD}; fi`,
-  ]
-  if (o.lookupUser !== undefined) {
-    const settle = ((o.settleMs ?? 0) / 1000).toFixed(3)
-    lines.push(
-      `sleep ${settle}`,
-      doveadmCommandLine(o.doveadm, o.lookupCommand ?? userLookupCommand(o.lookupUser)),
-      `rc=$?`,
-      `if [ $rc -ne 0 ]; then echo "${LOOKUP_EXIT_MARKER}$rc"; exit ${EXIT_LOOKUP}; fi`,
-    )
-  }
-  lines.push('exit 0')
-  return lines.join('\n')
-}
-
-/**
- * Shell lines that print the file at `path` (following a symlink) through one open descriptor, 3, kept
- * open: its content, then `\nMARKER MODE UID GID\n` (raw mode in hex, `stat` of the descriptor), or only
- * `\nMARKER missing\n`; "$f" is the path and "$had" is set when there was a file. A file that cannot be
- * read exits EXIT_READ, its error on stderr.
- */
-function readLines(path: string, marker: string): string[] {
-  return [
-    `f=${shellQuote(path)}; had=`,
-    `if [ -d "$f" ]; then echo ${shellQuote(`${path} is a directory`)} >&2; exit ${EXIT_READ}; fi`,
-    `if [ -e "$f" ]; then`,
-    `  command exec 3<"$f" || exit ${EXIT_READ}`,
-    `  s=$(stat -L -c '%f %u %g' /dev/fd/3) || exit ${EXIT_READ}`,
-    `  cat <&3 || exit ${EXIT_READ}`,
-    `  had=1; printf '\\n%s %s\\n' ${shellQuote(marker)} "$s"`,
-    `else`,
-    `  printf '\\n%s missing\\n' ${shellQuote(marker)}`,
-    `fi`,
-  ]
-}
-
-/**
- * The installed file at `path` and its owner and mode (undefined: there is none), read by one command
- * (readLines) as a push reads it; for `config diff`.
- */
-async function readInstalled(conn: SshConnection, path: string): Promise<InstalledFile | undefined> {
-  const marker = readMarker(tempPath(path))
-  const read = await conn.exec(readLines(path, marker).join('\n'), {label: 'read', timeoutMs: 60_000})
-  const out = Buffer.from(read.stdout, 'utf8')
-  const installed = read.exitCode === 0 ? parseInstalled(out, marker) : 'incomplete'
-  if (installed === 'incomplete') return readFailed(conn, path, read, 'read')
-  return installed
-}
-
-/**
- * The error of a command that ended before it printed the file (readLines): it could not read it
- * (EXIT_READ), or it did not run at all (e.g. a login without a shell, nologin): then SFTP names the file's
- * problem, if it has one.
- */
-async function readFailed(conn: SshConnection, path: string, run: ExecResult, what: string): Promise<never> {
-  const who = `${conn.target.user}@${conn.label}`
-  const last = lastLine(run.stderr || run.stdout)
-  if (run.exitCode === EXIT_READ && /permission denied/i.test(run.stderr))
-    throw new MailringError(`Permission denied: cannot read ${path} on ${who}.`, {
-      code: 'ssh_permission_denied',
-    })
-  if (run.exitCode !== EXIT_READ) await conn.readFile(path)
-  throw new MailringError(
-    `Cannot ${run.exitCode === EXIT_READ ? 'read' : `run the ${what} command for`} ${path} on ${who}: ${last || `exit ${run.exitCode ?? run.signal ?? '?'}`}`,
-    {code: 'push_read'},
-  )
-}
-
-/**
- * Shell lines that put the rest of stdin, exactly "$n" bytes, into the new file "$t" (created, never reused;
- * mode 0600 until it is complete: EXIT_WRITE), then give it `owner` (user:group, names or numbers) and `mode`
- * (EXIT_CHOWN; the mode after the owner, which can clear setuid bits). They call `fail CODE`, which must
- * remove "$t" and print "$out".
- */
-function tempFileLines(owner: string, mode: number): string[] {
-  return [
-    `umask 077`,
-    `if ! out=$(set -C; cat 2>&1 >"$t"); then fail ${EXIT_WRITE}; fi`,
-    `if [ "$(($(wc -c <"$t")))" != "$n" ]; then out='the content arrived incomplete'; fail ${EXIT_WRITE}; fi`,
-    `if ! out=$(chown ${shellQuote(owner)} "$t" 2>&1 && chmod ${mode.toString(8).padStart(4, '0')} "$t" 2>&1); then fail ${EXIT_CHOWN}; fi`,
-  ]
-}
-
-/**
- * The rollback's command: its stdin (`bytes` long: the file read before the push) replaces `path`
- * atomically as pushScript installs (temporary file `temp`, owner and mode, fsync, rename), with the owner
- * and mode it had; a failing step prints its output to stderr and exits non-zero, leaving no temporary file.
- */
-export function restoreScript(o: {
-  path: string
-  temp: string
-  bytes: number
-  owner: string
-  mode: number
-}): string {
-  return [
-    `f=${shellQuote(o.path)}; t=${shellQuote(o.temp)}; n=${o.bytes}`,
-    `fail() { rm -f "$t"; printf '%s\\n' "$out" >&2; exit "$1"; }`,
-    `trap 'rm -f "$t"; exit 1' HUP INT TERM PIPE`,
-    ...tempFileLines(o.owner, o.mode),
-    `sync -- "$t" 2>/dev/null || sync`,
-    `if ! out=$(mv -f "$t" "$f" 2>&1); then fail ${EXIT_RENAME}; fi`,
-  ].join('\n')
-}
-
-function lookupExitCode(stdout: string): number {
-  const m = new RegExp(`${LOOKUP_EXIT_MARKER}(\\d+)`).exec(stdout)
-  return m ? Number(m[1]) : 1
-}
-
-/** undefined when `doveadm user` answers as the store says it must; otherwise what is wrong. */
-async function verifyLookup(
-  doveadm: SshDoveadm,
-  sample: SampleUser,
-  version: DovecotVersion,
-  first: DoveadmReply,
-): Promise<string | undefined> {
-  const deadline = Date.now() + LOOKUP_DEADLINE_MS
-  let problem = ''
-  let reply = first
-  for (;;) {
-    if (reply.outcome === 'ok') {
-      const replica = userFieldsOf(reply.rows, sample.user).get('mail_replica')
-      if (version === '2.4' || sample.mailReplica === undefined || replica === sample.mailReplica)
-        return undefined
-      problem = `mail_replica is ${replica ?? 'missing'}, expected ${sample.mailReplica}`
-    } else {
-      problem = `doveadm user exited ${reply.exitCode}: ${reply.message}`
-    }
-    if (Date.now() > deadline) return problem
-    await new Promise((resolve) => setTimeout(resolve, 250))
-    reply = await doveadm.run(userLookupCommand(sample.user), {timeoutMs: 30_000})
-  }
-}
-
-/** A user for checking a proxy's new passdb, and the addresses of its copies (one must be the answer). */
-export interface ProxySample {
-  user: string
-  hosts: string[]
-}
-
-/** The first user of the store (any will do: every user's login goes through the one query). */
-async function proxySampleUser(ctx: DovecotContext): Promise<ProxySample | undefined> {
-  const [record] = await ctx.store.listUsers({limit: 1})
-  if (!record) return undefined
-  const addressOf = new Map(ctx.servers.map((s) => [s.name, s.address]))
-  return {user: record.user, hosts: record.copies.map((c) => addressOf.get(c) ?? '')}
-}
-
-/** undefined when the proxy's `doveadm auth lookup` sends the user to one of its copies; else what is wrong. */
-async function verifyProxyLookup(
-  conn: SshConnection,
-  doveadm: string,
-  sample: ProxySample,
-  first: ExecResult | {exitCode: number; stdout: string; stderr: string},
-): Promise<string | undefined> {
-  const deadline = Date.now() + LOOKUP_DEADLINE_MS
-  let problem = ''
-  let reply = first
-  for (;;) {
-    if (reply.exitCode === 0) {
-      const fields = authLookupFields(reply.stdout)
-      const host = fields.get('host')
-      if (/^y/i.test(fields.get('proxy') ?? '') && host !== undefined && sample.hosts.includes(host))
-        return undefined
-      problem = `the answer is proxy=${fields.get('proxy') ?? 'missing'} host=${host ?? 'missing'}, expected one of ${sample.hosts.join(', ')}`
-    } else {
-      problem = `doveadm auth lookup exited ${reply.exitCode ?? '?'}: ${firstLine(reply.stderr || reply.stdout)}`
-    }
-    if (Date.now() > deadline) return problem
-    await new Promise((resolve) => setTimeout(resolve, 250))
-    reply = await conn.exec(doveadmCommandLine(doveadm, authLookupCommand(sample.user)), {
-      label: 'doveadm auth lookup',
-      timeoutMs: 30_000,
-    })
-  }
-}
-
-export type DiffStatus = 'same' | 'different' | 'missing' | 'failed' | 'skipped'
-
-export interface ServerDiffResult {
-  server: string
-  address: string
-  path: string
-  status: DiffStatus
-  message: string
-  diff?: string
-}
-
-export async function diffConfig(
-  ctx: DovecotContext,
-  options: RemoteOptions = {},
-): Promise<ServerDiffResult[]> {
-  const cache = new SshRunCache()
-  const results = await runOnTargets(ctx, {...options, continueOnError: true}, async (target, started) => {
-    const r = target.rendering
-    const conn = await SshConnection.connect(connectOptions(ctx, r.address, options, cache))
-    try {
-      const current = (await readInstalled(conn, r.path))?.data.toString('utf8')
-      const same = current === r.rendered.text
-      const diff = same
-        ? ''
-        : masked(
-            ctx,
-            r,
-            unifiedDiff(current ?? '', r.rendered.text, {
-              fromLabel: `${r.server}:${r.path}`,
-              toLabel: `${r.path} (rendered)`,
-            }),
-            options.showSecrets ?? false,
-          )
-      const status: PushStatus = same ? 'unchanged' : current === undefined ? 'would-update' : 'would-update'
-      return {
-        server: target.name,
-        address: r.address,
-        path: r.path,
-        status,
-        message: same ? 'same' : current === undefined ? `${r.path} does not exist` : 'differs',
-        ...(same ? {} : {diff}),
-        ms: Date.now() - started,
-      }
-    } finally {
-      await conn.close()
-    }
-  })
-  return results.map((r) => ({
-    server: r.server,
-    address: r.address,
-    path: r.path,
-    status:
-      r.status === 'unchanged'
-        ? 'same'
-        : r.status === 'would-update'
-          ? r.message === 'differs'
-            ? 'different'
-            : 'missing'
-          : r.status === 'skipped'
-            ? 'skipped'
-            : 'failed',
-    message: r.message,
-    ...(r.diff ? {diff: r.diff} : {}),
-  }))
 }

@@ -15,12 +15,27 @@ import {
 } from '../../dovecot/doveadm.js'
 import {isTrashPath, mailRootOf, trashDayOf, trashNameOf, TRASH_FOLDER} from '../../dovecot/trash.js'
 import type {DoveadmReply} from '../../remote/doveadm.js'
-import {type ExecResult, shellQuote} from '../../remote/ssh.js'
+import {
+  cleanupScript,
+  clearFenceScript,
+  FENCE_CLEARED,
+  moveAsideScript,
+  parseMovedAside,
+} from '../../dovecot/scripts/retire.js'
+import type {SshConnection} from '../../remote/ssh.js'
 import type {MoveRecord, Store} from '../../store/store.js'
 import {CopyProblem, type DoveadmFleet} from '../sync/fleet.js'
 
-/** The first line of the file left where a retired home was: what makes a late delivery there fail. */
-export const FENCE_MARK = 'mailring-retired'
+export {FENCE_MARK} from '../../dovecot/scripts/retire.js'
+
+/**
+ * What retiring a copy asks of the run's fleet (a DoveadmFleet is one): doveadm calls, the home template,
+ * and a shell on the server the copy leaves.
+ */
+export interface RetireFleet extends Pick<DoveadmFleet, 'run' | 'runCommandLine'> {
+  readonly ctx: {readonly settings: {readonly home: string}}
+  ssh(server: string): Promise<Pick<SshConnection, 'exec'>>
+}
 
 /**
  * Moves the old copy of a caught-up move to `<mail root>/.mailring-trash/<day>/<user>.<move id>` on the
@@ -39,7 +54,7 @@ export const FENCE_MARK = 'mailring-retired'
  * The fence stays until `rebalance cleanup` deletes the copy, or a move brings the user back (clearFence).
  */
 export async function retireOldCopy(
-  fleet: DoveadmFleet,
+  fleet: RetireFleet,
   move: MoveRecord & {from: string},
   options: {
     /** Syncs the copy in the trash with the copy that takes its place; returns that copy's server. */
@@ -66,50 +81,19 @@ export async function retireOldCopy(
   const root = mailRootOf(home, fleet.ctx.settings.home)
   const name = trashNameOf(move.user, move.id)
   const dest = `${trashDayOf(root, options.now ?? new Date())}/${name}`
-  const vars = `home=${shellQuote(home)} dest=${shellQuote(dest)} trash=${shellQuote(`${root}/${TRASH_FOLDER}`)} name=${shellQuote(name)}`
-  const fence = `printf '%s %s\\n' ${FENCE_MARK} "$name" > "$home.mailring-fence" && mv -T "$home.mailring-fence" "$home"`
   const result = await (
     await fleet.ssh(move.from)
-  ).exec(
-    [
-      vars,
-      // An earlier attempt's folder, whatever the day.
-      'for d in "$trash"/*/"$name"; do if [ -d "$d" ]; then dest=$d; fi; done',
-      'n=0',
-      'while [ -d "$home" ]; do',
-      '  n=$((n+1)); if [ $n -gt 5 ]; then echo "$home keeps coming back" >&2; exit 1; fi',
-      '  to=$dest',
-      '  if [ -e "$to" ]; then i=1; while [ -e "$dest.late$i" ]; do i=$((i+1)); done; to=$dest.late$i; fi',
-      '  mkdir -p "${dest%/*}" && mv "$home" "$to" || exit 1',
-      `  printf '%s\\n' "$home" > "$to/.mailring-retired-from" || exit 1`,
-      `  ${fence} 2>/dev/null || rm -f "$home.mailring-fence"`,
-      'done',
-      // Nothing was there: fenced all the same where its folder exists (never made here: root would own it),
-      // with an empty folder in the trash that names the home, so that cleanup takes the fence away too.
-      'if [ ! -e "$home" ] && [ ! -L "$home" ] && [ -d "${home%/*}" ]; then',
-      `  if [ ! -d "$dest" ]; then mkdir -p "$dest" && printf '%s\\n' "$home" > "$dest/.mailring-retired-from" || exit 1; fi`,
-      `  ${fence} || exit 1`,
-      'fi',
-      `if [ -d "\${home%/*}" ] && [ ! -f "$home" ]; then echo "cannot put a fence at $home" >&2; exit 1; fi`,
-      // What to catch up from: each folder with more than the note of where it came from.
-      'for d in "$dest" "$dest".late*; do',
-      '  if [ ! -d "$d" ]; then continue; fi',
-      '  if ls -A "$d" | grep -qvx .mailring-retired-from; then echo "copy $d"; else echo "empty $d"; fi',
-      'done',
-      'echo fenced',
-    ].join('\n'),
-    {label: 'retire', timeoutMs: 300_000},
-  )
-  const lines = result.stdout.trim().split('\n')
-  // The script prints its last line only when it got there. (OpenSSH 9.2 now and then closes the channel
-  // of a command that ends at once without its exit status: the line decides.)
-  if (!succeeded(result) || lines.at(-1) !== 'fenced')
+  ).exec(moveAsideScript({home, dest, trash: `${root}/${TRASH_FOLDER}`, name}), {
+    label: 'retire',
+    timeoutMs: 300_000,
+  })
+  if (result.exitCode !== 0)
     throw new CopyProblem(
       move.from,
       `moving ${home} aside on ${move.from} failed: ${firstLine(result.stderr || result.stdout) || `exit ${String(result.exitCode)}`}`,
       false,
     )
-  const copies = lines.filter((l) => l.startsWith('copy /')).map((l) => l.slice('copy '.length))
+  const {copies, first} = parseMovedAside(result.stdout)
   for (const copy of copies) {
     // Checked, as a copy step is: a sync can end well from X's side while the other side dies (seen in the
     // fault run: a message left only in the trash when its new copy's Dovecot stopped just then). Once
@@ -128,13 +112,12 @@ export async function retireOldCopy(
       )
   }
   // The journal keeps the first folder (the late ones and the fence go with it at cleanup).
-  const first = lines.find((l) => /^(copy|empty) \//.test(l))
-  return first === undefined ? null : first.slice(first.indexOf(' ') + 1)
+  return first ?? null
 }
 
 /** How many messages of the copy in `trashCopy` on the move's server are not on `partner` (by GUID). */
 async function missingFrom(
-  fleet: DoveadmFleet,
+  fleet: RetireFleet,
   move: MoveRecord & {from: string},
   trashCopy: string,
   partner: string,
@@ -180,16 +163,8 @@ export async function clearFence(fleet: DoveadmFleet, server: string, user: stri
   const home = homeOf(server, user, await fleet.run(server, userLookupCommand(user)))
   const result = await (
     await fleet.ssh(server)
-  ).exec(
-    `home=${shellQuote(home)}\nif [ -f "$home" ] && head -n 1 "$home" | grep -q '^${FENCE_MARK} '; then rm -f -- "$home" && echo cleared; else echo none; fi`,
-    {label: 'clear fence', timeoutMs: 60_000},
-  )
-  return succeeded(result) && result.stdout.trim() === 'cleared'
-}
-
-/** Exit 0, or no exit status at all (see above): the caller checks the output it asked for. */
-function succeeded(result: ExecResult): boolean {
-  return result.exitCode === 0 || (result.exitCode === null && result.signal === undefined)
+  ).exec(clearFenceScript(home), {label: 'clear fence', timeoutMs: 60_000})
+  return result.exitCode === 0 && result.stdout.trim() === FENCE_CLEARED
 }
 
 export interface CleanupOutcome {
@@ -238,18 +213,8 @@ export async function cleanupRetired(
       if (!options.dryRun) {
         const result = await (
           await fleet.ssh(server)
-        ).exec(
-          [
-            `trash=${shellQuote(trash)}`,
-            // The home it was retired from, to take away its fence too (only this move's, by its name).
-            'home=$(head -n 1 "$trash/.mailring-retired-from" 2>/dev/null)',
-            'rm -rf -- "$trash" "$trash".late* && {',
-            `  if [ -n "$home" ] && [ -f "$home" ] && [ "$(head -n 1 "$home")" = "${FENCE_MARK} \${trash##*/}" ]; then rm -f -- "$home"; fi`,
-            '  rmdir -- "${trash%/*}" 2>/dev/null; echo deleted; }',
-          ].join('\n'),
-          {label: 'cleanup', timeoutMs: 600_000},
-        )
-        if (!succeeded(result) || result.stdout.trim() !== 'deleted')
+        ).exec(cleanupScript(trash), {label: 'cleanup', timeoutMs: 600_000})
+        if (result.exitCode !== 0)
           throw new Error(firstLine(result.stderr || result.stdout) || `exit ${String(result.exitCode)}`)
         await store.setMoveState(move.id, 'retired', 'cleaned')
       }

@@ -12,7 +12,7 @@ import {MailringError} from '../../core/errors.js'
 import type {PlanMove} from '../../core/plan.js'
 import type {MoveRecord, NewMove, Store} from '../../store/store.js'
 import type {DoveadmFleet} from '../sync/fleet.js'
-import {executeMove, type MoveOutcome} from './move.js'
+import {executeMove, type MoveOptions, type MoveOutcome} from './move.js'
 import {computePlan, type PlanOutcome} from './plan.js'
 import {Placement} from '../../core/placement.js'
 
@@ -83,11 +83,30 @@ export interface RebalanceRunResult {
 
 export const DEFAULT_RETIRE_AFTER_MS = 10_000
 
+/**
+ * What the run asks of the servers, move by move: the run itself only schedules (waves, limits, the byte
+ * budget, the wait before retiring). fleetMoves() is the real one; the scheduler's tests give a fake.
+ */
+export interface MoveSteps {
+  /** One move's steps from its journal state (engine/rebalance/move.ts). */
+  execute(move: MoveRecord, options: MoveOptions): Promise<MoveOutcome>
+  /** The size of the mail the move copies; 0 when it cannot be asked. */
+  copySize(move: MoveRecord): Promise<number>
+}
+
+/** The moves' steps over a doveadm fleet. */
+export function fleetMoves(fleet: DoveadmFleet, store: Store): MoveSteps {
+  return {
+    execute: (move, options) => executeMove(fleet, store, move, options),
+    copySize: (move) => copySize(fleet, store, move),
+  }
+}
+
 /** More waves than any user has copies means something keeps re-planning the same move. */
 const MAX_WAVES = 64
 
 export async function runRebalance(
-  fleet: DoveadmFleet,
+  steps: MoveSteps,
   store: Store,
   options: RebalanceRunOptions,
 ): Promise<RebalanceRunResult> {
@@ -138,8 +157,7 @@ export async function runRebalance(
     if (open.length === 0 || aborted()) break
     for (const m of open) tried.add(m.id)
     await runMoves(
-      fleet,
-      store,
+      steps,
       open,
       {...options, byteBudget},
       (outcome) => {
@@ -256,8 +274,7 @@ interface Task {
  * (retires and moves past their copy need no budget, and go on meanwhile).
  */
 async function runMoves(
-  fleet: DoveadmFleet,
-  store: Store,
+  steps: MoveSteps,
   moves: readonly MoveRecord[],
   options: RebalanceRunOptions & {byteBudget: ByteBudget | undefined},
   onFinish: (outcome: MoveOutcome) => void,
@@ -290,7 +307,7 @@ async function runMoves(
       const copies = move.to !== null && (move.state === 'planned' || move.state === 'copying')
       const start = async (): Promise<MoveOutcome | undefined> => {
         if (options.byteBudget && copies && !task.carry && !task.reserved) {
-          const wait = options.byteBudget.reserve(await copySize(fleet, store, move), Date.now())
+          const wait = options.byteBudget.reserve(await steps.copySize(move), Date.now())
           if (wait > 0) {
             waiting.push({...task, reserved: true, readyAt: Date.now() + wait})
             return undefined
@@ -305,7 +322,7 @@ async function runMoves(
             to: move.to,
             state: move.state,
           })
-        return executeMove(fleet, store, move, {
+        return steps.execute(move, {
           ...(retiring ? {} : {stopAt: 'caught-up' as const}),
           ...(task.carry ? {carry: task.carry} : {}),
         })

@@ -333,3 +333,17 @@ export class DoveadmFleet {
     )
   }
 }
+
+/** Runs `work` with a fleet over the context's servers, and closes its connections whatever happens. */
+export async function withFleet<T>(
+  ctx: DovecotContext,
+  options: FleetOptions,
+  work: (fleet: DoveadmFleet) => Promise<T>,
+): Promise<T> {
+  const fleet = new DoveadmFleet(ctx, options)
+  try {
+    return await work(fleet)
+  } finally {
+    await fleet.close()
+  }
+}

@@ -11,11 +11,11 @@ import {addServer, addUsers} from '../../../src/engine/cluster/cluster.js'
 import {computePlan} from '../../../src/engine/rebalance/plan.js'
 import type {DovecotContext} from '../../../src/engine/context.js'
 import {clusterStatus, type StatusOutcome, type StoreStatus} from '../../../src/engine/cluster/status.js'
-import {describeHolder} from '../../../src/store/lock.js'
+import {describeHolder} from '../../../src/store/aggregates/lock.js'
 import {SqliteStore} from '../../../src/store/sqlite.js'
 import {planServerRows} from '../../../src/ui/plan.js'
 import {statusDoveadmWarnings, statusHeading, statusReport, statusWarnings} from '../../../src/ui/status.js'
-import {contextFor} from '../../dovecot/helpers.js'
+import {contextFor} from '../../support/store-cluster.js'
 
 function server(name: string, zone: string, more: Partial<Server> = {}): Server {
   return {name, address: '', zone, weight: 1, state: 'active', ...more}
@@ -119,7 +119,7 @@ describe('clusterStatus', () => {
 /**
  * A stand-in for a doveadm HTTP API on loopback: answers every command of a batch as doveadm does, or
  * refuses every request with 401 (a wrong password). A stand-in because these tests count the requests and
- * their order against the placement read; test/e2e/status-doveadm.test.ts runs `status --doveadm` against
+ * their order against the placement read; test/e2e/status-doveadm.int.test.ts runs `status --doveadm` against
  * real Dovecot servers.
  */
 async function fakeDoveadm(

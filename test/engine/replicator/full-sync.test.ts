@@ -11,7 +11,7 @@ import {FullSyncScheduler} from '../../../src/engine/replicator/full-sync.js'
 import {backoffFor} from '../../../src/engine/replicator/service.js'
 import {SqliteStore} from '../../../src/store/sqlite.js'
 import type {ReplicationRequest} from '../../../src/store/store.js'
-import {fillStore} from '../../dovecot/helpers.js'
+import {fillStore} from '../../support/store-cluster.js'
 import {makeTempDir, removeDir} from '../../support/proc.js'
 import {userBatch} from '../../support/user-batch.js'
 

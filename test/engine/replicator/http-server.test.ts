@@ -1,7 +1,7 @@
 /**
  * The replicator's HTTP server (src/engine/replicator/http-server.ts) on a real socket, driven by a real
  * HTTP client: authentication, limits, refusals counted by reason, /metrics and /healthz. Real Dovecot
- * servers posting to it: test/dovecot/notify.test.ts.
+ * servers posting to it: test/dovecot/notify.int.test.ts.
  */
 import * as http from 'node:http'
 
