@@ -1,28 +1,18 @@
-import type {Server} from '../core/topology.js'
 import {renderTable} from './table.js'
-
-/** What every command shows of a server. */
-export interface ServerView {
-  name: string
-  address: string
-  zone: string | null
-  weight: number
-  state: string
-}
-
-export function serverView(server: Server): ServerView {
-  return {
-    name: server.name,
-    address: server.address,
-    zone: server.zone ?? null,
-    weight: server.weight,
-    state: server.state,
-  }
-}
+import type {ServerView} from '../core/server-view.js'
+import type {ServerListing} from '../engine/cluster/cluster.js'
 
 export function serversTable(servers: readonly ServerView[]): string {
   return renderTable(
     ['SERVER', 'ADDRESS', 'ZONE', 'WEIGHT', 'STATE'],
     servers.map((s) => [s.name, s.address || '-', s.zone ?? '-', s.weight, s.state]),
+  )
+}
+
+/** `node list`: each server with its primaries and copies now. */
+export function serverListingTable(servers: readonly ServerListing[]): string {
+  return renderTable(
+    ['SERVER', 'ADDRESS', 'ZONE', 'WEIGHT', 'STATE', 'PRIMARIES', 'COPIES'],
+    servers.map((s) => [s.name, s.address || '-', s.zone ?? '-', s.weight, s.state, s.primaries, s.copies]),
   )
 }

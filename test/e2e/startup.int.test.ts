@@ -11,7 +11,7 @@ import {pathToFileURL} from 'node:url'
 
 import {afterAll, describe, expect, it} from 'vitest'
 
-import {repoRoot, runCli} from './cli.js'
+import {repoRoot, runCli} from '../support/cli.js'
 
 const manifestPath = join(repoRoot, 'oclif.manifest.json')
 const commandsDir = join(repoRoot, 'dist', 'src', 'commands')

@@ -5,7 +5,8 @@ import {lockFlags} from '../../cli/flags.js'
 import {StoreCommand} from '../../cli/store-command.js'
 import {availabilityIssues} from '../../core/validate.js'
 import {addServer} from '../../engine/cluster/cluster.js'
-import {serverView, serversTable, type ServerView} from '../../ui/servers.js'
+import {serverView, type ServerView} from '../../core/server-view.js'
+import {serversTable} from '../../ui/servers.js'
 
 export interface NodeAddResult {
   server: ServerView

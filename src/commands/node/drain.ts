@@ -3,7 +3,7 @@ import * as Args from '@oclif/core/args'
 import {lockFlags} from '../../cli/flags.js'
 import {StoreCommand} from '../../cli/store-command.js'
 import {setServer} from '../../engine/cluster/cluster.js'
-import {serverView, type ServerView} from '../../ui/servers.js'
+import {serverView, type ServerView} from '../../core/server-view.js'
 
 export interface NodeDrainResult {
   server: ServerView

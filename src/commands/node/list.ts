@@ -1,9 +1,9 @@
 import {StoreCommand} from '../../cli/store-command.js'
-import {renderTable} from '../../ui/table.js'
-import {serverView, type ServerView} from '../../ui/servers.js'
+import {listServers, type ServerListing} from '../../engine/cluster/cluster.js'
+import {serverListingTable} from '../../ui/servers.js'
 
 export interface NodeListResult {
-  servers: (ServerView & {copies: number; primaries: number})[]
+  servers: ServerListing[]
 }
 
 export default class NodeList extends StoreCommand {
@@ -13,32 +13,10 @@ export default class NodeList extends StoreCommand {
 
   async run(): Promise<NodeListResult> {
     const {flags} = await this.parse(NodeList)
-    const store = await this.store(flags)
-    const topology = await store.readTopology()
-    const usage = new Map((await store.serverUsage()).map((u) => [u.server, u]))
-    const servers = topology.servers.map((server) => ({
-      ...serverView(server),
-      copies: usage.get(server.name)?.copies ?? 0,
-      primaries: usage.get(server.name)?.primaries ?? 0,
-    }))
+    const servers = await listServers(await this.store(flags))
     if (servers.length === 0)
       this.log('No servers yet: add them with `mailring node add` or `mailring topology apply -f FILE`.')
-    else {
-      this.log(
-        renderTable(
-          ['SERVER', 'ADDRESS', 'ZONE', 'WEIGHT', 'STATE', 'PRIMARIES', 'COPIES'],
-          servers.map((s) => [
-            s.name,
-            s.address || '-',
-            s.zone ?? '-',
-            s.weight,
-            s.state,
-            s.primaries,
-            s.copies,
-          ]),
-        ),
-      )
-    }
+    else this.log(serverListingTable(servers))
     return {servers}
   }
 }

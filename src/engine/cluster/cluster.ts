@@ -3,6 +3,7 @@ import {ExitCode, MailringError} from '../../core/errors.js'
 import {Placement} from '../../core/placement.js'
 import {PlanBuilder, type PlanMove} from '../../core/plan.js'
 import type {DomainPolicy, Server, Topology} from '../../core/topology.js'
+import {serverView, type ServerView} from '../../core/server-view.js'
 import type {Store, UserBatch} from '../../store/store.js'
 import {checkAlgorithm, checkedTopology, placementTopology} from './topology-check.js'
 
@@ -261,4 +262,21 @@ export async function showUser(store: Store, input: string): Promise<UserDetails
     current: record.copies,
     pendingMoves: [...plan.moves],
   }
+}
+
+/** A server with the copies it holds now, and how many of them are primaries. */
+export interface ServerListing extends ServerView {
+  copies: number
+  primaries: number
+}
+
+/** Every server of the topology, in its order, with its copies now (`mailring node list`). */
+export async function listServers(store: Store): Promise<ServerListing[]> {
+  const topology = await store.readTopology()
+  const usage = new Map((await store.serverUsage()).map((u) => [u.server, u]))
+  return topology.servers.map((server) => ({
+    ...serverView(server),
+    copies: usage.get(server.name)?.copies ?? 0,
+    primaries: usage.get(server.name)?.primaries ?? 0,
+  }))
 }

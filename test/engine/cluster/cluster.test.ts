@@ -7,6 +7,7 @@ import {Placement} from '../../../src/core/placement.js'
 import {
   addServer,
   addUsers,
+  listServers,
   pinDomain,
   removeServer,
   removeUsers,
@@ -70,6 +71,19 @@ describe('servers', () => {
     await addUsers(store, ['alice@example.com'])
     await expect(setDomainCopies(store, 'example.com', 4)).rejects.toThrow(/copies/)
     expect((await store.readTopology()).domains).toEqual([])
+  })
+
+  it('lists each server with the copies it holds and how many are primaries', async () => {
+    await threeServers()
+    const users = await addUsers(store, ['a@example.com', 'b@example.com', 'c@example.com', 'd@example.com'])
+    const listed = await listServers(store)
+    expect(listed.map((s) => s.name)).toEqual(['mx01', 'mx02', 'mx03'])
+    for (const server of listed) {
+      expect(server.copies).toBe(users.filter((u) => u.copies.includes(server.name)).length)
+      expect(server.primaries).toBe(users.filter((u) => u.copies[0] === server.name).length)
+    }
+    expect(listed.reduce((n, s) => n + s.copies, 0)).toBe(8)
+    expect(listed.reduce((n, s) => n + s.primaries, 0)).toBe(4)
   })
 
   it('deletes an empty server, and sets one that holds copies draining instead', async () => {
