@@ -178,13 +178,16 @@ export function weightProblem(weight: unknown, given: string = shown(weight)): s
   return `must be a number from ${MIN_WEIGHT.toFixed(6)} to ${MAX_WEIGHT} (got ${given})`
 }
 
-function parseServer(entry: unknown, path: IssuePath, problem: Problem): Server | undefined {
-  if (!isRecord(entry)) {
-    problem(path, 'a server is a mapping with name, address, zone, weight and state')
-    return undefined
-  }
-  const before = problem.count()
-  const misspelt = unknownKeys(entry, SERVER_KEYS, path, problem)
+function parseServer(input: unknown, path: IssuePath, problem: Problem): Server | undefined {
+  const mapping = mappingEntry(
+    input,
+    SERVER_KEYS,
+    path,
+    problem,
+    'a server is a mapping with name, address, zone, weight and state',
+  )
+  if (!mapping) return undefined
+  const {record: entry, before, misspelt} = mapping
   const name =
     typeof entry.name === 'string'
       ? entry.name
@@ -220,17 +223,20 @@ function parseServer(entry: unknown, path: IssuePath, problem: Problem): Server 
 }
 
 function parseDomainPolicy(
-  entry: unknown,
+  input: unknown,
   path: IssuePath,
   serverNames: ReadonlySet<string>,
   problem: Problem,
 ): DomainPolicy | undefined {
-  if (!isRecord(entry)) {
-    problem(path, 'a domain policy is a mapping with domain, and servers and/or copies')
-    return undefined
-  }
-  const before = problem.count()
-  const misspelt = unknownKeys(entry, DOMAIN_KEYS, path, problem)
+  const mapping = mappingEntry(
+    input,
+    DOMAIN_KEYS,
+    path,
+    problem,
+    'a domain policy is a mapping with domain, and servers and/or copies',
+  )
+  if (!mapping) return undefined
+  const {record: entry, before, misspelt} = mapping
   const domain =
     typeof entry.domain === 'string'
       ? canonicalDomain(entry.domain)
@@ -268,6 +274,26 @@ function copiesValue(value: unknown, path: IssuePath, problem: Problem): number 
     return undefined
   }
   return value as number
+}
+
+/**
+ * An entry of a list that must be a mapping: its keys checked against the known ones (misspelt keys
+ * reported), and the problem count before it, so that the caller can tell whether the entry added any.
+ * Not a mapping: `what` is reported and undefined returned.
+ */
+function mappingEntry(
+  entry: unknown,
+  known: readonly string[],
+  path: IssuePath,
+  problem: Problem,
+  what: string,
+): {record: Record<string, unknown>; before: number; misspelt: ReadonlySet<string>} | undefined {
+  if (!isRecord(entry)) {
+    problem(path, what)
+    return undefined
+  }
+  const before = problem.count()
+  return {record: entry, before, misspelt: unknownKeys(entry, known, path, problem)}
 }
 
 /**
