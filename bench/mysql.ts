@@ -18,12 +18,12 @@ import {Placement} from '../src/core/placement.js'
 import type {Topology} from '../src/core/topology.js'
 import {addServer} from '../src/engine/cluster/cluster.js'
 import {withClusterLock} from '../src/engine/lock.js'
-import {importUsers} from '../src/engine/cluster/users-import.js'
 import {syncUsers} from '../src/engine/cluster/users-sync.js'
 import {connectionOptions, MysqlStore} from '../src/store/mysql.js'
 import type {MysqlSettings} from '../src/store/mysql-settings.js'
 import {startMariaDb, type MariaDb} from '../test/support/mariadb.js'
 import {checkTarget, count, printTable, seconds, times} from './report.js'
+import {BENCH_DOMAINS, importRows, ringTopology, timeImport, writeBenchUsers} from './import-measure.js'
 import {measurePlan, planRows} from './plan-measure.js'
 
 const SUITE = 'mysql'
@@ -34,20 +34,10 @@ const IMPORT_TARGET_RATIO = 2
 const PLAN_TARGET_MS = 10_000
 const PLAN_TARGET_MB = 600
 const SYNC_TARGET_MS = 5_000
-const DOMAINS = ['example.com', 'example.org', 'mail.example.de', 'archive.example.net', 'corp.example.io']
 
+/** The ring the benchmark imports into (distinct addresses). */
 function topology(): Topology {
-  return {
-    algorithm: 1,
-    copies: 2,
-    domains: [],
-    servers: Array.from({length: SERVERS}, (_, i) => ({
-      name: `mx${String(i + 1).padStart(2, '0')}`,
-      address: `10.0.${i >> 8}.${(i & 255) + 1}`,
-      weight: 1,
-      state: 'active' as const,
-    })),
-  }
+  return ringTopology(SERVERS, (i) => `10.0.${i >> 8}.${(i & 255) + 1}`)
 }
 
 function settingsFor(db: MariaDb, database: string): MysqlSettings {
@@ -119,51 +109,30 @@ async function runMysqlBench(): Promise<void> {
     serverArgs: ['--local-infile=1', '--innodb-buffer-pool-size=1G', '--innodb-log-file-size=512M'],
   })
   try {
-    const users = Array.from(
-      {length: USERS},
-      (_, i) => `user${i}.${(i * 2654435761) >>> 20}@${DOMAINS[i % DOMAINS.length]}`,
-    )
-    const file = join(dir, 'users.txt')
-    writeFileSync(file, `${users.join('\n')}\n`)
+    const {users, file} = writeBenchUsers(dir, USERS)
     const placement = new Placement(topology())
 
     const referenceMs = await referenceLoad(db, dir, users, placement)
 
     const store = await freshStore(db, 'mailring')
-    const start = performance.now()
-    const imported = await withClusterLock(store, 'users import', () =>
-      importUsers(store, createReadStream(file, {encoding: 'utf8'}), {source: file, skipInvalid: false}),
-    )
-    const importMs = performance.now() - start
-    if (imported.imported !== USERS) throw new Error(`imported ${imported.imported} of ${USERS}`)
+    const importMs = await timeImport(store, file, USERS)
     const ratio = importMs / referenceMs
     printTable(
       `Import ${count(USERS)} users, ${SERVERS} servers, 2 copies (MariaDB, local)`,
       ['path', 'time', 'users/s', 'vs reference', 'target', 'result'],
-      [
-        [
-          'LOAD DATA LOCAL INFILE (reference)',
-          seconds(referenceMs),
-          count(Math.round(USERS / (referenceMs / 1000))),
-          '1.00x',
-          '',
-          '',
-        ],
-        [
-          'mailring users import',
-          seconds(importMs),
-          count(Math.round(USERS / (importMs / 1000))),
+      importRows(
+        USERS,
+        {label: 'LOAD DATA LOCAL INFILE (reference)', ms: referenceMs},
+        importMs,
+        `<= ${IMPORT_TARGET_RATIO}x`,
+        checkTarget(
+          SUITE,
+          'import 1M users vs LOAD DATA',
           times(ratio),
           `<= ${IMPORT_TARGET_RATIO}x`,
-          checkTarget(
-            SUITE,
-            'import 1M users vs LOAD DATA',
-            times(ratio),
-            `<= ${IMPORT_TARGET_RATIO}x`,
-            ratio <= IMPORT_TARGET_RATIO,
-          ),
-        ],
-      ],
+          ratio <= IMPORT_TARGET_RATIO,
+        ),
+      ),
       [
         'Reference: LOAD DATA LOCAL INFILE of the same users and copies rows (ids given) into the same schema, in one transaction; its files are written before its clock starts.',
         'mailring: reads the file as a stream, validates and canonicalises every address, checks duplicates, places each user, writes with bulk INSERTs in one transaction under the cluster lock (GET_LOCK).',
@@ -183,7 +152,9 @@ async function runMysqlBench(): Promise<void> {
       `USE mailring; CREATE TABLE users (email VARCHAR(255) NOT NULL PRIMARY KEY, password VARCHAR(128) NOT NULL DEFAULT '') ENGINE=InnoDB; INSERT INTO users (email) SELECT address FROM mailring_users;`,
     )
     const conn = await mysql.createConnection(connectionOptions(settingsFor(db, 'mailring')))
-    const fresh = Array.from({length: NEW_USERS}, (_, i) => [`fresh${i}@${DOMAINS[i % DOMAINS.length]}`])
+    const fresh = Array.from({length: NEW_USERS}, (_, i) => [
+      `fresh${i}@${BENCH_DOMAINS[i % BENCH_DOMAINS.length]}`,
+    ])
     await conn.query('INSERT INTO users (email) VALUES ?', [fresh])
     await conn.end()
     const syncStart = performance.now()

@@ -7,7 +7,7 @@
  * - plan the rebalance after adding one server to 50, with 1,000,000 users, in a child process so that its
  *   peak memory (maxRSS) is the plan's alone.
  */
-import {createReadStream, mkdtempSync, rmSync, writeFileSync} from 'node:fs'
+import {mkdtempSync, rmSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
@@ -17,10 +17,9 @@ import {domainOf} from '../src/core/address.js'
 import {Placement} from '../src/core/placement.js'
 import type {Topology} from '../src/core/topology.js'
 import {addServer} from '../src/engine/cluster/cluster.js'
-import {withClusterLock} from '../src/engine/lock.js'
-import {importUsers} from '../src/engine/cluster/users-import.js'
 import {SqliteStore} from '../src/store/sqlite.js'
 import {checkTarget, count, printTable, seconds, times} from './report.js'
+import {importRows, ringTopology, timeImport, writeBenchUsers} from './import-measure.js'
 import {measurePlan, planRows} from './plan-measure.js'
 
 const SUITE = 'store'
@@ -30,20 +29,10 @@ const IMPORT_TARGET_RATIO = 2
 const IMPORT_TARGET_MS = 20_000
 const PLAN_TARGET_MS = 5_000
 const PLAN_TARGET_MB = 600
-const DOMAINS = ['example.com', 'example.org', 'mail.example.de', 'archive.example.net', 'corp.example.io']
 
+/** The ring the benchmark imports into (no addresses: nothing connects to them). */
 function topology(): Topology {
-  return {
-    algorithm: 1,
-    copies: 2,
-    domains: [],
-    servers: Array.from({length: SERVERS}, (_, i) => ({
-      name: `mx${String(i + 1).padStart(2, '0')}`,
-      address: '',
-      weight: 1,
-      state: 'active' as const,
-    })),
-  }
+  return ringTopology(SERVERS, () => '')
 }
 
 /** Inserts the rows mailring's import writes, with nothing but prepared statements in one transaction. */
@@ -91,12 +80,7 @@ async function freshStore(path: string): Promise<SqliteStore> {
 async function runStoreBench(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'mailring-bench-'))
   try {
-    const users = Array.from(
-      {length: USERS},
-      (_, i) => `user${i}.${(i * 2654435761) >>> 20}@${DOMAINS[i % DOMAINS.length]}`,
-    )
-    const file = join(dir, 'users.txt')
-    writeFileSync(file, `${users.join('\n')}\n`)
+    const {users, file} = writeBenchUsers(dir, USERS)
     const placement = new Placement(topology())
 
     const referencePath = join(dir, 'reference.db')
@@ -105,12 +89,7 @@ async function runStoreBench(): Promise<void> {
 
     const mailringPath = join(dir, 'mailring.db')
     const store = await freshStore(mailringPath)
-    const start = performance.now()
-    const imported = await withClusterLock(store, 'users import', () =>
-      importUsers(store, createReadStream(file, {encoding: 'utf8'}), {source: file, skipInvalid: false}),
-    )
-    const importMs = performance.now() - start
-    if (imported.imported !== USERS) throw new Error(`imported ${imported.imported} of ${USERS}`)
+    const importMs = await timeImport(store, file, USERS)
 
     const ratio = importMs / referenceMs
     const ratioResult = checkTarget(
@@ -130,24 +109,13 @@ async function runStoreBench(): Promise<void> {
     printTable(
       `Import ${count(USERS)} users, ${SERVERS} servers, 2 copies (embedded SQLite)`,
       ['path', 'time', 'users/s', 'vs reference', 'target', 'result'],
-      [
-        [
-          'better-sqlite3 bulk insert (reference)',
-          seconds(referenceMs),
-          count(Math.round(USERS / (referenceMs / 1000))),
-          '1.00x',
-          '',
-          '',
-        ],
-        [
-          'mailring users import',
-          seconds(importMs),
-          count(Math.round(USERS / (importMs / 1000))),
-          times(ratio),
-          `<= ${IMPORT_TARGET_RATIO}x, < ${seconds(IMPORT_TARGET_MS)}`,
-          ratioResult === 'PASS' && timeResult === 'PASS' ? 'PASS' : 'FAIL',
-        ],
-      ],
+      importRows(
+        USERS,
+        {label: 'better-sqlite3 bulk insert (reference)', ms: referenceMs},
+        importMs,
+        `<= ${IMPORT_TARGET_RATIO}x, < ${seconds(IMPORT_TARGET_MS)}`,
+        ratioResult === 'PASS' && timeResult === 'PASS' ? 'PASS' : 'FAIL',
+      ),
       [
         'Reference: prepared INSERTs of the same users and copies rows into the same schema, in one transaction; its rows are computed before its clock starts.',
         'mailring: reads the file as a stream, validates and canonicalises every address, checks duplicates, places each user, writes in one transaction under the cluster lock.',

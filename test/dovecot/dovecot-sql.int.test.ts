@@ -15,13 +15,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {renderFor} from '../../src/engine/dovecot-config/render.js'
 import {type DovecotContext} from '../../src/engine/context.js'
 import {SqliteStore} from '../../src/store/sqlite.js'
-import {
-  reserveDovecotAddress,
-  startDovecot,
-  type DovecotAddress,
-  type DovecotHost,
-} from '../support/dovecot.js'
-import {commonFreePort} from '../support/ports.js'
+import {reserveReplicaPair, startDovecot, type DovecotAddress, type DovecotHost} from '../support/dovecot.js'
 import {makeTempDir, removeDir} from '../support/proc.js'
 import {
   CLUSTER_USERS,
@@ -51,11 +45,7 @@ function sqlFile(ctxHome: string, server: string): string {
 beforeAll(async () => {
   dir = makeTempDir('mr-dovecot-sql')
   fs.chmodSync(dir, 0o755)
-  const ra = await reserveDovecotAddress()
-  const rb = await reserveDovecotAddress()
-  const port = await commonFreePort([ra.ip, rb.ip])
-  ra.doveadmPort = port
-  rb.doveadmPort = port
+  const [ra, rb, port] = await reserveReplicaPair()
 
   ;({store, ctx} = await sqliteCluster(dir, {a: ra.ip, b: rb.ip, c: C_ADDRESS}, {doveadmPort: port}))
   const users = USERS.map(([user]) => ({user, password: PASSWORD}))

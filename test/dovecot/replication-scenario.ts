@@ -25,13 +25,12 @@ import {type DovecotContext} from '../../src/engine/context.js'
 import type {Store} from '../../src/store/store.js'
 import {
   REPLICATION_CONFIG,
-  reserveDovecotAddress,
+  reserveReplicaPair,
   startDovecot,
   type DovecotAddress,
   type DovecotHost,
 } from '../support/dovecot.js'
 import {makeTempDir, removeDir, sleep} from '../support/proc.js'
-import {commonFreePort} from '../support/ports.js'
 import {fillStore} from '../support/store-cluster.js'
 
 const PASSWORD = 'pw-secret'
@@ -65,11 +64,7 @@ export function describeReplication(
   beforeAll(async () => {
     dir = makeTempDir('mr-replication')
     fs.chmodSync(dir, 0o755)
-    const ra = await reserveDovecotAddress()
-    const rb = await reserveDovecotAddress()
-    const port = await commonFreePort([ra.ip, rb.ip])
-    ra.doveadmPort = port
-    rb.doveadmPort = port
+    const [ra, rb, port] = await reserveReplicaPair()
 
     backend = await openBackend(dir)
     await fillStore(

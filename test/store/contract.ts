@@ -54,18 +54,24 @@ async function collect(
   return {chunks, users}
 }
 
-async function expectMailringError(
-  promise: Promise<unknown>,
-  exitCode: number,
-  pattern: RegExp,
-): Promise<void> {
+/** The MailringError a promise rejects with (and an assertion that it does reject with one). */
+export async function failure(promise: Promise<unknown>): Promise<MailringError> {
   const error = await promise.then(
     () => undefined,
     (caught: unknown) => caught,
   )
   expect(error).toBeInstanceOf(MailringError)
-  expect((error as MailringError).exitCode).toBe(exitCode)
-  expect((error as MailringError).message).toMatch(pattern)
+  return error as MailringError
+}
+
+async function expectMailringError(
+  promise: Promise<unknown>,
+  exitCode: number,
+  pattern: RegExp,
+): Promise<void> {
+  const error = await failure(promise)
+  expect(error.exitCode).toBe(exitCode)
+  expect(error.message).toMatch(pattern)
 }
 
 export function storeContract(name: string, makeStore: () => Promise<ContractTarget>): void {

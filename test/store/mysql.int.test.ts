@@ -13,7 +13,7 @@ import type {MysqlSettings} from '../../src/store/mysql-settings.js'
 import type {ReplicationTask, Store, UserBatch} from '../../src/store/store.js'
 import {startMariaDb, type MariaDb} from '../support/mariadb.js'
 import {freePort} from '../support/ports.js'
-import {storeContract} from './contract.js'
+import {failure, storeContract} from './contract.js'
 import {dropDatabase, freshDatabase, settingsFor} from '../support/mysql-databases.js'
 
 let db: MariaDb
@@ -34,15 +34,6 @@ storeContract('mysql (MariaDB)', async () => {
     cleanup: () => dropDatabase(db, database),
   }
 })
-
-async function failure(promise: Promise<unknown>): Promise<MailringError> {
-  const error = await promise.then(
-    () => undefined,
-    (caught: unknown) => caught,
-  )
-  expect(error).toBeInstanceOf(MailringError)
-  return error as MailringError
-}
 
 const topology: Topology = {
   algorithm: PLACEMENT_ALGORITHM_VERSION,

@@ -6,12 +6,12 @@ import {spawnSync} from 'node:child_process'
 import Database from 'better-sqlite3'
 import {afterEach, beforeEach, describe, expect, it} from 'vitest'
 
-import {ExitCode, MailringError} from '../../src/core/errors.js'
+import {ExitCode} from '../../src/core/errors.js'
 import {PLACEMENT_ALGORITHM_VERSION, type Topology} from '../../src/core/topology.js'
 import {latestVersion} from '../../src/store/migrations/index.js'
 import {sqliteMigrations} from '../../src/store/migrations/sqlite.js'
 import {SqliteStore} from '../../src/store/sqlite.js'
-import {storeContract} from './contract.js'
+import {failure, storeContract} from './contract.js'
 
 storeContract('sqlite', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'mailring-store-'))
@@ -23,15 +23,6 @@ storeContract('sqlite', async () => {
     cleanup: async () => rmSync(dir, {recursive: true, force: true}),
   }
 })
-
-async function failure(promise: Promise<unknown>): Promise<MailringError> {
-  const error = await promise.then(
-    () => undefined,
-    (caught: unknown) => caught,
-  )
-  expect(error).toBeInstanceOf(MailringError)
-  return error as MailringError
-}
 
 describe('sqlite store', () => {
   let dir: string

@@ -23,7 +23,7 @@ import {
   rootHasProtocol,
   writeRootWrapper,
 } from './dovecot24.js'
-import {claimLoopbackIp, freePorts, waitForPort} from './ports.js'
+import {claimLoopbackIp, commonFreePort, freePorts, waitForPort} from './ports.js'
 import {
   type CommandResult,
   type Daemon,
@@ -305,6 +305,19 @@ export async function reserveDovecotAddress(options: {n?: number} = {}): Promise
     await claim.release()
     throw e
   }
+}
+
+/**
+ * Two addresses for hosts that are each other's mail_replica, with one doveadm port free on both: the
+ * rendered mail_replica names a host and the cluster's one doveadm port.
+ */
+export async function reserveReplicaPair(): Promise<[DovecotAddress, DovecotAddress, doveadmPort: number]> {
+  const a = await reserveDovecotAddress()
+  const b = await reserveDovecotAddress()
+  const doveadmPort = await commonFreePort([a.ip, b.ip])
+  a.doveadmPort = doveadmPort
+  b.doveadmPort = doveadmPort
+  return [a, b, doveadmPort]
 }
 
 function resolve<T>(t: Template<T> | undefined, ctx: DovecotContext): T | undefined {
