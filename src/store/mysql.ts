@@ -2,15 +2,15 @@ import mysql from 'mysql2/promise'
 import type {ConnectionOptions, Pool, PoolConnection} from 'mysql2/promise'
 
 import {ExitCode, MailringError} from '../core/errors.js'
-import type {Topology} from '../core/topology.js'
 import {MysqlLocking} from './aggregates/lock.js'
-import {mysqlMeta, storeMetaOf} from './aggregates/meta.js'
+import {mysqlMeta} from './aggregates/meta.js'
 import {mysqlHosts} from './aggregates/hosts.js'
 import {mysqlMoves} from './aggregates/moves.js'
-import {claimWith, enqueueWith, mysqlHealth, mysqlQueue, renewWith} from './aggregates/replication.js'
+import {mysqlHealth, mysqlQueue} from './aggregates/replication.js'
 import type {MysqlConn, MysqlSnapshot} from './aggregates/sql.js'
 import {mysqlTopology} from './aggregates/topology.js'
-import {mysqlUsers, tallyInserts} from './aggregates/users.js'
+import {mysqlUsers} from './aggregates/users.js'
+import {DialectStore, type Aggregates, type Awaitable, type RunKind} from './dialect-store.js'
 import {pendingMigrations} from './migrations/index.js'
 import {mysqlMigrations} from './migrations/mysql.js'
 import {mysqlStoreError} from './mysql-errors.js'
@@ -21,21 +21,37 @@ import type * as api from './store.js'
 /**
  * The MySQL/MariaDB store (mysql2): the production store, in the database Dovecot's userdb reads. A small
  * pool for queries and transactions (InnoDB, REPEATABLE READ); the cluster lock is GET_LOCK on a dedicated
- * connection of its own, held for the life of the lock. What each method does is in ./aggregates; this class
- * holds the connections and runs them: `transaction` (a write checks the cluster lock before it commits),
+ * connection of its own, held for the life of the lock. What each method does is in ./aggregates, and
+ * DialectStore calls it; this class holds the connections and runs them (`run`): `transaction` (a write checks the cluster lock before it commits),
  * `query` for one statement on the pool, `snapshot` for the scans.
  */
-export class MysqlStore implements api.Store {
+export class MysqlStore extends DialectStore<MysqlConn> implements api.Store {
   readonly location: string
   private readonly pool: Pool
   private readonly settings: MysqlSettings
   private readonly locking: MysqlLocking
-  /** Whether multi-row INSERTs get consecutive ids (asked once per store). */
+  /** Whether multi-row INSERTs get consecutive ids (asked once per store, by its first insert). */
   private consecutiveIds?: boolean
+  protected readonly aggregates: Aggregates<MysqlConn> = {
+    meta: mysqlMeta,
+    topology: mysqlTopology,
+    users: {
+      ...mysqlUsers,
+      insert: async (conn, batches, tally) => {
+        this.consecutiveIds ??= await mysqlUsers.consecutiveAutoIncrement(conn)
+        await mysqlUsers.insert(conn, batches, tally, this.consecutiveIds)
+      },
+    },
+    moves: mysqlMoves,
+    queue: mysqlQueue,
+    health: mysqlHealth,
+    hosts: mysqlHosts,
+  }
   private readonly guarded = <T>(work: () => Promise<T>): Promise<T> => this.guard(work)
   private readonly storeError = (error: unknown): unknown => mysqlStoreError(error, this.settings)
 
   private constructor(settings: MysqlSettings) {
+    super()
     this.settings = settings
     this.location = settings.location
     const options = connectionOptions(settings)
@@ -82,64 +98,9 @@ export class MysqlStore implements api.Store {
     }
   }
 
-  async meta(): Promise<api.StoreMeta> {
-    return storeMetaOf(await this.query(mysqlMeta.map))
-  }
-
   async close(): Promise<void> {
     await this.locking.release()
     await this.pool.end().catch(() => {})
-  }
-
-  // Topology
-
-  async readTopology(): Promise<Topology> {
-    return this.transaction(mysqlTopology.read, {write: false})
-  }
-
-  async writeTopology(topology: Topology): Promise<void> {
-    await this.transaction((conn) => mysqlTopology.write(conn, topology))
-  }
-
-  async serverUsage(): Promise<api.ServerUsage[]> {
-    return this.transaction(mysqlTopology.usage, {write: false})
-  }
-
-  // Users
-
-  async insertUsers(
-    batches: Iterable<api.UserBatch>,
-    options: {skipExisting: boolean},
-  ): Promise<api.InsertUsersResult> {
-    return tallyInserts(options, (tally) =>
-      this.transaction(async (conn) => {
-        this.consecutiveIds ??= await mysqlUsers.consecutiveAutoIncrement(conn)
-        await mysqlUsers.insert(conn, batches, tally, this.consecutiveIds)
-      }),
-    )
-  }
-
-  async replaceUsers(
-    batches: Iterable<api.UserBatch>,
-    remove: readonly string[],
-  ): Promise<api.ReplaceUsersResult> {
-    return this.transaction((conn) => mysqlUsers.replace(conn, batches, remove))
-  }
-
-  async removeUsers(users: readonly string[]): Promise<string[]> {
-    return this.transaction((conn) => mysqlUsers.remove(conn, users))
-  }
-
-  async getUser(user: string): Promise<api.UserRecord | undefined> {
-    return this.transaction((conn) => mysqlUsers.get(conn, user), {write: false})
-  }
-
-  async listUsers(options: api.UserListOptions): Promise<api.UserRecord[]> {
-    return this.transaction((conn) => mysqlUsers.list(conn, options), {write: false})
-  }
-
-  async countUsers(): Promise<number> {
-    return this.query(mysqlUsers.count)
   }
 
   async *scanUsers(chunkSize = 50_000): AsyncGenerator<string[]> {
@@ -159,124 +120,6 @@ export class MysqlStore implements api.Store {
     })
   }
 
-  // The move journal
-
-  async journalMoves(plan: string, moves: readonly api.NewMove[]): Promise<number> {
-    return this.transaction((conn) => mysqlMoves.journal(conn, plan, moves))
-  }
-
-  async openMoves(): Promise<api.MoveRecord[]> {
-    return this.transaction(mysqlMoves.open, {write: false})
-  }
-
-  async setMoveState(
-    id: number,
-    expected: api.MoveState,
-    next: api.MoveState,
-    error?: string,
-  ): Promise<boolean> {
-    return this.transaction((conn) => mysqlMoves.setState(conn, id, expected, next, error))
-  }
-
-  /** READ COMMITTED (see mysqlMoves.switch); a deadlock left anyway is retried: it rolled the whole switch back. */
-  async switchMove(id: number): Promise<void> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await this.transaction((conn) => mysqlMoves.switch(conn, id), {isolation: 'READ COMMITTED'})
-      } catch (error) {
-        const cause = (error as {cause?: {code?: string}}).cause
-        if (attempt >= 3 || cause?.code !== 'ER_LOCK_DEADLOCK') throw error
-      }
-    }
-  }
-
-  async retireMove(id: number, trash: string | null): Promise<boolean> {
-    return this.transaction((conn) => mysqlMoves.retire(conn, id, trash))
-  }
-
-  async retiredMoves(before: string): Promise<api.MoveRecord[]> {
-    return this.transaction((conn) => mysqlMoves.retired(conn, before), {write: false})
-  }
-
-  async cancelUnswitchedMoves(): Promise<number> {
-    return this.transaction(mysqlMoves.cancelUnswitched)
-  }
-
-  // The replication queue and server health
-
-  async enqueueReplication(
-    requests: readonly api.ReplicationRequest[],
-    options: api.EnqueueOptions,
-  ): Promise<api.EnqueueResult> {
-    return enqueueWith(requests, options, (plan) =>
-      this.transaction((conn) => mysqlQueue.enqueue(conn, plan)),
-    )
-  }
-
-  /** READ COMMITTED: see mysqlQueue.claim. */
-  async claimReplication(options: api.ClaimOptions): Promise<api.ReplicationTask[]> {
-    return claimWith(options, (plan) =>
-      this.transaction((conn) => mysqlQueue.claim(conn, plan), {isolation: 'READ COMMITTED'}),
-    )
-  }
-
-  async renewReplication(owner: string, users: readonly string[], leaseUntilMs: number): Promise<string[]> {
-    return renewWith(users, leaseUntilMs, (until) =>
-      this.transaction((conn) => mysqlQueue.renew(conn, owner, users, until)),
-    )
-  }
-
-  async finishReplication(
-    owner: string,
-    task: api.ReplicationTask,
-    outcome: api.ReplicationOutcome,
-  ): Promise<boolean> {
-    return this.transaction((conn) => mysqlQueue.finish(conn, owner, task, outcome))
-  }
-
-  async releaseReplication(owner: string): Promise<number> {
-    return this.transaction((conn) => mysqlQueue.release(conn, owner))
-  }
-
-  async replicationStats(nowMs: number): Promise<api.ReplicationQueueStats> {
-    return this.transaction((conn) => mysqlQueue.stats(conn, nowMs), {write: false})
-  }
-
-  async replicationMarker(key: string): Promise<string | undefined> {
-    return this.query((pool) => mysqlQueue.marker(pool, key))
-  }
-
-  async setReplicationMarker(key: string, value: string): Promise<void> {
-    await this.transaction((conn) => mysqlQueue.setMarker(conn, key, value))
-  }
-
-  async serverHealth(): Promise<api.ServerHealth[]> {
-    return this.transaction(mysqlHealth.list, {write: false})
-  }
-
-  async setServerHealth(
-    server: string,
-    expected: api.ServerHealthState,
-    next: api.ServerHealthState,
-    detail: string,
-  ): Promise<boolean> {
-    return this.transaction((conn) => mysqlHealth.set(conn, server, expected, next, detail))
-  }
-
-  // Hosts
-
-  async listHosts(): Promise<api.Host[]> {
-    return this.query(mysqlHosts.list)
-  }
-
-  async putHost(host: api.Host): Promise<void> {
-    await this.transaction((conn) => mysqlHosts.put(conn, host))
-  }
-
-  async removeHost(name: string): Promise<boolean> {
-    return this.transaction((conn) => mysqlHosts.remove(conn, name))
-  }
-
   // The cluster lock
 
   async acquireLock(command: string): Promise<api.ClusterLock> {
@@ -293,8 +136,40 @@ export class MysqlStore implements api.Store {
 
   // Connections and transactions
 
+  /** One statement on the pool; everything else in a transaction (REPEATABLE READ but for claims and switches). */
+  protected override async run<T>(kind: RunKind, work: (conn: MysqlConn) => Awaitable<T>): Promise<T> {
+    switch (kind) {
+      case 'query':
+        return this.query(work)
+      case 'read':
+      case 'readOne':
+        return this.transaction(work, {write: false})
+      case 'write':
+      case 'writeOne':
+        return this.transaction(work)
+      case 'claim':
+        return this.transaction(work, {isolation: 'READ COMMITTED'})
+      case 'switch':
+        return this.againAfterDeadlock(() => this.transaction(work, {isolation: 'READ COMMITTED'}))
+    }
+  }
+
+  /** Runs `transaction` up to three times while it ends in a deadlock, which rolled all of it back. */
+  private async againAfterDeadlock<T>(transaction: () => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await transaction()
+      } catch (error) {
+        const cause = (error as {cause?: {code?: string}}).cause
+        if (attempt >= 3 || cause?.code !== 'ER_LOCK_DEADLOCK') throw error
+      }
+    }
+  }
+
+  // Connections and transactions
+
   private async transaction<T>(
-    work: (conn: PoolConnection) => Promise<T>,
+    work: (conn: PoolConnection) => Awaitable<T>,
     options: {write?: boolean; isolation?: 'READ COMMITTED'} = {},
   ): Promise<T> {
     const write = options.write ?? true
@@ -306,7 +181,7 @@ export class MysqlStore implements api.Store {
       await this.guard(() => conn.query(write ? 'START TRANSACTION' : 'START TRANSACTION READ ONLY'))
       let result: T
       try {
-        result = await this.guard(() => work(conn))
+        result = await this.guard(async () => work(conn))
         if (write) await this.locking.verify(conn)
         await this.guard(() => conn.query('COMMIT'))
       } catch (error) {
@@ -320,8 +195,8 @@ export class MysqlStore implements api.Store {
   }
 
   /** One statement on the pool, outside a transaction. */
-  private async query<T>(work: (pool: MysqlConn) => Promise<T>): Promise<T> {
-    return this.guard(() => work(this.pool))
+  private async query<T>(work: (pool: MysqlConn) => Awaitable<T>): Promise<T> {
+    return this.guard(async () => work(this.pool))
   }
 
   /** A connection of its own with a consistent snapshot until it ends (InnoDB MVCC), for a scan. */

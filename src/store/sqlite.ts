@@ -4,14 +4,14 @@ import {dirname} from 'node:path'
 import Database from 'better-sqlite3'
 
 import {ExitCode, MailringError} from '../core/errors.js'
-import type {Topology} from '../core/topology.js'
 import {SqliteLocking} from './aggregates/lock.js'
-import {sqliteMeta, storeMetaOf} from './aggregates/meta.js'
+import {sqliteMeta} from './aggregates/meta.js'
 import {sqliteHosts} from './aggregates/hosts.js'
 import {sqliteMoves} from './aggregates/moves.js'
-import {claimWith, enqueueWith, renewWith, sqliteHealth, sqliteQueue} from './aggregates/replication.js'
+import {sqliteHealth, sqliteQueue} from './aggregates/replication.js'
 import {sqliteTopology} from './aggregates/topology.js'
-import {sqliteUsers, tallyInserts} from './aggregates/users.js'
+import {sqliteUsers} from './aggregates/users.js'
+import {DialectStore, type Aggregates, type RunKind} from './dialect-store.js'
 import {pendingMigrations} from './migrations/index.js'
 import {sqliteMigrations} from './migrations/sqlite.js'
 import {sqliteGuard} from './sqlite-errors.js'
@@ -26,11 +26,21 @@ type Db = Database.Database
 /**
  * The embedded store: one SQLite file in WAL mode (readers never block the writer), a busy timeout so
  * that two processes take turns instead of failing, and a transaction around every change. What each method
- * does is in ./aggregates; this class opens the file and runs them: `write` in an immediate transaction that
- * checks the cluster lock before it commits, `read` in a read transaction, `query` as one statement.
+ * does is in ./aggregates, and DialectStore calls it; this class opens the file and runs them (`run`): `write`
+ * in an immediate transaction that checks the cluster lock before it commits, `read` in a read transaction,
+ * `query` as one statement.
  */
-export class SqliteStore implements api.Store {
+export class SqliteStore extends DialectStore<Db> implements api.Store {
   readonly location: string
+  protected readonly aggregates: Aggregates<Db> = {
+    meta: sqliteMeta,
+    topology: sqliteTopology,
+    users: sqliteUsers,
+    moves: sqliteMoves,
+    queue: sqliteQueue,
+    health: sqliteHealth,
+    hosts: sqliteHosts,
+  }
   private readonly db: Db
   private readonly locking: SqliteLocking
   private readonly guarded = <T>(work: () => T): T => this.guard(work)
@@ -41,6 +51,7 @@ export class SqliteStore implements api.Store {
     /** Set when this user may read the store but not write it. */
     private readonly readOnly?: ReadOnlyAccess,
   ) {
+    super()
     this.db = db
     this.location = `sqlite:${path}`
     this.locking = new SqliteLocking(db, this.guarded)
@@ -112,58 +123,8 @@ export class SqliteStore implements api.Store {
     }
   }
 
-  async meta(): Promise<api.StoreMeta> {
-    return this.query((db) => storeMetaOf(sqliteMeta.map(db)))
-  }
-
   async close(): Promise<void> {
     if (this.db.open) this.db.close()
-  }
-
-  // Topology
-
-  async readTopology(): Promise<Topology> {
-    return this.read(sqliteTopology.read)
-  }
-
-  async writeTopology(topology: Topology): Promise<void> {
-    this.write((db) => sqliteTopology.write(db, topology))
-  }
-
-  async serverUsage(): Promise<api.ServerUsage[]> {
-    return this.read(sqliteTopology.usage)
-  }
-
-  // Users
-
-  async insertUsers(
-    batches: Iterable<api.UserBatch>,
-    options: {skipExisting: boolean},
-  ): Promise<api.InsertUsersResult> {
-    return tallyInserts(options, (tally) => this.write((db) => sqliteUsers.insert(db, batches, tally)))
-  }
-
-  async replaceUsers(
-    batches: Iterable<api.UserBatch>,
-    remove: readonly string[],
-  ): Promise<api.ReplaceUsersResult> {
-    return this.write((db) => sqliteUsers.replace(db, batches, remove))
-  }
-
-  async removeUsers(users: readonly string[]): Promise<string[]> {
-    return this.write((db) => sqliteUsers.remove(db, users))
-  }
-
-  async getUser(user: string): Promise<api.UserRecord | undefined> {
-    return this.read((db) => sqliteUsers.get(db, user))
-  }
-
-  async listUsers(options: api.UserListOptions): Promise<api.UserRecord[]> {
-    return this.read((db) => sqliteUsers.list(db, options))
-  }
-
-  async countUsers(): Promise<number> {
-    return this.query(sqliteUsers.count)
   }
 
   scanUsers(chunkSize = 50_000): AsyncGenerator<string[]> {
@@ -181,111 +142,6 @@ export class SqliteStore implements api.Store {
     )
   }
 
-  // The move journal
-
-  async journalMoves(plan: string, moves: readonly api.NewMove[]): Promise<number> {
-    return this.write((db) => sqliteMoves.journal(db, plan, moves))
-  }
-
-  async openMoves(): Promise<api.MoveRecord[]> {
-    return this.query(sqliteMoves.open)
-  }
-
-  async setMoveState(
-    id: number,
-    expected: api.MoveState,
-    next: api.MoveState,
-    error?: string,
-  ): Promise<boolean> {
-    return this.query((db) => sqliteMoves.setState(db, id, expected, next, error))
-  }
-
-  async switchMove(id: number): Promise<void> {
-    this.write((db) => sqliteMoves.switch(db, id))
-  }
-
-  async retireMove(id: number, trash: string | null): Promise<boolean> {
-    return this.query((db) => sqliteMoves.retire(db, id, trash))
-  }
-
-  async retiredMoves(before: string): Promise<api.MoveRecord[]> {
-    return this.query((db) => sqliteMoves.retired(db, before))
-  }
-
-  async cancelUnswitchedMoves(): Promise<number> {
-    return this.query(sqliteMoves.cancelUnswitched)
-  }
-
-  // The replication queue and server health
-
-  async enqueueReplication(
-    requests: readonly api.ReplicationRequest[],
-    options: api.EnqueueOptions,
-  ): Promise<api.EnqueueResult> {
-    return enqueueWith(requests, options, (plan) => this.write((db) => sqliteQueue.enqueue(db, plan)))
-  }
-
-  async claimReplication(options: api.ClaimOptions): Promise<api.ReplicationTask[]> {
-    return claimWith(options, (plan) => this.write((db) => sqliteQueue.claim(db, plan)))
-  }
-
-  async renewReplication(owner: string, users: readonly string[], leaseUntilMs: number): Promise<string[]> {
-    return renewWith(users, leaseUntilMs, (until) =>
-      this.write((db) => sqliteQueue.renew(db, owner, users, until)),
-    )
-  }
-
-  async finishReplication(
-    owner: string,
-    task: api.ReplicationTask,
-    outcome: api.ReplicationOutcome,
-  ): Promise<boolean> {
-    return this.write((db) => sqliteQueue.finish(db, owner, task, outcome))
-  }
-
-  async releaseReplication(owner: string): Promise<number> {
-    return this.query((db) => sqliteQueue.release(db, owner))
-  }
-
-  async replicationStats(nowMs: number): Promise<api.ReplicationQueueStats> {
-    return this.read((db) => sqliteQueue.stats(db, nowMs))
-  }
-
-  async replicationMarker(key: string): Promise<string | undefined> {
-    return this.query((db) => sqliteQueue.marker(db, key))
-  }
-
-  async setReplicationMarker(key: string, value: string): Promise<void> {
-    this.query((db) => sqliteQueue.setMarker(db, key, value))
-  }
-
-  async serverHealth(): Promise<api.ServerHealth[]> {
-    return this.read(sqliteHealth.list)
-  }
-
-  async setServerHealth(
-    server: string,
-    expected: api.ServerHealthState,
-    next: api.ServerHealthState,
-    detail: string,
-  ): Promise<boolean> {
-    return this.write((db) => sqliteHealth.set(db, server, expected, next, detail))
-  }
-
-  // Hosts
-
-  async listHosts(): Promise<api.Host[]> {
-    return this.query(sqliteHosts.list)
-  }
-
-  async putHost(host: api.Host): Promise<void> {
-    this.write((db) => sqliteHosts.put(db, host))
-  }
-
-  async removeHost(name: string): Promise<boolean> {
-    return this.query((db) => sqliteHosts.remove(db, name))
-  }
-
   // The cluster lock
 
   async acquireLock(command: string): Promise<api.ClusterLock> {
@@ -298,6 +154,24 @@ export class SqliteStore implements api.Store {
 
   async breakLock(expected: api.LockHolder): Promise<boolean> {
     return this.guard(() => this.locking.break(expected))
+  }
+
+  // Connection and transactions
+
+  /** One statement alone (atomic by itself), reads in a read transaction, and every other change in a write. */
+  protected override run<T>(kind: RunKind, work: (db: Db) => T): T {
+    switch (kind) {
+      case 'query':
+      case 'readOne':
+      case 'writeOne':
+        return this.query(work)
+      case 'read':
+        return this.read(work)
+      case 'write':
+      case 'claim':
+      case 'switch':
+        return this.write(work)
+    }
   }
 
   // Connection and transactions

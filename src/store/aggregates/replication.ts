@@ -262,7 +262,7 @@ function queueStatsOf(
 }
 
 /** What an enqueue writes: the requests merged per user, and its times. */
-interface EnqueuePlan {
+export interface EnqueuePlan {
   merged: MergedRequest[]
   times: {nowMs: number; dueMs: number; maxDelayMs: number}
 }
@@ -282,7 +282,7 @@ export async function enqueueWith(
   return write({merged, times})
 }
 
-type ClaimPlan = ReturnType<typeof claimTimes> & Pick<ClaimOptions, 'owner' | 'avoidServers'>
+export type ClaimPlan = ReturnType<typeof claimTimes> & Pick<ClaimOptions, 'owner' | 'avoidServers'>
 
 /** A claim in either dialect: checks its times and size; a claim of none opens no transaction. */
 export async function claimWith(

@@ -54,7 +54,7 @@ function forEachCopy(
  * again in it, by user id: the transaction first notes the highest id (`begin`), so a user row whose id
  * lies above it was added by this call.
  */
-class InsertTally {
+export class InsertTally {
   readonly result: InsertUsersResult = {inserted: 0, existing: [], repeated: []}
   private firstNewId = 1
   /** Where each new user came from (batch, index), by id - firstNewId: two ints per user, no objects. */
