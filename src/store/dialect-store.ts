@@ -1,3 +1,4 @@
+/** The Store methods both dialects share, written once over each dialect's aggregates (see store.ts). */
 import type {Topology} from '../core/topology.js'
 import {storeMetaOf} from './aggregates/meta.js'
 import {

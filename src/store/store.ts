@@ -7,7 +7,8 @@
  * Layout: each aggregate is one file in aggregates/ (meta and schema, servers, topology, users, moves,
  * replication queue and server health, hosts, lock), with what does not depend on the SQL dialect first and
  * then its two dialects side by side (`sqliteX` and `mysqlX`), so that a difference between them shows in
- * one place. sqlite.ts and mysql.ts only open the database and run those in their transactions; beside them
+ * one place. dialect-store.ts writes each Store method that only runs an aggregate once, for both dialects;
+ * sqlite.ts and mysql.ts open the database and say how an operation runs (transactions); beside them
  * sit SQLite's read-only access (sqlite-read-only.ts), each dialect's error mapping (sqlite-errors.ts,
  * mysql-errors.ts) and the operator's users table (mysql-users-table.ts).
  *
