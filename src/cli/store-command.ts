@@ -2,7 +2,7 @@ import {BaseCommand} from './base-command.js'
 import {storeFlags} from './flags.js'
 import {loadDovecotContext, type DovecotContext} from '../engine/context.js'
 import {withClusterLock} from '../engine/lock.js'
-import {withFleet, type DoveadmFleet, type FleetOptions} from '../engine/sync/fleet.js'
+import type {DoveadmFleet, FleetOptions} from '../engine/sync/fleet.js'
 import {initStore, locateStore, openStore, type StoreLocation} from '../store/open.js'
 import type {ClusterLock, Store, UsersTableSpec} from '../store/store.js'
 import {locateConfigFile, readConfigFile} from '../config/config-file.js'
@@ -72,6 +72,8 @@ export abstract class StoreCommand extends BaseCommand {
     options: FleetOptions,
     work: (fleet: DoveadmFleet) => Promise<T>,
   ): Promise<T> {
+    // Loaded here, not at start: it brings ssh2 and the doveadm transports, which most commands never use.
+    const {withFleet} = await import('../engine/sync/fleet.js')
     return withFleet(await this.dovecotContext(flags), options, work)
   }
 

@@ -6,7 +6,6 @@
 import {randomUUID} from 'node:crypto'
 import {hostname} from 'node:os'
 
-import mysql from 'mysql2/promise'
 import type {Connection, ConnectionOptions, Pool} from 'mysql2/promise'
 
 import {formatDuration} from '../../core/duration.js'
@@ -181,6 +180,8 @@ export class MysqlLocking {
     const holder = holderNow(command)
     let conn: Connection | undefined
     try {
+      // mysql2 loads when a MySQL store is used, not with every command (engine/lock.ts imports this file).
+      const {default: mysql} = await import('mysql2/promise')
       conn = await mysql.createConnection(this.options)
       const [[row]] = await conn.query<Row[]>(
         `SELECT GET_LOCK('${CLUSTER_LOCK_NAME}', 0) AS got, CONNECTION_ID() AS id`,
