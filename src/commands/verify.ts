@@ -24,7 +24,7 @@ export interface VerifyResult {
 
 export default class Verify extends StoreCommand {
   static override summary = "Check that each user's copies agree, and say how they differ."
-  static override description = `Compares every copy of each selected user: the mailbox list; per mailbox the message count, UIDVALIDITY, UIDNEXT and mailbox GUID; and, where those differ, the message GUIDs, so that the report says which messages are missing where ("INBOX: 2 messages on mx01 missing on mx03"). Flags are not compared. A copy on a server that is down or unreachable makes the user "could not check", never "agree". --repair syncs the users that differ (as \`mailring sync user\`) and verifies them again.
+  static override description = `Compares every copy of each selected user: the mailbox list; per mailbox the message count, UIDVALIDITY, UIDNEXT and mailbox GUID; and every message's GUID, flags and keywords, so that the report says which messages are missing where ("INBOX: 2 messages on mx01 missing on mx03") and where flags differ. A copy on a server that is down or unreachable makes the user "could not check", never "agree". --repair runs a full sync of the users that differ (as \`mailring sync user --full\`) and verifies them again.
 
 Exit codes (for monitoring): 0 all copies agree, 1 differences found (after --repair: still found) or bad input, 2 could not check some copies (a server down or unreachable), 4 store error.`
 
@@ -48,7 +48,7 @@ Exit codes (for monitoring): 0 all copies agree, 1 differences found (after --re
       summary: 'Check at most N of the selected users, spread over every server.',
       min: 1,
     }),
-    repair: Flags.boolean({summary: 'Sync the users whose copies differ, then verify them again.'}),
+    repair: Flags.boolean({summary: 'Fully sync the users whose copies differ, then verify them again.'}),
     parallel: Flags.integer({summary: 'Users checked at once.', default: 8, min: 1, max: 256}),
     'accept-new': Flags.boolean({
       summary: 'Trust and record the SSH host key of a server not in known_hosts yet (ssh transport).',
@@ -80,7 +80,9 @@ Exit codes (for monitoring): 0 all copies agree, 1 differences found (after --re
       this.log(verifySummaryLine(checked.summary))
       const differing = checked.results.filter((r) => r.status === 'differ')
       if (flags.repair && differing.length > 0) {
-        const sync = await syncUsers(fleet, differing, {parallel: flags.parallel})
+        // A full sync: copies whose mailbox summaries match (each took another message before they synced)
+        // are merged only by doveadm sync -f.
+        const sync = await syncUsers(fleet, differing, {parallel: flags.parallel, full: true})
         this.log(`Repair: ${syncSummaryLine(sync.summary)}`)
         const after = await this.verify(fleet, differing, flags.parallel, 'Verifying again')
         this.log(`After the repair: ${verifySummaryLine(after.summary)}`)

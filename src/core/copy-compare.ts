@@ -1,9 +1,10 @@
 /**
  * How a user's copies differ, in words an operator reads ("INBOX: 2 messages on mx01 missing on mx03").
- * Pure: the rows come from `doveadm mailbox status` and, where the mailboxes differ, `doveadm fetch`.
- * Compared: the mailbox list; per mailbox its GUID, UIDVALIDITY, UIDNEXT and message count; and where those
- * differ, the message GUID sets. Flags are not compared: that would fetch every message of every user, and
- * highestmodseq may differ between copies that agree (seen on 2.3.19), so it cannot stand in for them.
+ * Pure: the rows come from `doveadm mailbox status` and `doveadm fetch`. Compared: the mailbox list; per
+ * mailbox its GUID, UIDVALIDITY, UIDNEXT and message count; and, for the mailboxes whose messages were
+ * fetched, the message GUIDs and each message's flags and keywords. Summaries alone are not enough: two
+ * copies that each took a different message before they synced show the same count, UIDNEXT and
+ * HIGHESTMODSEQ (highestmodseq may even differ between copies that agree, seen on 2.3.19).
  */
 
 /** The fields of `doveadm mailbox status` that copies in agreement share exactly. */
@@ -14,6 +15,25 @@ export type Row = Record<string, string>
 export interface CopyStatus {
   copy: string
   mailboxes: readonly Row[]
+}
+
+/** One message of a mailbox as `doveadm fetch` tells it; flags undefined when they were not fetched. */
+export interface MessageRow {
+  guid: string
+  uid?: string
+  flags?: string
+}
+
+/** The fields verify fetches of every message to compare copies in full. */
+export const MESSAGE_FIELDS = ['mailbox', 'uid', 'guid', 'flags'] as const
+
+/** Flags and keywords as a set, in a stable order; \Recent is left out (it belongs to one session). */
+export function normalizedFlags(flags: string): string {
+  return flags
+    .split(/\s+/)
+    .filter((flag) => flag !== '' && flag.toLowerCase() !== '\\recent')
+    .sort()
+    .join(' ')
 }
 
 /** Mailboxes whose status differs between copies: their message GUIDs are worth fetching. */
@@ -29,17 +49,37 @@ export function mailboxesToDeepCheck(copies: readonly CopyStatus[]): string[] {
   return differing
 }
 
+/**
+ * One line for the messages of a mailbox that every copy holds but with other flags or keywords, naming
+ * the first one (by its UID on the first copy); undefined when they agree or flags were not fetched.
+ */
+function flagDifferences(
+  mailbox: string,
+  copies: readonly {copy: string; messages: readonly MessageRow[]}[],
+): string | undefined {
+  if (copies.some((c) => c.messages.some((m) => m.flags === undefined))) return undefined
+  const flagsByCopy = copies.map((c) => new Map(c.messages.map((m) => [m.guid, normalizedFlags(m.flags!)])))
+  const differing = copies[0]!.messages.filter((m) => {
+    const seen = flagsByCopy.map((flags) => flags.get(m.guid))
+    return seen.every((f) => f !== undefined) && new Set(seen).size > 1
+  })
+  if (differing.length === 0) return undefined
+  const first = differing[0]!
+  const each = copies.map((c, i) => `${flagsByCopy[i]!.get(first.guid) || '(none)'} on ${c.copy}`).join(', ')
+  return `${mailbox}: flags differ on ${plural(differing.length, 'message')} (UID ${first.uid ?? '?'}: ${each})`
+}
+
 function plural(n: number, word: string): string {
   return `${n} ${word}${n === 1 ? '' : 's'}`
 }
 
 /**
- * The differences between copies, one line each, in a stable order. `messages` holds, per copy, the message
- * GUIDs by mailbox for the mailboxes of mailboxesToDeepCheck (absent: not fetched).
+ * The differences between copies, one line each, in a stable order. `messages` holds, per copy, the
+ * messages by mailbox for the mailboxes that were fetched (absent: not fetched).
  */
 export function describeDifferences(
   copies: readonly CopyStatus[],
-  messages: ReadonlyMap<string, ReadonlyMap<string, readonly string[]>> = new Map(),
+  messages: ReadonlyMap<string, ReadonlyMap<string, readonly MessageRow[]>> = new Map(),
 ): string[] {
   const lines: string[] = []
   const names = [...new Set(copies.flatMap((c) => c.mailboxes.map((m) => m.mailbox ?? '')))].sort()
@@ -60,11 +100,16 @@ export function describeDifferences(
       for (const a of copies)
         for (const b of copies) {
           if (a === b) continue
-          const there = new Set(byCopy.get(b.copy))
-          const lacking = byCopy.get(a.copy)!.filter((guid) => !there.has(guid)).length
+          const there = new Set(byCopy.get(b.copy)!.map((m) => m.guid))
+          const lacking = byCopy.get(a.copy)!.filter((m) => !there.has(m.guid)).length
           if (lacking > 0)
             lines.push(`${name}: ${plural(lacking, 'message')} on ${a.copy} missing on ${b.copy}`)
         }
+      const flagLine = flagDifferences(
+        name,
+        copies.map((c) => ({copy: c.copy, messages: byCopy.get(c.copy)!})),
+      )
+      if (flagLine !== undefined) lines.push(flagLine)
     } else if (distinct('messages')) {
       lines.push(
         `${name}: ${rows.map((r) => `${plural(Number(r.row.messages), 'message')} on ${r.copy}`).join(', ')}`,

@@ -1,6 +1,12 @@
 import {describe, expect, it} from 'vitest'
 
-import {describeDifferences, mailboxesToDeepCheck, type CopyStatus} from '../../src/core/copy-compare.js'
+import {
+  describeDifferences,
+  mailboxesToDeepCheck,
+  normalizedFlags,
+  type CopyStatus,
+  type MessageRow,
+} from '../../src/core/copy-compare.js'
 
 const box = (
   mailbox: string,
@@ -15,6 +21,9 @@ const box = (
   uidnext: String(uidnext ?? messages + 1),
   guid,
 })
+
+const guids = (...list: string[]): MessageRow[] => list.map((guid) => ({guid}))
+const msg = (uid: number, guid: string, flags: string): MessageRow => ({uid: String(uid), guid, flags})
 
 describe('comparing copies', () => {
   it('finds nothing when every mailbox agrees', () => {
@@ -33,8 +42,8 @@ describe('comparing copies', () => {
     ]
     expect(mailboxesToDeepCheck(copies)).toEqual(['INBOX'])
     const messages = new Map([
-      ['mx1', new Map([['INBOX', ['m1', 'm2', 'm3']]])],
-      ['mx3', new Map([['INBOX', ['m1']]])],
+      ['mx1', new Map([['INBOX', guids('m1', 'm2', 'm3')]])],
+      ['mx3', new Map([['INBOX', guids('m1')]])],
     ])
     expect(describeDifferences(copies, messages)).toEqual(['INBOX: 2 messages on mx1 missing on mx3'])
   })
@@ -64,5 +73,47 @@ describe('comparing copies', () => {
         {copy: 'mx2', mailboxes: [box('INBOX', 1, 'g', '7', 3)]},
       ]),
     ).toEqual(['INBOX: UIDNEXT 2 on mx1, 3 on mx2 (a message was added and expunged on one copy only)'])
+  })
+
+  it('sees copies whose summaries agree but that each hold another message under the same UID', () => {
+    const copies: CopyStatus[] = [
+      {copy: 'mx1', mailboxes: [box('INBOX', 2)]},
+      {copy: 'mx2', mailboxes: [box('INBOX', 2)]},
+    ]
+    // The summaries alone cannot tell: nothing to deep-check from them.
+    expect(mailboxesToDeepCheck(copies)).toEqual([])
+    const messages = new Map([
+      ['mx1', new Map([['INBOX', [msg(1, 'g1', ''), msg(2, 'from-mx1', '')]]])],
+      ['mx2', new Map([['INBOX', [msg(1, 'g1', ''), msg(2, 'from-mx2', '')]]])],
+    ])
+    expect(describeDifferences(copies, messages)).toEqual([
+      'INBOX: 1 message on mx1 missing on mx2',
+      'INBOX: 1 message on mx2 missing on mx1',
+    ])
+  })
+
+  it('names the messages whose flags or keywords differ, \\Recent aside', () => {
+    const copies: CopyStatus[] = ['mx1', 'mx2', 'mx3'].map((copy) => ({copy, mailboxes: [box('INBOX', 2)]}))
+    const messages = new Map([
+      ['mx1', new Map([['INBOX', [msg(1, 'g1', '\\Seen'), msg(2, 'g2', '\\Draft \\Seen')]]])],
+      ['mx2', new Map([['INBOX', [msg(1, 'g1', '\\Seen \\Recent'), msg(2, 'g2', '\\Seen \\Draft')]]])],
+      ['mx3', new Map([['INBOX', [msg(1, 'g1', '\\Seen'), msg(2, 'g2', '\\Seen')]]])],
+    ])
+    expect(describeDifferences(copies, messages)).toEqual([
+      'INBOX: flags differ on 1 message (UID 2: \\Draft \\Seen on mx1, \\Draft \\Seen on mx2, \\Seen on mx3)',
+    ])
+    const keywords = new Map([
+      ['mx1', new Map([['INBOX', [msg(1, 'g1', '$Label1'), msg(2, 'g2', '')]]])],
+      ['mx2', new Map([['INBOX', [msg(1, 'g1', ''), msg(2, 'g2', '')]]])],
+      ['mx3', new Map([['INBOX', [msg(1, 'g1', ''), msg(2, 'g2', '')]]])],
+    ])
+    expect(describeDifferences(copies, keywords)).toEqual([
+      'INBOX: flags differ on 1 message (UID 1: $Label1 on mx1, (none) on mx2, (none) on mx3)',
+    ])
+  })
+
+  it('compares flags as sets, without \\Recent', () => {
+    expect(normalizedFlags('\\Seen  \\Answered \\Recent $Label1')).toBe('$Label1 \\Answered \\Seen')
+    expect(normalizedFlags('')).toBe('')
   })
 })

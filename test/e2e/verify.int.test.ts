@@ -1,8 +1,9 @@
 /**
  * `mailring verify` end to end: the built CLI against three real Dovecot 2.3 servers configured by
  * mailring's rendered SQL files, R = 3, doveadm over its HTTP API. Copies are made to differ the way mail
- * does (a delivery to one copy, an expunge on another), the report names the messages missing where, and
- * --repair makes them agree.
+ * does (a delivery to one copy, an expunge on another, a message taken by each copy before a sync, a flag
+ * set on one copy), the report names the messages missing where and the flags that differ, and --repair
+ * makes them agree.
  */
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
@@ -65,6 +66,49 @@ describe('verify', () => {
       expect((await ring.mailbox(server, 'alice@example.com')).map((m) => m.subject)).toEqual(['only on a'])
     const again = await ring.cli(['verify', '--all'])
     expect(again.exitCode, again.stderr + again.stdout).toBe(0)
+  })
+
+  it('sees copies that each took another message before a sync, though their summaries agree; --repair merges them', async () => {
+    // Each copy takes one message of its own: every INBOX holds 2 messages, UIDNEXT 3, the same GUID and
+    // UIDVALIDITY, and a different message under UID 2.
+    for (const server of SERVERS)
+      await ring.host(server).deliver('bob@example.com', message(`only on ${server}`))
+    const r = await ring.cli<JsonEnvelope<VerifyResult>>(['verify', '--user', 'bob@example.com', '--json'])
+    expect(r.exitCode, r.stderr + r.stdout).toBe(1)
+    const differences = r.json?.result?.users[0]?.differences ?? []
+    expect(differences).toContain('INBOX: 1 message on mx-a missing on mx-b')
+    expect(differences).toContain('INBOX: 1 message on mx-c missing on mx-b')
+
+    const repaired = await ring.cli<JsonEnvelope<VerifyResult>>([
+      'verify',
+      '--user',
+      'bob@example.com',
+      '--repair',
+      '--json',
+    ])
+    expect(repaired.exitCode, repaired.stderr + repaired.stdout).toBe(0)
+    expect(repaired.json?.result?.repair?.after).toMatchObject({users: 1, agree: 1, differ: 0})
+    const subjects = [`welcome bob@example.com`, ...SERVERS.map((server) => `only on ${server}`)].sort()
+    for (const server of SERVERS)
+      expect((await ring.mailbox(server, 'bob@example.com')).map((m) => m.subject).sort(), server).toEqual(
+        subjects,
+      )
+  })
+
+  it('sees a flag set on one copy only, and --repair carries it to the others', async () => {
+    const flagged = await ring
+      .host('mx-a')
+      .doveadm(['flags', 'add', '-u', 'carol@example.org', '\\Draft', 'mailbox', 'INBOX', 'all'])
+    expect(flagged.exitCode, flagged.stderr).toBe(0)
+    const r = await ring.cli(['verify', '--user', 'carol@example.org'])
+    expect(r.exitCode, r.stderr + r.stdout).toBe(1)
+    expect(r.stdout).toContain('carol@example.org: INBOX: flags differ on 1 message')
+    expect(r.stdout).toMatch(/\\Draft( \\Seen)? on mx-a/)
+
+    const repaired = await ring.cli(['verify', '--user', 'carol@example.org', '--repair'])
+    expect(repaired.exitCode, repaired.stderr + repaired.stdout).toBe(0)
+    for (const server of SERVERS)
+      expect((await ring.mailbox(server, 'carol@example.org'))[0]?.flags, server).toContain('\\Draft')
   })
 
   it('picks a sample spread over the servers, and users by server', async () => {

@@ -1,16 +1,20 @@
 /**
  * `mailring verify`: whether each user's copies agree, and how they differ. Per user: `doveadm mailbox
- * status` on every copy (mailbox list; per mailbox messages, UIDVALIDITY, UIDNEXT, GUID); where a mailbox
- * differs, `doveadm fetch` of its message GUIDs on every copy, so the report can say which messages are
- * missing where (core/copy-compare.ts). A copy on a server that cannot be reached makes the user
- * "unchecked", never "agree".
+ * status` on every copy (mailbox list; per mailbox messages, UIDVALIDITY, UIDNEXT, GUID), then `doveadm
+ * fetch` of every message's UID, GUID and flags on every copy, so that the report says which messages are
+ * missing where and which flags differ (core/copy-compare.ts): two copies that each took another message
+ * before a sync show the same summary. A move's check (`everyMessage: false`) fetches GUIDs only where the
+ * summaries differ, as it compares a copy just synced. A copy on a server that cannot be reached makes the
+ * user "unchecked", never "agree".
  */
 import {errorText} from '../../core/errors.js'
 import {
   COMPARED_FIELDS,
   describeDifferences,
   mailboxesToDeepCheck,
+  MESSAGE_FIELDS,
   type CopyStatus,
+  type MessageRow,
 } from '../../core/copy-compare.js'
 import {fetchCommand, type Row} from '../../dovecot/doveadm.js'
 import {CopyProblem, type DoveadmFleet} from './fleet.js'
@@ -75,8 +79,9 @@ export async function verifyUsers(
 export async function verifyOneUser(
   fleet: DoveadmFleet,
   entry: UserCopies,
-  options: {measureBytes?: boolean} = {},
+  options: {measureBytes?: boolean; everyMessage?: boolean} = {},
 ): Promise<UserVerifyResult> {
+  const everyMessage = options.everyMessage ?? true
   const started = Date.now()
   const result: UserVerifyResult = {
     user: entry.user,
@@ -118,20 +123,26 @@ export async function verifyOneUser(
     if (statuses.length > 1) result.differences = describeDifferences(statuses)
     return done('unchecked')
   }
-  const deep = mailboxesToDeepCheck(statuses)
-  const messages = new Map<string, Map<string, string[]>>()
+  const names = [...new Set(statuses.flatMap((c) => c.mailboxes.map((m) => m.mailbox ?? '')))]
+  const deep = everyMessage ? names : mailboxesToDeepCheck(statuses)
+  const messages = new Map<string, Map<string, MessageRow[]>>()
   if (deep.length > 0) {
+    const fields = everyMessage ? [...MESSAGE_FIELDS] : ['mailbox', 'guid']
     try {
       await Promise.all(
         statuses.map(async ({copy}) => {
-          const reply = await fleet.run(copy, fetchCommand(entry.user, ['mailbox', 'guid']))
+          const reply = await fleet.run(copy, fetchCommand(entry.user, fields))
           if (reply.outcome !== 'ok')
             throw new CopyProblem(copy, `doveadm fetch failed: ${reply.message}`, false)
-          const byMailbox = new Map<string, string[]>()
+          const byMailbox = new Map<string, MessageRow[]>()
           for (const row of reply.rows as Row[]) {
             if (!deep.includes(row.mailbox ?? '')) continue
             const list = byMailbox.get(row.mailbox ?? '') ?? []
-            list.push(row.guid ?? '')
+            list.push({
+              guid: row.guid ?? '',
+              ...(row.uid === undefined ? {} : {uid: row.uid}),
+              ...(everyMessage ? {flags: row.flags ?? ''} : {}),
+            })
             byMailbox.set(row.mailbox ?? '', list)
           }
           for (const name of deep) if (!byMailbox.has(name)) byMailbox.set(name, [])
