@@ -77,6 +77,10 @@ export interface Aggregates<C> {
       detail: string,
     ): Awaitable<boolean>
   }
+  syncStates: {
+    list(conn: C, user: string): Awaitable<api.SyncState[]>
+    save(conn: C, user: string, states: readonly api.SyncState[]): Awaitable<number>
+  }
   hosts: {
     list(conn: C): Awaitable<api.Host[]>
     put(conn: C, host: api.Host): Awaitable<void>
@@ -250,6 +254,17 @@ export abstract class DialectStore<C> {
     detail: string,
   ): Promise<boolean> {
     return this.run('write', (conn) => this.aggregates.health.set(conn, server, expected, next, detail))
+  }
+
+  // dsync's saved states
+
+  async syncStates(user: string): Promise<api.SyncState[]> {
+    return this.run('read', (conn) => this.aggregates.syncStates.list(conn, user))
+  }
+
+  async saveSyncStates(user: string, states: readonly api.SyncState[]): Promise<number> {
+    if (states.length === 0) return 0
+    return this.run('write', (conn) => this.aggregates.syncStates.save(conn, user, states))
   }
 
   // Hosts

@@ -5,6 +5,7 @@ import {ExitCode, MailringError} from '../core/errors.js'
 import {MysqlLocking} from './aggregates/lock.js'
 import {mysqlMeta} from './aggregates/meta.js'
 import {mysqlHosts} from './aggregates/hosts.js'
+import {mysqlSyncStates} from './aggregates/sync-states.js'
 import {mysqlMoves} from './aggregates/moves.js'
 import {mysqlHealth, mysqlQueue} from './aggregates/replication.js'
 import type {MysqlConn, MysqlSnapshot} from './aggregates/sql.js'
@@ -45,6 +46,7 @@ export class MysqlStore extends DialectStore<MysqlConn> implements api.Store {
     moves: mysqlMoves,
     queue: mysqlQueue,
     health: mysqlHealth,
+    syncStates: mysqlSyncStates,
     hosts: mysqlHosts,
   }
   private readonly guarded = <T>(work: () => Promise<T>): Promise<T> => this.guard(work)

@@ -7,6 +7,7 @@ import {ExitCode, MailringError} from '../core/errors.js'
 import {SqliteLocking} from './aggregates/lock.js'
 import {sqliteMeta} from './aggregates/meta.js'
 import {sqliteHosts} from './aggregates/hosts.js'
+import {sqliteSyncStates} from './aggregates/sync-states.js'
 import {sqliteMoves} from './aggregates/moves.js'
 import {sqliteHealth, sqliteQueue} from './aggregates/replication.js'
 import {sqliteTopology} from './aggregates/topology.js'
@@ -39,6 +40,7 @@ export class SqliteStore extends DialectStore<Db> implements api.Store {
     moves: sqliteMoves,
     queue: sqliteQueue,
     health: sqliteHealth,
+    syncStates: sqliteSyncStates,
     hosts: sqliteHosts,
   }
   private readonly db: Db

@@ -95,6 +95,13 @@ export interface LockHolder {
   since: string
 }
 
+/** dsync's state for one ordered pair of a user's copies: `doveadm sync -s STATE` run on `from` against `to`. */
+export interface SyncState {
+  from: string
+  to: string
+  state: string
+}
+
 export interface ClusterLock {
   readonly holder: LockHolder
   /** A lock left by a process that no longer runs (same host), taken over by this one. */
@@ -432,6 +439,19 @@ export interface Store {
     next: ServerHealthState,
     detail: string,
   ): Promise<boolean>
+
+  // dsync's saved states (schema 7).
+  /**
+   * The saved state of each ordered pair of the user's copies (from the copy a sync runs on to the other),
+   * sorted by from, then to; only pairs of servers that both hold a copy of the user now.
+   */
+  syncStates(user: string): Promise<SyncState[]>
+  /**
+   * Saves the states a stateful sync printed, replacing the pairs' earlier ones, in one transaction; a pair
+   * whose servers do not both hold a copy of the user now (it moved meanwhile) is left out. Returns how
+   * many were saved.
+   */
+  saveSyncStates(user: string, states: readonly SyncState[]): Promise<number>
 
   // Proxy and director hosts (schema 5).
   /** Every host, sorted by name. */

@@ -589,6 +589,74 @@ export function storeContract(name: string, makeStore: () => Promise<ContractTar
       })
     })
 
+    describe("dsync's saved states (schema 7)", () => {
+      beforeEach(() =>
+        withUsers([
+          ['a@example.com', ['mx01', 'mx02']],
+          ['b@example.com', ['mx02', 'mx01']],
+        ]),
+      )
+      const pair = (from: string, to: string, state: string) => ({from, to, state})
+      /** Moves a@example.com's second copy, through the journal, to the end of the move. */
+      const moveSecondCopy = async (from: string, to: string) => {
+        await store.journalMoves('p', [{user: 'a@example.com', position: 1, from, to}])
+        const [open] = await store.openMoves()
+        expect(await store.setMoveState(open!.id, 'planned', 'verified')).toBe(true)
+        await store.switchMove(open!.id)
+        expect(await store.setMoveState(open!.id, 'switched', 'caught-up')).toBe(true)
+        expect(await store.retireMove(open!.id, null)).toBe(true)
+      }
+
+      it('keeps one state per ordered pair of copies, the latest', async () => {
+        expect(await store.syncStates('a@example.com')).toEqual([])
+        expect(
+          await store.saveSyncStates('a@example.com', [
+            pair('mx02', 'mx01', 's21'),
+            pair('mx01', 'mx02', 's12'),
+          ]),
+        ).toBe(2)
+        expect(await store.saveSyncStates('a@example.com', [pair('mx01', 'mx02', 's12-next')])).toBe(1)
+        expect(await store.syncStates('a@example.com')).toEqual([
+          pair('mx01', 'mx02', 's12-next'),
+          pair('mx02', 'mx01', 's21'),
+        ])
+        expect(await store.syncStates('b@example.com')).toEqual([])
+        expect(await store.saveSyncStates('a@example.com', [])).toBe(0)
+      })
+
+      it('saves no state for a server that holds no copy of the user, nor for an unknown user', async () => {
+        expect(
+          await store.saveSyncStates('a@example.com', [
+            pair('mx01', 'mx03', 'x'),
+            pair('mx01', 'mx02', 's12'),
+          ]),
+        ).toBe(1)
+        expect(await store.saveSyncStates('nobody@example.com', [pair('mx01', 'mx02', 'x')])).toBe(0)
+        expect(await store.syncStates('a@example.com')).toEqual([pair('mx01', 'mx02', 's12')])
+      })
+
+      it('drops the states of a copy that moves away, and of a user removed', async () => {
+        await store.saveSyncStates('a@example.com', [
+          pair('mx01', 'mx02', 'a12'),
+          pair('mx02', 'mx01', 'a21'),
+        ])
+        await store.saveSyncStates('b@example.com', [pair('mx02', 'mx01', 'b21')])
+        await moveSecondCopy('mx02', 'mx03')
+        // The copy on mx03 starts without a state (a full sync); b's states stay.
+        expect(await store.syncStates('a@example.com')).toEqual([])
+        expect(await store.syncStates('b@example.com')).toEqual([pair('mx02', 'mx01', 'b21')])
+        expect(await store.saveSyncStates('a@example.com', [pair('mx01', 'mx03', 'a13')])).toBe(1)
+        expect(await store.syncStates('a@example.com')).toEqual([pair('mx01', 'mx03', 'a13')])
+        // Back on mx02: the states it had before it left are gone, not brought back.
+        await moveSecondCopy('mx03', 'mx02')
+        expect(await store.syncStates('a@example.com')).toEqual([])
+
+        await store.removeUsers(['b@example.com'])
+        await withUsers([['b@example.com', ['mx02', 'mx01']]])
+        expect(await store.syncStates('b@example.com')).toEqual([])
+      })
+    })
+
     describe('the replication queue, server health and hosts (schema 5)', () => {
       const T = 1_000_000
       const timing = (nowMs: number) => ({nowMs, debounceMs: 500, maxDelayMs: 2_000})

@@ -94,6 +94,7 @@ describe('mysql store on MariaDB', () => {
       'mailring_replication_queue\tInnoDB',
       'mailring_server_health\tInnoDB',
       'mailring_servers\tInnoDB',
+      'mailring_sync_states\tInnoDB',
       'mailring_users\tInnoDB',
     ])
     const columns = await db.rootExec(

@@ -156,4 +156,23 @@ export const mysqlMigrations: readonly Migration[] = [
       `ALTER TABLE mailring_moves MODIFY from_server_id INT NULL, MODIFY to_server_id INT NULL, ADD CONSTRAINT mailring_moves_from_or_to CHECK (from_server_id IS NOT NULL OR to_server_id IS NOT NULL)`,
     ],
   },
+  {
+    version: 7,
+    description: "dsync's saved state per user and ordered pair of copies",
+    statements: [
+      `CREATE TABLE mailring_sync_states (
+        user_id INT UNSIGNED NOT NULL,
+        from_server_id INT NOT NULL,
+        to_server_id INT NOT NULL,
+        state MEDIUMTEXT NOT NULL,
+        updated_at VARCHAR(40) NOT NULL,
+        PRIMARY KEY (user_id, from_server_id, to_server_id),
+        KEY mailring_sync_states_from (from_server_id),
+        KEY mailring_sync_states_to (to_server_id),
+        CONSTRAINT mailring_sync_states_user FOREIGN KEY (user_id) REFERENCES mailring_users (id) ON DELETE CASCADE,
+        CONSTRAINT mailring_sync_states_from FOREIGN KEY (from_server_id) REFERENCES mailring_servers (id) ON DELETE CASCADE,
+        CONSTRAINT mailring_sync_states_to FOREIGN KEY (to_server_id) REFERENCES mailring_servers (id) ON DELETE CASCADE
+      ) ${TABLE}`,
+    ],
+  },
 ]

@@ -144,4 +144,18 @@ export const sqliteMigrations: readonly Migration[] = [
       `CREATE INDEX mailring_moves_from ON mailring_moves (from_server_id, state, user_id)`,
     ],
   },
+  {
+    version: 7,
+    description: "dsync's saved state per user and ordered pair of copies",
+    statements: [
+      `CREATE TABLE mailring_sync_states (
+        user_id INTEGER NOT NULL REFERENCES mailring_users (id) ON DELETE CASCADE,
+        from_server_id INTEGER NOT NULL REFERENCES mailring_servers (id) ON DELETE CASCADE,
+        to_server_id INTEGER NOT NULL REFERENCES mailring_servers (id) ON DELETE CASCADE,
+        state TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (user_id, from_server_id, to_server_id)
+      ) WITHOUT ROWID`,
+    ],
+  },
 ]
