@@ -1,6 +1,12 @@
-import Table from 'cli-table3'
+import {createRequire} from 'node:module'
+
+import type TableType from 'cli-table3'
 
 import {colourEnabled, paint} from './terminal.js'
+
+// cli-table3 (and the width and colour packages it brings) loads only for a table on a terminal: a
+// command piped into a script prints plain columns and starts faster without it.
+const require = createRequire(import.meta.url)
 
 export type Cell = string | number
 export type Align = 'left' | 'right'
@@ -15,6 +21,7 @@ export function renderTable(head: string[], rows: Cell[][], options: {align?: Al
   )
   if (!colourEnabled()) return plainTable(head, rows, align)
   const colour = paint()
+  const Table = require('cli-table3') as typeof TableType
   const table = new Table({
     head: head.map((title) => colour.bold(title)),
     style: {head: [], border: []},

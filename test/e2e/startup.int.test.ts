@@ -88,7 +88,9 @@ export async function load(url, context, next) {
   }
   const commandsLoaded = (modules: string[]) => modules.filter((url) => url.startsWith('dist/src/commands/'))
   const heavyPackages = (modules: string[]) =>
-    modules.filter((url) => /\/node_modules\/(mysql2|better-sqlite3|ssh2|ssh-config|prom-client)\//.test(url))
+    modules.filter((url) =>
+      /\/node_modules\/(mysql2|better-sqlite3|ssh2|ssh-config|prom-client|cli-table3)\//.test(url),
+    )
 
   it('--version and --help import no command', async () => {
     expect(commandsLoaded(await modulesLoadedBy(['--version']))).toEqual([])
@@ -96,7 +98,7 @@ export async function load(url, context, next) {
     expect(commandsLoaded(await modulesLoadedBy(['place', '--help']))).toEqual([])
   })
 
-  it('place --topology imports its own command, and neither a store driver nor SSH', async () => {
+  it('place --topology imports its own command, and neither a store driver, nor SSH, nor (piped) the terminal table', async () => {
     const modules = await modulesLoadedBy(['place', 'alice@example.com', '-t', 'examples/cluster.yaml'])
     expect(commandsLoaded(modules)).toEqual(['dist/src/commands/place.js'])
     expect(heavyPackages(modules)).toEqual([])
