@@ -125,6 +125,7 @@ export async function verifyOneUser(
   }
   const names = [...new Set(statuses.flatMap((c) => c.mailboxes.map((m) => m.mailbox ?? '')))]
   const deep = everyMessage ? names : mailboxesToDeepCheck(statuses)
+  const fetched = new Set(deep)
   const messages = new Map<string, Map<string, MessageRow[]>>()
   if (deep.length > 0) {
     const fields = everyMessage ? [...MESSAGE_FIELDS] : ['mailbox', 'guid']
@@ -136,7 +137,7 @@ export async function verifyOneUser(
             throw new CopyProblem(copy, `doveadm fetch failed: ${reply.message}`, false)
           const byMailbox = new Map<string, MessageRow[]>()
           for (const row of reply.rows as Row[]) {
-            if (!deep.includes(row.mailbox ?? '')) continue
+            if (!fetched.has(row.mailbox ?? '')) continue
             const list = byMailbox.get(row.mailbox ?? '') ?? []
             list.push({
               guid: row.guid ?? '',
