@@ -1,4 +1,5 @@
 #!/usr/bin/env node
-import {execute} from '@oclif/core/execute'
+// The bundled runner (`npm run build`: scripts/bundle-cli.mjs), with the same oclif as the bundled commands.
+import {execute} from '../dist/cli/main.js'
 
 await execute({dir: import.meta.url})

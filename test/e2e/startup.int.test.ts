@@ -1,7 +1,9 @@
 /**
  * What the built CLI loads to start: the oclif manifest `npm run build` writes (oclif.manifest.json) lets it
  * find a command, its flags and its help without importing every command, and a command imports only what it
- * runs. A stale manifest hides a new command from the CLI, or shows old flags in its help.
+ * runs. A stale manifest hides a new command from the CLI, or shows old flags in its help. The build bundles
+ * each command and oclif (scripts/bundle-cli.mjs): the CLI must run on that one copy of oclif, not load a
+ * second one from node_modules.
  */
 import {execFileSync} from 'node:child_process'
 import {mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync} from 'node:fs'
@@ -14,14 +16,14 @@ import {afterAll, describe, expect, it} from 'vitest'
 import {repoRoot, runCli} from '../support/cli.js'
 
 const manifestPath = join(repoRoot, 'oclif.manifest.json')
-const commandsDir = join(repoRoot, 'dist', 'src', 'commands')
+const commandsDir = join(repoRoot, 'dist', 'cli', 'commands')
 
 interface Manifest {
   version: string
   commands: Record<string, unknown>
 }
 
-/** The command ids of the built commands: dist/src/commands/node/add.js is `node:add`. */
+/** The command ids of the built commands: dist/cli/commands/node/add.js is `node:add`. */
 function builtCommandIds(dir = commandsDir): string[] {
   return readdirSync(dir, {withFileTypes: true, recursive: true})
     .filter((entry) => entry.isFile() && entry.name.endsWith('.js'))
@@ -86,21 +88,25 @@ export async function load(url, context, next) {
       .filter((url) => url.startsWith('file:'))
       .map((url) => (url.startsWith(distRoot) ? `dist${url.slice(distRoot.length)}` : url))
   }
-  const commandsLoaded = (modules: string[]) => modules.filter((url) => url.startsWith('dist/src/commands/'))
+  const commandsLoaded = (modules: string[]) => modules.filter((url) => url.startsWith('dist/cli/commands/'))
   const heavyPackages = (modules: string[]) =>
     modules.filter((url) =>
-      /\/node_modules\/(mysql2|better-sqlite3|ssh2|ssh-config|prom-client|cli-table3)\//.test(url),
+      /\/node_modules\/(mysql2|better-sqlite3|ssh2|ssh-config|prom-client|cli-table3|@oclif\/core|yaml)\//.test(
+        url,
+      ),
     )
 
-  it('--version and --help import no command', async () => {
-    expect(commandsLoaded(await modulesLoadedBy(['--version']))).toEqual([])
-    expect(commandsLoaded(await modulesLoadedBy(['--help']))).toEqual([])
-    expect(commandsLoaded(await modulesLoadedBy(['place', '--help']))).toEqual([])
+  it('--version and --help import no command, and oclif only from the bundle', async () => {
+    for (const args of [['--version'], ['--help'], ['place', '--help']]) {
+      const modules = await modulesLoadedBy(args)
+      expect(commandsLoaded(modules), args.join(' ')).toEqual([])
+      expect(heavyPackages(modules), args.join(' ')).toEqual([])
+    }
   })
 
-  it('place --topology imports its own command, and neither a store driver, nor SSH, nor (piped) the terminal table', async () => {
+  it('place --topology imports its own command, and neither a store driver, nor SSH, nor (piped) the terminal table, nor a package the bundle holds', async () => {
     const modules = await modulesLoadedBy(['place', 'alice@example.com', '-t', 'examples/cluster.yaml'])
-    expect(commandsLoaded(modules)).toEqual(['dist/src/commands/place.js'])
+    expect(commandsLoaded(modules)).toEqual(['dist/cli/commands/place.js'])
     expect(heavyPackages(modules)).toEqual([])
   })
 })

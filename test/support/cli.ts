@@ -52,7 +52,7 @@ export function startCli<T = unknown>(
   options: CliOptions = {},
 ): {child: ChildProcess; result: Promise<CliResult<T>>} {
   refuseInUnitTier('running the built CLI')
-  if (!existsSync(join(repoRoot, 'dist', 'src', 'commands')))
+  if (!existsSync(join(repoRoot, 'dist', 'cli', 'commands')))
     throw new Error('The CLI is not built: run `npm run build` (npm test does) before the e2e tests.')
   const env: Record<string, string> = {NO_COLOR: '1'}
   for (const name of ['PATH', 'HOME', 'TMPDIR', 'LANG', 'SYSTEMROOT']) {
