@@ -9,6 +9,7 @@ import {placementBench} from './placement.js'
 import {storeBench} from './store.js'
 import {mysqlBench} from './mysql.js'
 import {syncBench} from './sync.js'
+import {syncCheckBench} from './sync-check.js'
 import {rebalanceBench} from './rebalance.js'
 import {replicatorBench} from './replicator.js'
 import {startupBench} from './startup.js'
@@ -27,6 +28,7 @@ const suites: BenchSuite[] = [
   configPushBench,
   mysqlBench,
   syncBench,
+  syncCheckBench,
   rebalanceBench,
   replicatorBench,
 ]

@@ -78,6 +78,7 @@ export abstract class SyncCommand extends StoreCommand {
         syncUsers(fleet, selection.targets, {
           full: flags.full,
           parallel: flags.parallel,
+          keepStates: (user, states) => store.saveSyncStates(user, states),
           onUser: (r) => {
             progress.update(++finished)
             if (lines) this.log(JSON.stringify({type: 'user', ...r}))

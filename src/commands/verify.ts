@@ -82,7 +82,11 @@ Exit codes (for monitoring): 0 all copies agree, 1 differences found (after --re
       if (flags.repair && differing.length > 0) {
         // A full sync: copies whose mailbox summaries match (each took another message before they synced)
         // are merged only by doveadm sync -f.
-        const sync = await syncUsers(fleet, differing, {parallel: flags.parallel, full: true})
+        const sync = await syncUsers(fleet, differing, {
+          parallel: flags.parallel,
+          full: true,
+          keepStates: (user, states) => store.saveSyncStates(user, states),
+        })
         this.log(`Repair: ${syncSummaryLine(sync.summary)}`)
         const after = await this.verify(fleet, differing, flags.parallel, 'Verifying again')
         this.log(`After the repair: ${verifySummaryLine(after.summary)}`)

@@ -27,6 +27,28 @@ export interface MessageRow {
 /** The fields verify fetches of every message to compare copies in full. */
 export const MESSAGE_FIELDS = ['mailbox', 'uid', 'guid', 'flags'] as const
 
+/**
+ * `doveadm fetch` rows (MESSAGE_FIELDS, or mailbox and guid only) as messages by mailbox; with `only`, the
+ * rows of other mailboxes are left out and each of `only` is there, empty if no row named it.
+ */
+export function messagesByMailbox(rows: readonly Row[], only?: readonly string[]): Map<string, MessageRow[]> {
+  const wanted = only === undefined ? undefined : new Set(only)
+  const byMailbox = new Map<string, MessageRow[]>()
+  for (const name of only ?? []) byMailbox.set(name, [])
+  for (const row of rows) {
+    const mailbox = row.mailbox ?? ''
+    if (wanted !== undefined && !wanted.has(mailbox)) continue
+    const list = byMailbox.get(mailbox) ?? []
+    list.push({
+      guid: row.guid ?? '',
+      ...(row.uid === undefined ? {} : {uid: row.uid}),
+      ...(row.flags === undefined ? {} : {flags: row.flags}),
+    })
+    byMailbox.set(mailbox, list)
+  }
+  return byMailbox
+}
+
 /** Flags and keywords as a set, in a stable order; \Recent is left out (it belongs to one session). */
 export function normalizedFlags(flags: string): string {
   return flags

@@ -263,7 +263,6 @@ export abstract class DialectStore<C> {
   }
 
   async saveSyncStates(user: string, states: readonly api.SyncState[]): Promise<number> {
-    if (states.length === 0) return 0
     return this.run('write', (conn) => this.aggregates.syncStates.save(conn, user, states))
   }
 

@@ -447,9 +447,10 @@ export interface Store {
    */
   syncStates(user: string): Promise<SyncState[]>
   /**
-   * Saves the states a stateful sync printed, replacing the pairs' earlier ones, in one transaction; a pair
-   * whose servers do not both hold a copy of the user now (it moved meanwhile) is left out. Returns how
-   * many were saved.
+   * Replaces the user's saved states with those its last sync printed, in one transaction: a state holds
+   * only while no other sync changed either copy (aggregates/sync-states.ts), so every other pair's state
+   * goes, and `[]` (a sync that printed none) drops them all. A pair whose servers do not both hold a copy
+   * of the user now (it moved meanwhile) is left out. Returns how many were saved.
    */
   saveSyncStates(user: string, states: readonly SyncState[]): Promise<number>
 

@@ -17,6 +17,7 @@ import {
   parseTabRows,
   reloadCommand,
   syncCommand,
+  syncStateOf,
   userErrors,
   userFieldsOf,
   userLookupCommand,
@@ -61,6 +62,33 @@ describe('doveadm commands', () => {
       'tcp:h:1',
     ])
     expect(() => httpRequestEntry(sync, 't1')).toThrow(/needs the command line/)
+  })
+
+  it('pass a saved dsync state with -s, an empty one too (the sync then prints its first state)', () => {
+    const state = 'AQAAADCl8RVIVxdraHUAAIPsw3VIVxdrAQAAAAEAAAAAAAAAAAAAAAAAAAABAAAA9pkfwA=='
+    const sync = syncCommand({user: 'a@b.c', destination: 'tcp:h:1', state})
+    expect(doveadmArgv(sync)).toEqual(['-f', 'tab', 'sync', '-u', 'a@b.c', '-s', state, 'tcp:h:1'])
+    expect(httpRequestEntry(sync, 't1')).toEqual([
+      'sync',
+      {user: 'a@b.c', destination: ['tcp:h:1'], state},
+      't1',
+    ])
+    const first = syncCommand({user: 'a@b.c', destination: 'tcp:h:1', full: true, state: ''})
+    expect(first.args).toEqual(['-u', 'a@b.c', '-f', '-s', '', 'tcp:h:1'])
+    expect(first.params).toMatchObject({fullSync: true, state: ''})
+  })
+
+  it('read the state a sync printed, from the command line and from the HTTP API', () => {
+    // As printed by 2.3.19 and 2.4.1: `doveadm -f tab sync -s '' ...`, and the HTTP API's answer rows.
+    const printed = 'state\nAQAAADBq/hGwVxdrlQcAAIPsw3WwVxdrAQAAAAEAAAAAAAAAAAAAAAAAAAABAAAADB68RQ==\n'
+    expect(syncStateOf(parseTabRows(printed))).toBe(
+      'AQAAADBq/hGwVxdrlQcAAIPsw3WwVxdrAQAAAAEAAAAAAAAAAAAAAAAAAAABAAAADB68RQ==',
+    )
+    expect(syncStateOf([{state: 'AQAAAGDM'}])).toBe('AQAAAGDM')
+    // A sync without -s prints the header only; the HTTP API answers no row.
+    expect(syncStateOf(parseTabRows('state\n'))).toBeUndefined()
+    expect(syncStateOf([])).toBeUndefined()
+    expect(syncStateOf({})).toBeUndefined()
   })
 
   it('leave out the options not asked for', () => {

@@ -42,7 +42,6 @@ import Database from 'better-sqlite3'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import type {RebalanceStatusResult} from '../../src/commands/rebalance/status.js'
-import {seededGenerator} from '../../src/core/combinatorics.js'
 import {MysqlStore} from '../../src/store/mysql.js'
 import type {Store} from '../../src/store/store.js'
 import {settingsFor} from '../support/mysql-databases.js'
@@ -51,20 +50,12 @@ import {lmtpDeliver} from '../support/mailclients.js'
 import {startMariaDb, type MariaDb} from '../support/mariadb.js'
 import {startCli, type CliResult, type JsonEnvelope} from '../support/cli.js'
 import {startRingCluster, type RingCluster} from '../support/ring-cluster.js'
+import {randomness, seedFrom, type Randomness} from '../support/seeded.js'
 
 /** The seed of the default run: the same faults at the same moments every time (`npm run soak` draws one). */
 const DEFAULT_SEED = 1_804_289_383
 /** MAILRING_FAULT_SEED replays a run; `random` draws a new seed (printed with the results). */
-const SEED = seedFrom(process.env.MAILRING_FAULT_SEED)
-
-function seedFrom(setting: string | undefined): number {
-  if (setting === undefined || setting === '') return DEFAULT_SEED
-  if (setting === 'random') return Math.floor(Math.random() * 2 ** 31)
-  const seed = Number(setting)
-  if (!Number.isInteger(seed))
-    throw new Error(`MAILRING_FAULT_SEED must be an integer or "random", not "${setting}"`)
-  return seed
-}
+const SEED = seedFrom('MAILRING_FAULT_SEED', DEFAULT_SEED)
 
 const FAULTS_PER_ROUND = 5
 const SERVERS = ['mx-a', 'mx-b', 'mx-c', 'mx-d']
@@ -80,18 +71,6 @@ const ROUNDS = [
 ]
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
-
-/** Seeded, so that the same seed gives the same faults at the same moments. */
-function randomness(seed: number) {
-  const next = seededGenerator(seed)
-  const rnd = () => next() / 2 ** 32
-  return {
-    rnd,
-    pick: <T>(list: readonly T[]): T => list[Math.floor(rnd() * list.length)]!,
-    between: (low: number, high: number) => low + rnd() * (high - low),
-  }
-}
-type Randomness = ReturnType<typeof randomness>
 
 /** A store under test: how the ring is started on it, how the test reads it, and how it is taken away. */
 interface StoreUnderTest {

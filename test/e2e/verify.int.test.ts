@@ -7,6 +7,7 @@
  */
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
+import type {SyncResult} from '../../src/cli/sync-command.js'
 import type {VerifyResult} from '../../src/commands/verify.js'
 import type {JsonEnvelope} from '../support/cli.js'
 import {RING_OF_THREE, startRingCluster, type RingCluster} from '../support/ring-cluster.js'
@@ -111,6 +112,32 @@ describe.each(['2.3', '2.4'] as const)('verify on Dovecot %s', (version) => {
       expect(repaired.exitCode, repaired.stderr + repaired.stdout).toBe(0)
       for (const server of SERVERS)
         expect((await ring.mailbox(server, 'carol@example.org'))[0]?.flags, server).toContain('\\Draft')
+    })
+
+    it('sync user (not --full) merges copies that each took a message and a flag set on one copy, and says so only when they agree', async () => {
+      // Split A: two copies each take a message before a sync (same count, UIDNEXT and HIGHESTMODSEQ, another
+      // message under the new UID); split B's kind of change: a flag on a third copy.
+      await ring.host('mx-a').deliver('alice@example.com', message('split on a'))
+      await ring.host('mx-b').deliver('alice@example.com', message('split on b'))
+      const flagged = await ring
+        .host('mx-c')
+        .doveadm(['flags', 'add', '-u', 'alice@example.com', '\\Flagged', 'mailbox', 'INBOX', 'all'])
+      expect(flagged.exitCode, flagged.stderr).toBe(0)
+      const synced = await ring.cli<JsonEnvelope<SyncResult>>(['sync', 'user', 'alice@example.com', '--json'])
+      expect(synced.exitCode, synced.stderr + synced.stdout).toBe(0)
+      expect(synced.json?.result?.users[0]).toMatchObject({status: 'synced'})
+      const r = await ring.cli(['verify', '--user', 'alice@example.com'])
+      expect(r.exitCode, r.stderr + r.stdout).toBe(0)
+      const subjects = ['only on a', 'split on a', 'split on b']
+      for (const server of SERVERS) {
+        const box = await ring.mailbox(server, 'alice@example.com')
+        expect(box.map((m) => m.subject).sort(), server).toEqual(subjects)
+        // mx-c held only "only on a" when the flag was set there.
+        expect(
+          box.filter((m) => m.flags.includes('\\Flagged')).map((m) => m.subject),
+          server,
+        ).toEqual(['only on a'])
+      }
     })
 
     it('picks a sample spread over the servers, and users by server', async () => {

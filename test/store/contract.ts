@@ -607,7 +607,7 @@ export function storeContract(name: string, makeStore: () => Promise<ContractTar
         expect(await store.retireMove(open!.id, null)).toBe(true)
       }
 
-      it('keeps one state per ordered pair of copies, the latest', async () => {
+      it("keeps the states of the user's last sync only, one per ordered pair of copies", async () => {
         expect(await store.syncStates('a@example.com')).toEqual([])
         expect(
           await store.saveSyncStates('a@example.com', [
@@ -615,13 +615,14 @@ export function storeContract(name: string, makeStore: () => Promise<ContractTar
             pair('mx01', 'mx02', 's12'),
           ]),
         ).toBe(2)
+        await store.saveSyncStates('b@example.com', [pair('mx02', 'mx01', 'b21')])
+        // The next sync's states replace the user's whole set: mx02 -> mx01 no longer holds.
         expect(await store.saveSyncStates('a@example.com', [pair('mx01', 'mx02', 's12-next')])).toBe(1)
-        expect(await store.syncStates('a@example.com')).toEqual([
-          pair('mx01', 'mx02', 's12-next'),
-          pair('mx02', 'mx01', 's21'),
-        ])
-        expect(await store.syncStates('b@example.com')).toEqual([])
+        expect(await store.syncStates('a@example.com')).toEqual([pair('mx01', 'mx02', 's12-next')])
+        // A sync that printed none drops them; another user's stay.
         expect(await store.saveSyncStates('a@example.com', [])).toBe(0)
+        expect(await store.syncStates('a@example.com')).toEqual([])
+        expect(await store.syncStates('b@example.com')).toEqual([pair('mx02', 'mx01', 'b21')])
       })
 
       it('saves no state for a server that holds no copy of the user, nor for an unknown user', async () => {
@@ -635,14 +636,14 @@ export function storeContract(name: string, makeStore: () => Promise<ContractTar
         expect(await store.syncStates('a@example.com')).toEqual([pair('mx01', 'mx02', 's12')])
       })
 
-      it('drops the states of a copy that moves away, and of a user removed', async () => {
+      it('drops the states of a user whose copy moves, and of a user removed', async () => {
         await store.saveSyncStates('a@example.com', [
           pair('mx01', 'mx02', 'a12'),
           pair('mx02', 'mx01', 'a21'),
         ])
         await store.saveSyncStates('b@example.com', [pair('mx02', 'mx01', 'b21')])
         await moveSecondCopy('mx02', 'mx03')
-        // The copy on mx03 starts without a state (a full sync); b's states stay.
+        // The move's syncs changed the copies: the next sync is full; b's states stay.
         expect(await store.syncStates('a@example.com')).toEqual([])
         expect(await store.syncStates('b@example.com')).toEqual([pair('mx02', 'mx01', 'b21')])
         expect(await store.saveSyncStates('a@example.com', [pair('mx01', 'mx03', 'a13')])).toBe(1)

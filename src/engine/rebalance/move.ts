@@ -66,6 +66,22 @@ export async function executeMove(
   move: MoveRecord,
   options: MoveOptions = {},
 ): Promise<MoveOutcome> {
+  const outcome = await runMoveSteps(fleet, store, move, options)
+  // The move's syncs changed the copies: the replicator's dsync states for them no longer hold
+  // (store/aggregates/sync-states.ts); its next sync of the user is a full one.
+  if (outcome.syncs > (options.carry?.syncs ?? 0))
+    await store.saveSyncStates(move.user, []).catch((error: unknown) => {
+      outcome.note = `its dsync states could not be dropped (the replicator may sync it from a stale one): ${errorText(error)}`
+    })
+  return outcome
+}
+
+async function runMoveSteps(
+  fleet: DoveadmFleet,
+  store: Store,
+  move: MoveRecord,
+  options: MoveOptions,
+): Promise<MoveOutcome> {
   const started = Date.now() - (options.carry?.ms ?? 0)
   const outcome: MoveOutcome = {
     id: move.id,
@@ -125,7 +141,15 @@ export async function executeMove(
     // with `trashCopy`, from X's copy moved aside (the last one, once X's home is fenced: engine/rebalance/retire.ts).
     const catchUp = async (trashCopy?: string, full = false): Promise<string> => {
       const to = await partner()
-      if (!leftDown) await syncPair(fleet, move.user, from, to, full, outcome, trashCopy)
+      if (!leftDown)
+        await syncPair(
+          fleet,
+          move.user,
+          from,
+          to,
+          {full, ...(trashCopy === undefined ? {} : {home: trashCopy})},
+          outcome,
+        )
       return to
     }
     // Then on to the copies that stay, as a courtesy: what X held is safe on Y, and a copy that cannot take
@@ -135,7 +159,7 @@ export async function executeMove(
       const user = await store.getUser(move.user)
       for (const other of (user?.copies ?? []).filter((c) => c !== hub)) {
         try {
-          await syncPair(fleet, move.user, hub, other, false, outcome)
+          await syncPair(fleet, move.user, hub, other, {}, outcome)
         } catch (error) {
           outcome.note = `${other} not synced with ${hub} (the next sync brings it): ${errorText(error)}`
         }
@@ -250,6 +274,6 @@ async function copyAndVerify(
           : `${what} still differs from ${source}: ${check.differences.join('; ')}`,
       )
     // Mail arrived meanwhile, or the last sync was cut short: once more, comparing everything.
-    for (const copy of checked) await syncPair(fleet, move.user, source, copy, true, outcome)
+    for (const copy of checked) await syncPair(fleet, move.user, source, copy, {full: true}, outcome)
   }
 }

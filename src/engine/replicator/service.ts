@@ -10,11 +10,18 @@ import {hostname} from 'node:os'
 import {randomBytes} from 'node:crypto'
 
 import {errorText} from '../../core/errors.js'
-import type {ReplicationRequest, ReplicationTask, ServerHealthState, Store} from '../../store/store.js'
+import type {
+  ReplicationRequest,
+  ReplicationTask,
+  ServerHealthState,
+  Store,
+  SyncState,
+} from '../../store/store.js'
 import type {DovecotContext} from '../context.js'
 import {DoveadmFleet} from '../sync/fleet.js'
-import {syncCommand} from '../../dovecot/doveadm.js'
-import {syncOneUser, type UserSyncResult} from '../sync/sync.js'
+import {syncCommand, syncStateOf} from '../../dovecot/doveadm.js'
+import type {DoveadmReply} from '../../remote/doveadm.js'
+import {statesToKeep, syncOneUser, type UserSyncResult} from '../sync/sync.js'
 import {FullSyncScheduler} from './full-sync.js'
 
 export interface ReplicatorTuning {
@@ -261,6 +268,10 @@ export class Replicator {
   private async runTask(task: ReplicationTask, copies: string[]): Promise<void> {
     try {
       const outcome = await this.syncCopies(task, copies)
+      // The next change on these copies syncs incrementally from this sync's states (syncFromSource); the
+      // older ones no longer hold, nor any after a sync that failed (aggregates/sync-states.ts).
+      if (!outcome.ok || outcome.result.syncs > 0)
+        await this.store.saveSyncStates(task.user, outcome.ok ? statesToKeep(outcome.result) : [])
       if (outcome.ok) {
         await this.store.finishReplication(this.owner, task, {ok: true})
         this.events.synced?.(task, outcome.result, this.now() - task.firstQueuedMs)
@@ -320,9 +331,12 @@ export class Replicator {
    * The fast path for a change Dovecot told us about: the copy it happened on is known, so that copy is
    * synced (two-way) with each other copy, without reading every copy's state first: the syncs go in ONE
    * doveadm request to that copy (one doveadm-server process on a stock Dovecot, where the full N-way sync
-   * costs about eight). Any failure, even "not fully synced", falls back to the full N-way sync, which
-   * reads every copy's state and repairs what it must (twin mailboxes) before it syncs. Full and catch-up
-   * syncs always take that way.
+   * costs about eight). Each sync is incremental from dsync's state saved for the pair (source, copy), as
+   * the stock replicator's are: without a state, dsync skips a mailbox whose summary matches on both
+   * sides, though each copy took another message (issue 20, split A). A pair without a state yet is synced
+   * in full (`-f`), which prints its first state. Any failure, even "not fully synced", falls back to the
+   * full N-way sync, which reads every copy and syncs until they agree. Full and catch-up syncs always take
+   * that way.
    */
   private async syncFromSource(
     task: ReplicationTask,
@@ -334,26 +348,36 @@ export class Replicator {
     const started = this.now()
     const wasUnusable = this.fleet.problemOf(source) !== undefined
     const targets = live.filter((s) => s !== source)
-    const commands = targets.map((target) =>
-      syncCommand({
+    const saved = new Map(
+      (await this.store.syncStates(task.user)).filter((s) => s.from === source).map((s) => [s.to, s.state]),
+    )
+    const commands = targets.map((target) => {
+      const state = saved.get(target)
+      return syncCommand({
         user: task.user,
         destination: this.fleet.syncDestination(target),
-        full: false,
+        full: state === undefined,
+        state: state ?? '',
         lockSeconds: this.fleet.ctx.doveadm.lockSeconds,
-      }),
-    )
-    let ok = false
+      })
+    })
+    let replies: DoveadmReply[] = []
     try {
-      ok = (await this.fleet.runAll(source, commands)).every((reply) => reply.outcome === 'ok')
+      replies = await this.fleet.runAll(source, commands)
     } catch {
-      ok = false
+      replies = []
     }
-    if (!ok) {
+    if (replies.length !== commands.length || !replies.every((reply) => reply.outcome === 'ok')) {
       // A sync with a copy that cannot be reached fails on the source's side (its doveadm may close the
       // request): the source is not to blame. The full sync reads every copy and finds the one that is.
       if (!wasUnusable) this.fleet.forget(source)
       return undefined
     }
+    const states: SyncState[] = []
+    replies.forEach((reply, i) => {
+      const state = syncStateOf(reply.rows)
+      if (state !== undefined) states.push({from: source, to: targets[i]!, state})
+    })
     return {
       user: task.user,
       status: 'synced',
@@ -361,6 +385,7 @@ export class Replicator {
       hub: source,
       skipped: [],
       syncs: commands.length,
+      states,
       ms: this.now() - started,
     }
   }

@@ -1,30 +1,46 @@
 /**
- * N-way sync on demand (`mailring sync-user`, `sync-domain`): every copy of each user brought up to date
- * with every other copy, whatever R is.
+ * N-way sync on demand (`mailring sync user`, `sync domain`), and every sync the replicator, a move and a
+ * catch-up make without a saved dsync state: every copy of each user brought up to date with every other
+ * copy, whatever R is.
  *
  * Per user, with copies C0 (the first reachable, the "hub"), C1, ... Cn:
- *   1. read every copy's state (mailbox status, see core/mailbox-state.ts);
+ *   1. read every copy's mailbox status (core/mailbox-state.ts);
  *   2. `doveadm sync` the hub with C1, then C2, ... (two-way: the hub gains each copy's changes and gives
  *      its own), each repeated while Dovecot says "not fully synced", with `-l` so that no two syncs of one
  *      user race;
- *   3. read every copy's state again: when no copy changed, the user was already in sync; when the hub
- *      changed, it gained something from some Ck that the copies synced before Ck have not seen, so C1 ...
- *      Cn-1 are synced with it again (the "reverse where needed"; Cn, synced last, has everything). Reading
- *      the hub only once, not after each sync, costs a spare sync now and then and saves a doveadm call per
- *      copy for every user already in sync, the common case.
+ *   3. read every copy again, in full: the mailbox list, and every message's GUID and flags (one doveadm
+ *      request per copy). Done only when all copies agree. Otherwise another round, in full (`-f`): the hub
+ *      with every copy, then with every copy but the last again, until they agree or MAX_ROUNDS ran out.
+ * Why step 3 reads every message: a summary cannot tell that copies agree. Two copies that each took a
+ * different message show the same UIDVALIDITY, UIDNEXT, count and HIGHESTMODSEQ, and a sync without a
+ * state or -f skips such a mailbox (issue 20, split A); a flag merge in a later sync can change the hub
+ * again after a copy was synced with it (split B). What the check costs: one request per copy, as the
+ * status read it replaces did.
+ *
  * A copy on a server that is down or unreachable is skipped, and the user is reported as not fully
  * replicated; the first failure to reach a server marks it for the rest of the run, so that the other users
- * do not wait for its time-out again.
+ * do not wait for its time-out again. Every full sync prints dsync's state for the pair (hub, copy); the
+ * replicator keeps them for its incremental syncs (service.ts).
  */
+import {
+  describeDifferences,
+  MESSAGE_FIELDS,
+  messagesByMailbox,
+  type MessageRow,
+} from '../../core/copy-compare.js'
 import {errorText} from '../../core/errors.js'
 import {identityRepairs, STATE_FIELDS, stateFingerprint} from '../../core/mailbox-state.js'
 import {
+  fetchCommand,
   logErrorsCommand,
   mailboxIdentityCommand,
+  mailboxStatusCommand,
   syncCommand,
+  syncStateOf,
   userErrors,
   type Row,
 } from '../../dovecot/doveadm.js'
+import type {SyncState} from '../../store/store.js'
 import {CopyProblem, type DoveadmFleet} from './fleet.js'
 import {forEachUser, type UserCopies} from './selection.js'
 
@@ -41,6 +57,10 @@ export interface UserSyncResult {
   skipped: {server: string; reason: string}[]
   /** doveadm sync runs. */
   syncs: number
+  /** Rounds of syncs it took until every copy agreed (0: none ran). */
+  rounds?: number
+  /** The dsync state each full sync printed, per ordered pair (hub, copy): the replicator saves them. */
+  states?: SyncState[]
   /** What went wrong (failed) or which copies were left out (partial). */
   message?: string
   ms: number
@@ -51,6 +71,11 @@ export interface SyncUsersOptions {
   /** Users worked on at once (default 4). */
   parallel?: number
   onUser?: (result: UserSyncResult) => void
+  /**
+   * Keeps the dsync states of each user's sync (store.saveSyncStates): the states its full syncs printed,
+   * or none, which drops the user's older ones, stale once copies were synced (aggregates/sync-states.ts).
+   */
+  keepStates?: (user: string, states: SyncState[]) => Promise<unknown>
   signal?: AbortSignal
 }
 
@@ -67,6 +92,8 @@ export interface SyncSummary {
 
 /** Runs of one sync while Dovecot answers "not fully synced" (exit 2). */
 const MAX_SYNC_RUNS = 5
+/** Rounds of syncs of one user until every copy agrees; then the user fails, naming a difference. */
+export const MAX_ROUNDS = 3
 
 export async function syncUsers(
   fleet: DoveadmFleet,
@@ -78,7 +105,11 @@ export async function syncUsers(
   const results = await forEachUser(
     users,
     options.parallel ?? 4,
-    (entry) => syncOneUser(fleet, entry.user, entry.copies, options.full ?? false),
+    async (entry) => {
+      const result = await syncOneUser(fleet, entry.user, entry.copies, options.full ?? false)
+      if (options.keepStates && result.syncs > 0) await options.keepStates(entry.user, statesToKeep(result))
+      return result
+    },
     {
       ...(options.onUser ? {onResult: options.onUser} : {}),
       ...(options.signal ? {signal: options.signal} : {}),
@@ -97,6 +128,11 @@ export async function syncUsers(
       unusable: fleet.unusableServers(),
     },
   }
+}
+
+/** The states to keep after a user's sync: its full syncs' when every copy agrees, else none. */
+export function statesToKeep(result: UserSyncResult): SyncState[] {
+  return result.status === 'synced' || result.status === 'in-sync' ? (result.states ?? []) : []
 }
 
 export async function syncOneUser(
@@ -174,19 +210,38 @@ export async function syncOneUser(
         )
     }
     for (const copy of live) before.set(copy, stateFingerprint(rows.get(copy)!))
-    // 2: the hub with each other copy.
     const hub = live[0]!
     result.hub = hub
     const targets = live.slice(1)
-    for (const target of targets) await syncPair(fleet, user, hub, target, full, result)
-    // 3: unchanged everywhere: it was in sync already; the hub changed: the copies before the last again.
-    const after = await Promise.all(live.map((s) => fingerprintOf(fleet, s, user)))
-    const changed = live.some((s, i) => after[i] !== before.get(s))
-    if (after[0] !== before.get(hub))
-      for (const earlier of targets.slice(0, -1)) await syncPair(fleet, user, hub, earlier, full, result)
-    const note = partialNote()
-    if (note !== undefined) return done(skippedStatus(), note)
-    return done(changed ? 'synced' : 'in-sync')
+    const states = new Map<string, string>()
+    // Only a full sync's state is kept: a sync without -f prints, for a mailbox it skipped as unchanged, a
+    // state of zeros (seen on 2.3.19), and an incremental sync from it took both sides' flags as changed and
+    // lost a flag set on one of them.
+    const syncWith = async (target: string, roundFull: boolean) => {
+      const state = await syncPair(fleet, user, hub, target, roundFull ? {full: true, state: ''} : {}, result)
+      if (state !== undefined) states.set(target, state)
+    }
+    // 2: the hub with each other copy; 3: until every copy agrees, in full, and every copy but the last
+    // again (it missed what the hub gained from the copies after it).
+    for (let round = 1; ; round++) {
+      result.rounds = round
+      if (round === 1) for (const target of targets) await syncWith(target, full)
+      else for (const target of [...targets, ...targets.slice(0, -1)]) await syncWith(target, true)
+      const contents = await Promise.all(live.map((copy) => readCopyContents(fleet, user, copy)))
+      const differences = describeDifferences(contents, new Map(contents.map((c) => [c.copy, c.messages])))
+      if (differences.length === 0) {
+        result.states = [...states].map(([to, state]) => ({from: hub, to, state}))
+        const note = partialNote()
+        if (note !== undefined) return done(skippedStatus(), note)
+        const changed = contents.some((c) => stateFingerprint(c.mailboxes) !== before.get(c.copy))
+        return done(changed || round > 1 ? 'synced' : 'in-sync')
+      }
+      if (round === MAX_ROUNDS)
+        return done(
+          'failed',
+          `copies still differ after ${MAX_ROUNDS} rounds of doveadm sync: ${differences[0]}${differences.length > 1 ? ` (and ${differences.length - 1} more)` : ''}`,
+        )
+    }
   } catch (error) {
     if (error instanceof CopyProblem) {
       if (error.serverUnusable) result.skipped.push({server: error.server, reason: error.message})
@@ -196,35 +251,85 @@ export async function syncOneUser(
   }
 }
 
+/** One copy read in full: its mailboxes' status and every message's GUID and flags. */
+export interface CopyContents {
+  copy: string
+  mailboxes: Row[]
+  messages: Map<string, MessageRow[]>
+}
+
+/**
+ * A copy's mailboxes (STATE_FIELDS) and every message's mailbox, UID, GUID and flags, in one doveadm
+ * request where the transport can (fleet.runAll). A fetch creates no mailbox, not even an INBOX that does
+ * not exist yet (seen on 2.3.19 and 2.4.1). Throws CopyProblem.
+ */
+export async function readCopyContents(
+  fleet: DoveadmFleet,
+  user: string,
+  copy: string,
+): Promise<CopyContents> {
+  const [status, fetched] = await fleet.runAll(copy, [
+    mailboxStatusCommand(user, STATE_FIELDS),
+    fetchCommand(user, MESSAGE_FIELDS),
+  ])
+  for (const [what, reply] of [
+    ['mailbox status', status],
+    ['fetch', fetched],
+  ] as const)
+    if (reply?.outcome !== 'ok')
+      throw new CopyProblem(
+        copy,
+        `doveadm ${what} failed: ${reply?.message || `exit ${reply?.exitCode}`}`,
+        false,
+      )
+  const mailboxes = status!.rows as Row[]
+  return {
+    copy,
+    mailboxes,
+    messages: messagesByMailbox(
+      fetched!.rows as Row[],
+      mailboxes.map((m) => m.mailbox ?? ''),
+    ),
+  }
+}
+
+export interface SyncPairOptions {
+  /** `-f`: every mailbox, not only those whose summary differs. */
+  full?: boolean
+  /** `-s`: dsync's saved state for the pair (hub, target), or '' for none; the sync returns the next one. */
+  state?: string
+  /** The hub's side is the copy in this folder (a retired copy in the trash), over the hub's command line. */
+  home?: string
+}
+
 /**
  * `doveadm sync` of one user between two copies, run on `hub`, repeated while Dovecot answers "not fully
- * synced"; counts each run in `result.syncs`. Throws CopyProblem when it does not get through. With
- * `hubHome`, the hub's side is the copy in that folder (a retired copy in the trash), over the hub's
- * command line.
+ * synced"; counts each run in `result.syncs`. Throws CopyProblem when it does not get through. Returns the
+ * state dsync printed (with `options.state`), else undefined.
  */
 export async function syncPair(
   fleet: DoveadmFleet,
   user: string,
   hub: string,
   target: string,
-  full: boolean,
+  options: SyncPairOptions,
   result: {syncs: number},
-  hubHome?: string,
-): Promise<void> {
+): Promise<string | undefined> {
   const command = syncCommand({
     user,
     destination: fleet.syncDestination(target),
-    full,
+    full: options.full ?? false,
     lockSeconds: fleet.ctx.doveadm.lockSeconds,
-    ...(hubHome === undefined ? {} : {home: hubHome}),
+    ...(options.home === undefined ? {} : {home: options.home}),
+    ...(options.state === undefined ? {} : {state: options.state}),
   })
   // Whole seconds, as Dovecot's log keeps them: an error of this second is not missed.
   const since = Math.floor(Date.now() / 1000)
   for (let run = 1; ; run++) {
     const reply =
-      hubHome === undefined ? await fleet.run(hub, command) : await fleet.runCommandLine(hub, command)
+      options.home === undefined ? await fleet.run(hub, command) : await fleet.runCommandLine(hub, command)
     result.syncs++
-    if (reply.outcome === 'ok') return
+    if (reply.outcome === 'ok') return syncStateOf(reply.rows)
     if (reply.outcome === 'not-fully-synced' && run < MAX_SYNC_RUNS) continue
     if (reply.outcome === 'not-fully-synced')
       throw new CopyProblem(
@@ -264,9 +369,4 @@ async function whatDovecotSaid(
     }
   }
   return undefined
-}
-
-/** A copy's state; throws CopyProblem. */
-async function fingerprintOf(fleet: DoveadmFleet, server: string, user: string): Promise<string> {
-  return stateFingerprint(await fleet.mailboxStatus(server, user, STATE_FIELDS))
 }

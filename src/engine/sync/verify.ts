@@ -13,6 +13,7 @@ import {
   describeDifferences,
   mailboxesToDeepCheck,
   MESSAGE_FIELDS,
+  messagesByMailbox,
   type CopyStatus,
   type MessageRow,
 } from '../../core/copy-compare.js'
@@ -125,7 +126,6 @@ export async function verifyOneUser(
   }
   const names = [...new Set(statuses.flatMap((c) => c.mailboxes.map((m) => m.mailbox ?? '')))]
   const deep = everyMessage ? names : mailboxesToDeepCheck(statuses)
-  const fetched = new Set(deep)
   const messages = new Map<string, Map<string, MessageRow[]>>()
   if (deep.length > 0) {
     const fields = everyMessage ? [...MESSAGE_FIELDS] : ['mailbox', 'guid']
@@ -135,19 +135,7 @@ export async function verifyOneUser(
           const reply = await fleet.run(copy, fetchCommand(entry.user, fields))
           if (reply.outcome !== 'ok')
             throw new CopyProblem(copy, `doveadm fetch failed: ${reply.message}`, false)
-          const byMailbox = new Map<string, MessageRow[]>()
-          for (const row of reply.rows as Row[]) {
-            if (!fetched.has(row.mailbox ?? '')) continue
-            const list = byMailbox.get(row.mailbox ?? '') ?? []
-            list.push({
-              guid: row.guid ?? '',
-              ...(row.uid === undefined ? {} : {uid: row.uid}),
-              ...(everyMessage ? {flags: row.flags ?? ''} : {}),
-            })
-            byMailbox.set(row.mailbox ?? '', list)
-          }
-          for (const name of deep) if (!byMailbox.has(name)) byMailbox.set(name, [])
-          messages.set(copy, byMailbox)
+          messages.set(copy, messagesByMailbox(reply.rows as Row[], deep))
         }),
       )
     } catch (error) {

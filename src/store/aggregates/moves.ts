@@ -7,7 +7,7 @@ import {MailringError} from '../../core/errors.js'
 import {OPEN_MOVE_STATES, type MoveRecord, type MoveState, type NewMove} from '../store.js'
 import {mysqlServers, sqliteServers} from './servers.js'
 import {affected, type MysqlConn, type Row, type SqliteDb} from './sql.js'
-import {DROP_SERVER_STATES_SQL} from './sync-states.js'
+import {DROP_USER_STATES_SQL} from './sync-states.js'
 
 /** The open states as SQL literals, for `state IN (...)`. */
 export const OPEN_STATES_SQL = OPEN_MOVE_STATES.map((s) => `'${s}'`).join(', ')
@@ -146,8 +146,8 @@ function switchStatements(
   copies: number,
 ): {sql: string; params: (number | null)[]; mustChange?: string}[] {
   const user = move.user_id
-  // The copy that leaves takes its dsync states along (sync-states.ts): one that comes back starts afresh.
-  const dropStates = (server: number) => ({sql: DROP_SERVER_STATES_SQL, params: [user, server, server]})
+  // The move's syncs changed the copies: the user's dsync states no longer hold (sync-states.ts).
+  const dropStates = () => ({sql: DROP_USER_STATES_SQL, params: [user]})
   if (move.from_server_id !== null && move.to_server_id !== null)
     return [
       {
@@ -155,7 +155,7 @@ function switchStatements(
         params: [move.to_server_id, user, move.position, move.from_server_id],
         mustChange: 'the copy is no longer on the server it leaves',
       },
-      dropStates(move.from_server_id),
+      dropStates(),
     ]
   if (move.from_server_id === null) {
     const at = Math.min(move.position, copies)
@@ -188,7 +188,7 @@ function switchStatements(
       sql: 'UPDATE mailring_copies SET position = -position - 1 WHERE user_id = ? AND position < 0',
       params: [user],
     },
-    dropStates(move.from_server_id),
+    dropStates(),
   ]
 }
 

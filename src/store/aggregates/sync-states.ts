@@ -2,9 +2,12 @@
  * dsync's saved state per user and ordered pair of copies (mailring_sync_states, schema 7): `doveadm sync
  * -s STATE`, run on the copy FROM where a change happened against the copy TO, syncs only what changed
  * since the state and prints the next one. A state belongs to an ordered pair: it covers the changes on
- * the side that runs the sync. Only pairs of servers that hold the user's copies now count: a state is
- * neither read nor saved for a server the user has left, and a switch deletes the states of the copy that
- * leaves (moves.ts), so that a copy that comes back starts with a full sync.
+ * the side that runs the sync. And it holds only while no other sync changed either copy: an incremental
+ * sync from a state older than a message both copies got another way (a sync between other copies) kept
+ * the target's flags for it and lost a flag set on the source (seen on 2.3.19). So the states kept are
+ * those of the user's last sync, no others: a save replaces the user's whole set, and a sync that prints
+ * none (a move's, `sync user`'s without -f) saves none, dropping them. Only pairs of servers that hold the
+ * user's copies now count, and a switch drops the user's states (moves.ts).
  */
 import type {SyncState} from '../store.js'
 import type {MysqlConn, Row, SqliteDb} from './sql.js'
@@ -33,9 +36,11 @@ const MYSQL_SAVE_SQL = `INSERT INTO mailring_sync_states (user_id, from_server_i
   ${SAVE_SELECT}
   ON DUPLICATE KEY UPDATE state = VALUES(state), updated_at = VALUES(updated_at)`
 
-/** What a switch runs when a copy leaves `server`: the states of every pair with that copy go. */
-export const DROP_SERVER_STATES_SQL =
-  'DELETE FROM mailring_sync_states WHERE user_id = ? AND (from_server_id = ? OR to_server_id = ?)'
+/** What a switch runs: its syncs change the copies, so the user's states no longer hold. */
+export const DROP_USER_STATES_SQL = 'DELETE FROM mailring_sync_states WHERE user_id = ?'
+
+const DROP_BY_ADDRESS_SQL =
+  'DELETE FROM mailring_sync_states WHERE user_id = (SELECT id FROM mailring_users WHERE address = ?)'
 
 function stateOf(row: Row): SyncState {
   return {from: String(row.from_name), to: String(row.to_name), state: String(row.state)}
@@ -49,8 +54,10 @@ export const sqliteSyncStates = {
   list(db: SqliteDb, user: string): SyncState[] {
     return (db.prepare(STATES_SQL).all(user) as Row[]).map(stateOf)
   },
+  /** Replaces the user's states with `states` (none: drops them); runs in the caller's transaction. */
   save(db: SqliteDb, user: string, states: readonly SyncState[]): number {
     const now = new Date().toISOString()
+    db.prepare(DROP_BY_ADDRESS_SQL).run(user)
     const statement = db.prepare(SQLITE_SAVE_SQL)
     return states.reduce((saved, s) => saved + statement.run(...saveParams(user, s, now)).changes, 0)
   },
@@ -61,8 +68,10 @@ export const mysqlSyncStates = {
     const [rows] = await conn.query<Row[]>(STATES_SQL, [user])
     return rows.map(stateOf)
   },
+  /** Replaces the user's states with `states` (none: drops them); runs in the caller's transaction. */
   async save(conn: MysqlConn, user: string, states: readonly SyncState[]): Promise<number> {
     const now = new Date().toISOString()
+    await conn.query(DROP_BY_ADDRESS_SQL, [user])
     let saved = 0
     for (const s of states) {
       const [result] = await conn.query(MYSQL_SAVE_SQL, saveParams(user, s, now))

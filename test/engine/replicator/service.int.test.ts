@@ -153,6 +153,27 @@ function scenario(version: DovecotVersion): void {
       )
   })
 
+  it('merges deliveries to two copies at once, each synced from the copy it reached, by dsync state per pair', async () => {
+    // Split A: each copy takes a message before any sync. Without a state, dsync skips a mailbox whose summary
+    // matches on both sides (same count, UIDNEXT, HIGHESTMODSEQ), so neither notification's sync merged them.
+    const user = 'alice@example.com'
+    await Promise.all([
+      ring.host('mx-a').deliver(user, message('at once on a')),
+      ring.host('mx-b').deliver(user, message('at once on b')),
+    ])
+    for (const source of ['mx-a', 'mx-b']) {
+      await replicator!.enqueue([{user, priority: 'mail', source}])
+      await until('the queue is empty', queueEmpty)
+    }
+    const expected = [...(await subjects('mx-a', user))].sort()
+    expect(expected).toEqual(expect.arrayContaining(['at once on a', 'at once on b']))
+    for (const server of ['mx-b', 'mx-c'])
+      expect([...(await subjects(server, user))].sort(), server).toEqual(expected)
+    // The states of the last sync only, from the copy its change reached: the first sync's no longer hold.
+    const pairs = (await store.syncStates(user)).map((s) => `${s.from} -> ${s.to}`)
+    expect(pairs).toEqual(['mx-b -> mx-a', 'mx-b -> mx-c'])
+  })
+
   it('skips a copy whose server is down, and catches the server up when it returns', async () => {
     await ring.host('mx-c').halt()
     expect(await store.setServerHealth('mx-c', 'up', 'down', 'stopped by the test')).toBe(true)
