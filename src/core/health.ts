@@ -15,10 +15,18 @@
 /** The same three values as the store's ServerHealthState (src/core may not import the store). */
 export type ServerHealthState = 'up' | 'down' | 'returning'
 
-/** One probe of a server (all its ports): ok, or failed with a one-line reason. */
-export type ProbeResult = {ok: true} | {ok: false; reason: string}
+/**
+ * One probe of a server (all its ports): ok, or failed with a one-line reason; `slow` when every port that
+ * failed connected or was still connecting and only did not answer within the time-out (nothing refused,
+ * reset or closed the connection).
+ */
+export type ProbeResult = {ok: true} | {ok: false; reason: string; slow?: boolean}
 
-export type HealthInput = {kind: 'probe'; result: ProbeResult} | {kind: 'caught-up'}
+/**
+ * What moves a server's health: a probe; a probe whose slowness the other servers shared in the same round
+ * (`inconclusive`: counts neither way, see roundInputs); its catch-up done.
+ */
+export type HealthInput = {kind: 'probe'; result: ProbeResult} | {kind: 'inconclusive'} | {kind: 'caught-up'}
 
 export interface HealthThresholds {
   /** Consecutive failed probes that take an up (or returning) server down. */
@@ -70,8 +78,29 @@ export function thresholdsProblem(t: HealthThresholds): string | undefined {
   return undefined
 }
 
+/**
+ * The input each server's probe of one round gives. A refusal (connection refused, reset, closed, a wrong
+ * greeting) always counts as a failure. A slow answer counts only when the other servers answered: when
+ * more than half of the others were slow too, the slowness is the prober's or the network's (a loaded
+ * machine, where a time-out is not an outage), and the probe is inconclusive. Seen on a busy test bed
+ * (issue 20, C): with every probe timing out at once, every server was marked down and queued a catch-up
+ * of all its users on its return.
+ */
+export function roundInputs(results: ReadonlyMap<string, ProbeResult>): Map<string, HealthInput> {
+  const slow = [...results.values()].filter((r) => !r.ok && r.slow === true).length
+  const inputs = new Map<string, HealthInput>()
+  for (const [server, result] of results) {
+    const others = results.size - 1
+    const othersSlow = slow - 1
+    const shared = !result.ok && result.slow === true && others > 0 && othersSlow * 2 > others
+    inputs.set(server, shared ? {kind: 'inconclusive'} : {kind: 'probe', result})
+  }
+  return inputs
+}
+
 /** The next state of one server after one input (the track given is not changed). */
 export function nextHealth(track: HealthTrack, input: HealthInput, t: HealthThresholds): HealthStep {
+  if (input.kind === 'inconclusive') return {track}
   if (input.kind === 'caught-up') {
     if (track.health !== 'returning') return {track}
     return {

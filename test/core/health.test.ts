@@ -4,11 +4,13 @@ import {
   adoptHealth,
   initialTrack,
   nextHealth,
+  roundInputs,
   thresholdsProblem,
   type HealthInput,
   type HealthThresholds,
   type HealthTrack,
   type HealthTransition,
+  type ProbeResult,
 } from '../../src/core/health.js'
 
 const T: HealthThresholds = {downAfter: 2, upAfter: 3}
@@ -116,5 +118,57 @@ describe('server health with hysteresis', () => {
     expect(thresholdsProblem(T)).toBeUndefined()
     expect(thresholdsProblem({downAfter: 0, upAfter: 3})).toMatch(/down_after/)
     expect(thresholdsProblem({downAfter: 2, upAfter: 1.5})).toMatch(/up_after/)
+  })
+
+  it('an inconclusive probe counts neither way', () => {
+    const inconclusive: HealthInput = {kind: 'inconclusive'}
+    const counting = feed([fail()]).track
+    expect(nextHealth(counting, inconclusive, T)).toEqual({track: counting})
+    // Failures around inconclusive rounds still add up, and successes too.
+    expect(feed([fail(), inconclusive, fail()]).transitions).toEqual([
+      {from: 'up', to: 'down', detail: 'imap 127.0.0.2:143: connection refused'},
+    ])
+    expect(feed([ok, inconclusive, ok, ok], initialTrack('down')).transitions).toEqual([
+      {from: 'down', to: 'returning', detail: ''},
+    ])
+  })
+})
+
+describe('one round of probes', () => {
+  const slow = {ok: false, reason: 'imap 127.0.0.2:143: no greeting within 1000 ms', slow: true} as const
+  const refused = {ok: false, reason: 'imap 127.0.0.3:143: connection refused', slow: false} as const
+  const kinds = (results: Record<string, ProbeResult>) =>
+    Object.fromEntries([...roundInputs(new Map(Object.entries(results)))].map(([s, i]) => [s, i.kind]))
+
+  it('counts a slow server as failed when the others answered', () => {
+    expect(kinds({a: slow, b: {ok: true}, c: {ok: true}})).toEqual({a: 'probe', b: 'probe', c: 'probe'})
+    // Two of three slow: each has one slow and one prompt other, not more than half.
+    expect(kinds({a: slow, b: slow, c: {ok: true}})).toEqual({a: 'probe', b: 'probe', c: 'probe'})
+  })
+
+  it('takes slowness that more than half of the other servers share as inconclusive', () => {
+    expect(kinds({a: slow, b: slow, c: slow})).toEqual({
+      a: 'inconclusive',
+      b: 'inconclusive',
+      c: 'inconclusive',
+    })
+    expect(kinds({a: slow, b: slow, c: slow, d: {ok: true}})).toEqual({
+      a: 'inconclusive',
+      b: 'inconclusive',
+      c: 'inconclusive',
+      d: 'probe',
+    })
+    expect(kinds({a: slow, b: slow})).toEqual({a: 'inconclusive', b: 'inconclusive'})
+  })
+
+  it('always counts a refusal, whatever the others do', () => {
+    expect(kinds({a: refused, b: slow, c: slow, d: slow})).toEqual({
+      a: 'probe',
+      b: 'inconclusive',
+      c: 'inconclusive',
+      d: 'inconclusive',
+    })
+    // A server alone has nobody to share its slowness with.
+    expect(kinds({a: slow})).toEqual({a: 'probe'})
   })
 })

@@ -21,7 +21,7 @@ import {
 import {SqliteStore} from '../../src/store/sqlite.js'
 import {startDovecot, type DovecotHost} from '../support/dovecot.js'
 import {freePort} from '../support/ports.js'
-import {makeTempDir, removeDir, sleep} from '../support/proc.js'
+import {killGroup, makeTempDir, removeDir, sleep} from '../support/proc.js'
 import {fillStore} from '../support/store-cluster.js'
 
 let dir: string
@@ -105,14 +105,26 @@ describe('probing one server', () => {
   })
 })
 
+/**
+ * A prober over mx-a and mx-b with its events, started and left three rounds (in which nothing may
+ * happen), then `work`; stopped whatever happens.
+ */
+async function withProber(work: (prober: Prober, events: HealthEvent[]) => Promise<void>): Promise<void> {
+  const events: HealthEvent[] = []
+  const prober = new Prober({store, settings: SETTINGS, targets, onEvent: (e) => events.push(e)})
+  await prober.start()
+  try {
+    await sleep(3 * SETTINGS.intervalMs)
+    expect(events).toEqual([])
+    await work(prober, events)
+  } finally {
+    await prober.stop()
+  }
+}
+
 describe('the Prober', () => {
   it('takes a stopped server down after down_after rounds, returning when it answers again, up when caught up', async () => {
-    const events: HealthEvent[] = []
-    const prober = new Prober({store, settings: SETTINGS, targets, onEvent: (e) => events.push(e)})
-    await prober.start()
-    try {
-      await sleep(3 * SETTINGS.intervalMs)
-      expect(events).toEqual([])
+    await withProber(async (prober, events) => {
       expect(prober.health('mx-a')).toBe('up')
 
       const stopped = Date.now()
@@ -150,9 +162,7 @@ describe('the Prober', () => {
         'up',
       ])
       expect(events.some((e) => e.server === 'mx-b')).toBe(false)
-    } finally {
-      await prober.stop()
-    }
+    })
   }, 60_000)
 
   it('two probers on one store: each transition is written once, the other adopts it', async () => {
@@ -181,5 +191,51 @@ describe('the Prober', () => {
     } finally {
       await Promise.all([p.stop(), q.stop()])
     }
+  }, 60_000)
+
+  it('takes no server down for a slowness every server shares, and still takes a stopped one down', async () => {
+    await withProber(async (prober, events) => {
+      // Every Dovecot paused (a loaded machine, at its worst): connections are accepted, nothing answers,
+      // every probe times out, round after round, many times down_after.
+      const paused = [a.pid, b.pid]
+      for (const pid of paused) killGroup(pid, 'SIGSTOP')
+      try {
+        await sleep(6 * (SETTINGS.intervalMs + SETTINGS.timeoutMs))
+      } finally {
+        for (const pid of paused) killGroup(pid, 'SIGCONT')
+      }
+      await sleep(3 * SETTINGS.intervalMs)
+      expect(events, 'no server went down while all were slow').toEqual([])
+      expect(prober.health('mx-a')).toBe('up')
+      expect(prober.health('mx-b')).toBe('up')
+
+      // One server paused alone: the other answers, so its slowness counts.
+      killGroup(b.pid, 'SIGSTOP')
+      let down: HealthEvent
+      const pausedAt = Date.now()
+      try {
+        down = await until('mx-b down', () => events.find((e) => e.server === 'mx-b' && e.type === 'down'))
+      } finally {
+        killGroup(b.pid, 'SIGCONT')
+      }
+      console.log(
+        `mx-b, paused alone, down ${down.at - pausedAt} ms later (interval 200 ms, time-out 500 ms)`,
+      )
+      expect(down.detail).toMatch(/no (greeting|HTTP answer) within 500 ms/)
+      expect(events.some((e) => e.server === 'mx-a')).toBe(false)
+
+      // A stopped one is refused: down as before.
+      const stopped = Date.now()
+      await a.halt()
+      const aDown = await until('mx-a down', () =>
+        events.find((e) => e.server === 'mx-a' && e.type === 'down'),
+      )
+      console.log(`mx-a, stopped, down ${aDown.at - stopped} ms later (interval 200 ms, down_after 2)`)
+      await a.resume()
+      for (const server of ['mx-a', 'mx-b']) {
+        await until(`${server} returning`, () => (prober.health(server) === 'returning' ? true : undefined))
+        expect(await prober.markCaughtUp(server)).toBe(true)
+      }
+    })
   }, 60_000)
 })

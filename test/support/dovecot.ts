@@ -681,7 +681,10 @@ export async function startDovecot(options: DovecotOptions = {}): Promise<Doveco
       instanceName,
       configPath,
       logPath,
-      pid: running.pid,
+      // The master of now: resume() starts a new one.
+      get pid() {
+        return running.pid
+      },
       doveadm,
       doveadmHttp: async (commands) => {
         const response = await fetch(`http://${finalCtx.ip}:${finalCtx.httpPort}/doveadm/v1`, {

@@ -32,6 +32,7 @@ import {
   adoptHealth,
   initialTrack,
   nextHealth,
+  roundInputs,
   thresholdsProblem,
   type HealthInput,
   type HealthTrack,
@@ -127,18 +128,23 @@ export class Prober {
     return this.health(server) === 'up'
   }
 
-  /** One round now: every target probed at once, results applied. Exposed for tests and the service. */
+  /**
+   * One round now: every target probed at once, then the results applied together, so that a slowness
+   * every server shares is told from one server's outage (roundInputs). Exposed for tests and the service.
+   */
   async round(): Promise<void> {
     await this.syncFromStore()
     const targets = await this.targets()
-    await Promise.all(
-      targets.map(async (target) => {
+    const results = await Promise.all(
+      targets.map(async (target): Promise<[string, ProbeResult]> => {
         const started = Date.now()
         const result = await probeServer(target, this.options.settings.timeoutMs, this.https())
         this.options.onProbe?.(target.server, result, Date.now() - started)
-        await this.apply(target.server, {kind: 'probe', result})
+        return [target.server, result]
       }),
     )
+    const inputs = roundInputs(new Map(results))
+    await Promise.all([...inputs].map(([server, input]) => this.apply(server, input)))
   }
 
   private https(): boolean {
@@ -251,22 +257,33 @@ export class Prober {
   }
 }
 
-/** One server, three ports at once: good when all answer; otherwise what failed, one line. */
+/**
+ * One server, three ports at once: good when all answer; otherwise what failed, one line, and whether it
+ * was only slow (every failing port timed out: roundInputs weighs that against the other servers).
+ */
 export async function probeServer(target: ProbeTarget, timeoutMs: number, tls = false): Promise<ProbeResult> {
   const host = target.address
+  const named = (port: string, number: number) => (e: string | undefined) =>
+    e === undefined ? undefined : {text: `${port} ${where(host, number)}: ${e}`, slow: isTimeout(e)}
   const checks = await Promise.all([
-    probeHttp(host, target.ports.doveadm, timeoutMs, tls).then(
-      (e) => e && `doveadm ${where(host, target.ports.doveadm)}: ${e}`,
-    ),
+    probeHttp(host, target.ports.doveadm, timeoutMs, tls).then(named('doveadm', target.ports.doveadm)),
     probeBanner(host, target.ports.imap, /^\* OK/, timeoutMs, 'p LOGOUT\r\n').then(
-      (e) => e && `imap ${where(host, target.ports.imap)}: ${e}`,
+      named('imap', target.ports.imap),
     ),
     probeBanner(host, target.ports.lmtp, /^220[ -]/, timeoutMs, 'QUIT\r\n').then(
-      (e) => e && `lmtp ${where(host, target.ports.lmtp)}: ${e}`,
+      named('lmtp', target.ports.lmtp),
     ),
   ])
-  const failed = checks.filter((c): c is string => c !== undefined)
-  return failed.length === 0 ? {ok: true} : {ok: false, reason: failed.join('; ')}
+  const failed = checks.filter((c) => c !== undefined)
+  if (failed.length === 0) return {ok: true}
+  return {ok: false, reason: failed.map((f) => f.text).join('; '), slow: failed.every((f) => f.slow)}
+}
+
+/** The problems the probes report when nothing answered within the time-out (no refusal). */
+const TIMEOUT_PREFIXES = ['no greeting within', 'no HTTP answer within']
+
+function isTimeout(problem: string): boolean {
+  return TIMEOUT_PREFIXES.some((prefix) => problem.startsWith(prefix))
 }
 
 function where(host: string, port: number): string {
