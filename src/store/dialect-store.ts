@@ -81,6 +81,11 @@ export interface Aggregates<C> {
     list(conn: C, user: string): Awaitable<api.SyncState[]>
     save(conn: C, user: string, states: readonly api.SyncState[]): Awaitable<number>
   }
+  missed: {
+    record(conn: C, user: string, servers: readonly string[], nowMs: number): Awaitable<number>
+    users(conn: C, server: string): Awaitable<string[]>
+    clear(conn: C, user: string, servers: readonly string[]): Awaitable<number>
+  }
   hosts: {
     list(conn: C): Awaitable<api.Host[]>
     put(conn: C, host: api.Host): Awaitable<void>
@@ -264,6 +269,22 @@ export abstract class DialectStore<C> {
 
   async saveSyncStates(user: string, states: readonly api.SyncState[]): Promise<number> {
     return this.run('write', (conn) => this.aggregates.syncStates.save(conn, user, states))
+  }
+
+  // Changes down servers missed
+
+  async recordMissed(user: string, servers: readonly string[], nowMs: number): Promise<number> {
+    if (servers.length === 0) return 0
+    return this.run('write', (conn) => this.aggregates.missed.record(conn, user, servers, nowMs))
+  }
+
+  async missedUsers(server: string): Promise<string[]> {
+    return this.run('read', (conn) => this.aggregates.missed.users(conn, server))
+  }
+
+  async clearMissed(user: string, servers: readonly string[]): Promise<number> {
+    if (servers.length === 0) return 0
+    return this.run('write', (conn) => this.aggregates.missed.clear(conn, user, servers))
   }
 
   // Hosts

@@ -6,6 +6,7 @@ import {MysqlLocking} from './aggregates/lock.js'
 import {mysqlMeta} from './aggregates/meta.js'
 import {mysqlHosts} from './aggregates/hosts.js'
 import {mysqlSyncStates} from './aggregates/sync-states.js'
+import {mysqlMissed} from './aggregates/missed.js'
 import {mysqlMoves} from './aggregates/moves.js'
 import {mysqlHealth, mysqlQueue} from './aggregates/replication.js'
 import type {MysqlConn, MysqlSnapshot} from './aggregates/sql.js'
@@ -47,6 +48,7 @@ export class MysqlStore extends DialectStore<MysqlConn> implements api.Store {
     queue: mysqlQueue,
     health: mysqlHealth,
     syncStates: mysqlSyncStates,
+    missed: mysqlMissed,
     hosts: mysqlHosts,
   }
   private readonly guarded = <T>(work: () => Promise<T>): Promise<T> => this.guard(work)

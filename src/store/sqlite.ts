@@ -8,6 +8,7 @@ import {SqliteLocking} from './aggregates/lock.js'
 import {sqliteMeta} from './aggregates/meta.js'
 import {sqliteHosts} from './aggregates/hosts.js'
 import {sqliteSyncStates} from './aggregates/sync-states.js'
+import {sqliteMissed} from './aggregates/missed.js'
 import {sqliteMoves} from './aggregates/moves.js'
 import {sqliteHealth, sqliteQueue} from './aggregates/replication.js'
 import {sqliteTopology} from './aggregates/topology.js'
@@ -41,6 +42,7 @@ export class SqliteStore extends DialectStore<Db> implements api.Store {
     queue: sqliteQueue,
     health: sqliteHealth,
     syncStates: sqliteSyncStates,
+    missed: sqliteMissed,
     hosts: sqliteHosts,
   }
   private readonly db: Db

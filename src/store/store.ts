@@ -454,6 +454,17 @@ export interface Store {
    */
   saveSyncStates(user: string, states: readonly SyncState[]): Promise<number>
 
+  // The changes a down server missed (schema 8).
+  /**
+   * Records that the user's copies on `servers` (down, skipped by a sync) missed a change; a server that
+   * holds no copy of the user is left out, and an earlier record kept. Returns how many were new.
+   */
+  recordMissed(user: string, servers: readonly string[], nowMs: number): Promise<number>
+  /** The users with a change the copy on `server` missed (current copies only), sorted. */
+  missedUsers(server: string): Promise<string[]>
+  /** Forgets what the user's copies on `servers` missed (a sync reached them). Returns how many went. */
+  clearMissed(user: string, servers: readonly string[]): Promise<number>
+
   // Proxy and director hosts (schema 5).
   /** Every host, sorted by name. */
   listHosts(): Promise<Host[]>

@@ -658,6 +658,45 @@ export function storeContract(name: string, makeStore: () => Promise<ContractTar
       })
     })
 
+    describe('the changes down servers missed (schema 8)', () => {
+      beforeEach(() =>
+        withUsers([
+          ['a@example.com', ['mx01', 'mx02']],
+          ['b@example.com', ['mx02', 'mx03']],
+          ['c@example.com', ['mx03', 'mx01']],
+        ]),
+      )
+
+      it('lists the users whose copy on a server missed a change, until a sync clears them', async () => {
+        expect(await store.recordMissed('a@example.com', ['mx02'], 1_000)).toBe(1)
+        expect(await store.recordMissed('b@example.com', ['mx02', 'mx03'], 2_000)).toBe(2)
+        // Again: kept once. A server without a copy of the user, or an unknown user: nothing.
+        expect(await store.recordMissed('a@example.com', ['mx02'], 3_000)).toBe(0)
+        expect(await store.recordMissed('a@example.com', ['mx03'], 3_000)).toBe(0)
+        expect(await store.recordMissed('nobody@example.com', ['mx02'], 3_000)).toBe(0)
+        expect(await store.missedUsers('mx02')).toEqual(['a@example.com', 'b@example.com'])
+        expect(await store.missedUsers('mx03')).toEqual(['b@example.com'])
+        expect(await store.missedUsers('mx01')).toEqual([])
+
+        expect(await store.clearMissed('a@example.com', ['mx02', 'mx01'])).toBe(1)
+        expect(await store.missedUsers('mx02')).toEqual(['b@example.com'])
+        expect(await store.missedUsers('mx03')).toEqual(['b@example.com'])
+      })
+
+      it('forgets a removed user, and lists only current copies', async () => {
+        await store.recordMissed('a@example.com', ['mx02'], 1_000)
+        await store.recordMissed('c@example.com', ['mx01'], 1_000)
+        await store.removeUsers(['c@example.com'])
+        expect(await store.missedUsers('mx01')).toEqual([])
+        // a's copy leaves mx02: what that copy missed no longer counts.
+        await store.journalMoves('p', [{user: 'a@example.com', position: 1, from: 'mx02', to: 'mx03'}])
+        const [open] = await store.openMoves()
+        expect(await store.setMoveState(open!.id, 'planned', 'verified')).toBe(true)
+        await store.switchMove(open!.id)
+        expect(await store.missedUsers('mx02')).toEqual([])
+      })
+    })
+
     describe('the replication queue, server health and hosts (schema 5)', () => {
       const T = 1_000_000
       const timing = (nowMs: number) => ({nowMs, debounceMs: 500, maxDelayMs: 2_000})

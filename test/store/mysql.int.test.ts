@@ -91,6 +91,7 @@ describe('mysql store on MariaDB', () => {
       'mailring_meta\tInnoDB',
       'mailring_moves\tInnoDB',
       'mailring_replication_markers\tInnoDB',
+      'mailring_replication_missed\tInnoDB',
       'mailring_replication_queue\tInnoDB',
       'mailring_server_health\tInnoDB',
       'mailring_servers\tInnoDB',

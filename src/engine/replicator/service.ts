@@ -268,6 +268,7 @@ export class Replicator {
   private async runTask(task: ReplicationTask, copies: string[]): Promise<void> {
     try {
       const outcome = await this.syncCopies(task, copies)
+      await this.noteMissed(task, copies, outcome.ok)
       // The next change on these copies syncs incrementally from this sync's states (syncFromSource); the
       // older ones no longer hold, nor any after a sync that failed (aggregates/sync-states.ts).
       if (!outcome.ok || outcome.result.syncs > 0)
@@ -289,6 +290,23 @@ export class Replicator {
     } finally {
       for (const s of copies) this.perServer.set(s, (this.perServer.get(s) ?? 1) - 1)
     }
+  }
+
+  /**
+   * Keeps what down servers missed (store.recordMissed): a sync that went through without the copies on
+   * down servers leaves them a change to catch up on when they return, and only those users are caught up
+   * then (startCatchUp). A catch-up or full sync that reached every copy clears them.
+   */
+  private async noteMissed(task: ReplicationTask, copies: readonly string[], ok: boolean): Promise<void> {
+    if (!ok) return
+    const down = copies.filter((s) => this.isDown(s))
+    if (down.length > 0) await this.store.recordMissed(task.user, down, this.now())
+    else if (
+      task.priority === 'catch-up' ||
+      task.priority === 'full' ||
+      [...this.catchingUp.values()].some((users) => users.has(task.user))
+    )
+      await this.store.clearMissed(task.user, copies)
   }
 
   /**
@@ -447,29 +465,21 @@ export class Replicator {
     await this.store.setReplicationMarker(HEARTBEAT_MARKER, `${this.now()} ${this.owner}`)
   }
 
+  /**
+   * A server is answering again: its users with a change it missed while it was down (noteMissed) are
+   * queued for a catch-up, and it takes logins again once they are done. Not every user it holds: a short
+   * outage would queue them all, and a flapping server flooded the queue (issue 20 C).
+   */
   private async startCatchUp(server: string): Promise<void> {
-    const users = new Set<string>()
-    const scan = await this.store.scanPlacements()
-    const index = scan.servers.indexOf(server)
-    let batch: ReplicationRequest[] = []
-    const flush = async () => {
-      if (batch.length > 0) await this.enqueue(batch)
-      batch = []
-    }
-    for await (const chunk of scan.chunks) {
-      chunk.users.forEach((user, i) => {
-        for (let k = chunk.copyStart[i]!; k < chunk.copyStart[i + 1]!; k++) {
-          if (chunk.copyServers[k] !== index) continue
-          users.add(user)
-          batch.push({user, priority: 'catch-up'})
-        }
-      })
-      if (batch.length >= CATCH_UP_BATCH) await flush()
-    }
-    await flush()
+    const users = new Set(await this.store.missedUsers(server))
+    const list = [...users]
+    for (let i = 0; i < list.length; i += CATCH_UP_BATCH)
+      await this.enqueue(
+        list.slice(i, i + CATCH_UP_BATCH).map((user) => ({user, priority: 'catch-up' as const})),
+      )
     this.catchingUp.set(server, users)
     this.log(
-      `replicator: ${server} returned: catching up its ${users.size} users before it takes logins again`,
+      `replicator: ${server} returned: catching up its ${users.size} users with changes it missed before it takes logins again`,
     )
     if (users.size === 0) await this.finishCatchUp(server)
   }

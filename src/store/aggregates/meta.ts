@@ -37,6 +37,7 @@ const INSERT_META_SQL = 'INSERT INTO mailring_meta (`key`, value) VALUES (?, ?)'
 const MIGRATION_LOCK_NAME = 'mailring_migrate'
 /** mailring's tables, those that refer to others first (dropped in this order). */
 const MAILRING_TABLES = [
+  'mailring_replication_missed',
   'mailring_sync_states',
   'mailring_replication_queue',
   'mailring_server_health',

@@ -175,4 +175,19 @@ export const mysqlMigrations: readonly Migration[] = [
       ) ${TABLE}`,
     ],
   },
+  {
+    version: 8,
+    description: 'the copies each user has changes for that their down server missed',
+    statements: [
+      `CREATE TABLE mailring_replication_missed (
+        server_id INT NOT NULL,
+        user_id INT UNSIGNED NOT NULL,
+        since_ms BIGINT NOT NULL,
+        PRIMARY KEY (server_id, user_id),
+        KEY mailring_replication_missed_user (user_id),
+        CONSTRAINT mailring_replication_missed_server FOREIGN KEY (server_id) REFERENCES mailring_servers (id) ON DELETE CASCADE,
+        CONSTRAINT mailring_replication_missed_user FOREIGN KEY (user_id) REFERENCES mailring_users (id) ON DELETE CASCADE
+      ) ${TABLE}`,
+    ],
+  },
 ]

@@ -158,4 +158,17 @@ export const sqliteMigrations: readonly Migration[] = [
       ) WITHOUT ROWID`,
     ],
   },
+  {
+    version: 8,
+    description: 'the copies each user has changes for that their down server missed',
+    statements: [
+      `CREATE TABLE mailring_replication_missed (
+        server_id INTEGER NOT NULL REFERENCES mailring_servers (id) ON DELETE CASCADE,
+        user_id INTEGER NOT NULL REFERENCES mailring_users (id) ON DELETE CASCADE,
+        since_ms INTEGER NOT NULL,
+        PRIMARY KEY (server_id, user_id)
+      ) WITHOUT ROWID`,
+      `CREATE INDEX mailring_replication_missed_user ON mailring_replication_missed (user_id)`,
+    ],
+  },
 ]

@@ -186,6 +186,8 @@ function scenario(version: DovecotVersion): void {
     // Down is not a failure: the entry is done, not retried against a dead server.
     await until('the queue is empty', queueEmpty)
     expect((await store.serverHealth()).find((h) => h.server === 'mx-c')?.syncFailures).toBe(0)
+    // What mx-c missed is known: carol, not the other users it holds.
+    expect(await store.missedUsers('mx-c')).toEqual(['carol@example.org'])
 
     await ring.host('mx-c').resume()
     expect(await store.setServerHealth('mx-c', 'down', 'returning', 'answers again')).toBe(true)
@@ -196,6 +198,9 @@ function scenario(version: DovecotVersion): void {
     // Up only after the catch-up: the mail delivered while it was down is there already.
     expect(await subjects('mx-c', 'carol@example.org')).toContain('while c was down')
     expect(log.join('\n')).toContain('mx-c is caught up')
+    // Only the user with a change it missed was caught up, and that is forgotten now.
+    expect(log.join('\n')).toContain('mx-c returned: catching up its 1 users with changes it missed')
+    expect(await store.missedUsers('mx-c')).toEqual([])
   })
 
   it('retries a copy that fails while its server is not known to be down', async () => {
