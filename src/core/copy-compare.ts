@@ -142,3 +142,40 @@ export function describeDifferences(
   }
   return lines
 }
+
+/** Flags to give one message on one copy so that they are the hub's. */
+export interface FlagRepair {
+  copy: string
+  mailbox: string
+  /** The message's UID on that copy. */
+  uid: string
+  /** The hub's flags and keywords (normalized, without \Recent); [] for none. */
+  flags: string[]
+  /** What the copy has now, to take away when the hub has none. */
+  current: string[]
+}
+
+/**
+ * The messages whose flags differ from the hub's copy of them (by GUID, per mailbox), and the flags each
+ * should get. For what dsync leaves different even after a full sync: a flag set on one copy and cleared
+ * on another between syncs, without a state to tell which came last (seen on 2.3.19 under a concurrent
+ * IMAP workload). The hub is the copy logins go to.
+ */
+export function flagRepairs(
+  hub: {copy: string; messages: ReadonlyMap<string, readonly MessageRow[]>},
+  others: readonly {copy: string; messages: ReadonlyMap<string, readonly MessageRow[]>}[],
+): FlagRepair[] {
+  const repairs: FlagRepair[] = []
+  for (const [mailbox, hubMessages] of hub.messages) {
+    const hubFlags = new Map(hubMessages.map((m) => [m.guid, normalizedFlags(m.flags ?? '')]))
+    for (const other of others)
+      for (const m of other.messages.get(mailbox) ?? []) {
+        const wanted = hubFlags.get(m.guid)
+        const current = normalizedFlags(m.flags ?? '')
+        if (wanted === undefined || wanted === current || m.uid === undefined) continue
+        const list = (text: string) => (text === '' ? [] : text.split(' '))
+        repairs.push({copy: other.copy, mailbox, uid: m.uid, flags: list(wanted), current: list(current)})
+      }
+  }
+  return repairs
+}

@@ -201,6 +201,26 @@ export function fetchCommand(user: string, fields: readonly string[], query = ['
 }
 
 /**
+ * `doveadm flags replace|remove -u USER 'FLAGS' mailbox MAILBOX uid UID`: sets (replace) or takes away
+ * (remove) a message's flags and keywords. Replace with no flag is refused: take them away with remove.
+ */
+export function flagsCommand(
+  user: string,
+  verb: 'replace' | 'remove',
+  flags: readonly string[],
+  mailbox: string,
+  uid: string,
+): DoveadmCommand {
+  const query = ['mailbox', mailbox, 'uid', uid]
+  return {
+    method: verb === 'replace' ? 'flagsReplace' : 'flagsRemove',
+    words: ['flags', verb],
+    params: {user, flag: [...flags], query},
+    args: ['-u', user, flags.join(' '), ...query],
+  }
+}
+
+/**
  * `doveadm log errors -s SINCE`: the errors the log process keeps in memory (the last 1000), logged at or
  * after SINCE (Unix seconds); rows of timestamp, prefix, type, text.
  */

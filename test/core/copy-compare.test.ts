@@ -2,6 +2,7 @@ import {describe, expect, it} from 'vitest'
 
 import {
   describeDifferences,
+  flagRepairs,
   mailboxesToDeepCheck,
   normalizedFlags,
   type CopyStatus,
@@ -115,5 +116,47 @@ describe('comparing copies', () => {
   it('compares flags as sets, without \\Recent', () => {
     expect(normalizedFlags('\\Seen  \\Answered \\Recent $Label1')).toBe('$Label1 \\Answered \\Seen')
     expect(normalizedFlags('')).toBe('')
+  })
+})
+
+describe('repairing flags dsync leaves different', () => {
+  const copy = (name: string, inbox: MessageRow[], archive: MessageRow[] = []) => ({
+    copy: name,
+    messages: new Map([
+      ['INBOX', inbox],
+      ['Archive', archive],
+    ]),
+  })
+
+  it("gives each message the hub's flags where another copy differs, by GUID, \\Recent aside", () => {
+    const hub = copy('mx-a', [
+      {guid: 'g1', uid: '1', flags: '\\Seen \\Recent'},
+      {guid: 'g2', uid: '2', flags: ''},
+    ])
+    const b = copy('mx-b', [
+      {guid: 'g1', uid: '1', flags: '\\Seen'},
+      {guid: 'g2', uid: '3', flags: '\\Flagged $Label1'},
+    ])
+    const c = copy('mx-c', [
+      {guid: 'g1', uid: '4', flags: 'todo \\Flagged \\Seen'},
+      {guid: 'g3', uid: '5', flags: '\\Draft'},
+    ])
+    expect(flagRepairs(hub, [b, c])).toEqual([
+      {copy: 'mx-b', mailbox: 'INBOX', uid: '3', flags: [], current: ['$Label1', '\\Flagged']},
+      {copy: 'mx-c', mailbox: 'INBOX', uid: '4', flags: ['\\Seen'], current: ['\\Flagged', '\\Seen', 'todo']},
+    ])
+  })
+
+  it('leaves messages the hub lacks, and copies that agree, alone; compares per mailbox', () => {
+    const hub = copy('mx-a', [{guid: 'g1', uid: '1', flags: '\\Seen'}], [{guid: 'g1', uid: '1', flags: ''}])
+    const b = copy(
+      'mx-b',
+      [{guid: 'g1', uid: '1', flags: '\\Seen'}],
+      [{guid: 'g1', uid: '7', flags: '\\Seen'}],
+    )
+    expect(flagRepairs(hub, [b])).toEqual([
+      {copy: 'mx-b', mailbox: 'Archive', uid: '7', flags: [], current: ['\\Seen']},
+    ])
+    expect(flagRepairs(hub, [copy('mx-c', [{guid: 'g9', uid: '1', flags: '\\Seen'}])])).toEqual([])
   })
 })

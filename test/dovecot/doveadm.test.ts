@@ -10,6 +10,7 @@ import {
   authLookupFields,
   doveadmArgv,
   fetchCommand,
+  flagsCommand,
   httpRequestEntry,
   logErrorsCommand,
   mailboxStatusCommand,
@@ -89,6 +90,29 @@ describe('doveadm commands', () => {
     expect(syncStateOf(parseTabRows('state\n'))).toBeUndefined()
     expect(syncStateOf([])).toBeUndefined()
     expect(syncStateOf({})).toBeUndefined()
+  })
+
+  it("set or take away one message's flags by mailbox and UID", () => {
+    const replace = flagsCommand('a@b.c', 'replace', ['\\Seen', 'todo'], 'Archive', '7')
+    expect(doveadmArgv(replace)).toEqual([
+      '-f',
+      'tab',
+      'flags',
+      'replace',
+      '-u',
+      'a@b.c',
+      '\\Seen todo',
+      'mailbox',
+      'Archive',
+      'uid',
+      '7',
+    ])
+    expect(httpRequestEntry(replace, 't1')).toEqual([
+      'flagsReplace',
+      {user: 'a@b.c', flag: ['\\Seen', 'todo'], query: ['mailbox', 'Archive', 'uid', '7']},
+      't1',
+    ])
+    expect(flagsCommand('a@b.c', 'remove', ['\\Flagged'], 'INBOX', '1').method).toBe('flagsRemove')
   })
 
   it('leave out the options not asked for', () => {

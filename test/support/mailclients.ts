@@ -279,6 +279,24 @@ export class ImapClient {
     return messages.sort((a, b) => a.uid - b.uid)
   }
 
+  /**
+   * APPENDs a message with flags, as a literal sent at once (LITERAL+, which Dovecot offers); returns the
+   * tagged answer's text (with APPENDUID: `[APPENDUID validity uid]`).
+   */
+  async append(mailbox: string, message: string, flags: readonly string[] = []): Promise<void> {
+    const body = message.replace(/\r?\n/g, '\r\n')
+    await this.command(
+      `APPEND ${quote(mailbox)} (${flags.join(' ')}) {${Buffer.byteLength(body, 'latin1')}+}\r\n${body}`,
+    )
+  }
+
+  /** The UIDs of the selected mailbox (UID SEARCH ALL). */
+  async uids(): Promise<number[]> {
+    const untagged = await this.command('UID SEARCH ALL')
+    const line = untagged.find((r) => r.text.startsWith('* SEARCH'))?.text ?? ''
+    return line.slice('* SEARCH'.length).split(' ').filter(Boolean).map(Number)
+  }
+
   async logout(): Promise<void> {
     try {
       await this.command('LOGOUT')

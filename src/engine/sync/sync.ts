@@ -24,6 +24,7 @@
  */
 import {
   describeDifferences,
+  flagRepairs,
   MESSAGE_FIELDS,
   messagesByMailbox,
   type MessageRow,
@@ -32,6 +33,7 @@ import {errorText} from '../../core/errors.js'
 import {identityRepairs, STATE_FIELDS, stateFingerprint} from '../../core/mailbox-state.js'
 import {
   fetchCommand,
+  flagsCommand,
   logErrorsCommand,
   mailboxIdentityCommand,
   mailboxStatusCommand,
@@ -227,7 +229,11 @@ export async function syncOneUser(
       result.rounds = round
       if (round === 1) for (const target of targets) await syncWith(target, full)
       else for (const target of [...targets, ...targets.slice(0, -1)]) await syncWith(target, true)
-      const contents = await Promise.all(live.map((copy) => readCopyContents(fleet, user, copy)))
+      let contents = await Promise.all(live.map((copy) => readCopyContents(fleet, user, copy)))
+      // After a full round, flags dsync still leaves different (set on one copy, cleared on another, with
+      // no state to tell which came last) take the hub's: a sync would carry them no further.
+      if (round > 1 && (await giveHubFlags(fleet, user, contents)) > 0)
+        contents = await Promise.all(live.map((copy) => readCopyContents(fleet, user, copy)))
       const differences = describeDifferences(contents, new Map(contents.map((c) => [c.copy, c.messages])))
       if (differences.length === 0) {
         result.states = [...states].map(([to, state]) => ({from: hub, to, state}))
@@ -249,6 +255,39 @@ export async function syncOneUser(
     }
     return done('failed', errorText(error))
   }
+}
+
+/**
+ * Gives every message the flags its copy on the hub (contents[0]) has, where another copy differs (core
+ * flagRepairs); one request per copy where the transport can. Returns how many messages were changed.
+ * Throws CopyProblem.
+ */
+async function giveHubFlags(
+  fleet: DoveadmFleet,
+  user: string,
+  contents: readonly CopyContents[],
+): Promise<number> {
+  const [hub, ...others] = contents
+  if (hub === undefined) return 0
+  const repairs = flagRepairs(hub, others)
+  for (const copy of new Set(repairs.map((r) => r.copy))) {
+    const commands = repairs
+      .filter((r) => r.copy === copy)
+      .map((r) =>
+        r.flags.length > 0
+          ? flagsCommand(user, 'replace', r.flags, r.mailbox, r.uid)
+          : flagsCommand(user, 'remove', r.current, r.mailbox, r.uid),
+      )
+    const replies = await fleet.runAll(copy, commands)
+    const failed = replies.find((reply) => reply.outcome !== 'ok')
+    if (failed !== undefined)
+      throw new CopyProblem(
+        copy,
+        `cannot give messages the flags of ${hub.copy}: doveadm flags failed: ${failed.message || `exit ${failed.exitCode}`}`,
+        false,
+      )
+  }
+  return repairs.length
 }
 
 /** One copy read in full: its mailboxes' status and every message's GUID and flags. */
