@@ -5,6 +5,7 @@
  *
  *   up        --`downAfter` consecutive failed probes-->     down
  *   returning --`downAfter` consecutive failed probes-->     down
+ *   (probes that only time out: SLOW_DOWN_FACTOR times as many)
  *   down      --`upAfter` consecutive good probes-->         returning
  *   returning --caught up (its copies are replicated)-->     up
  *
@@ -37,11 +38,20 @@ export interface HealthThresholds {
 
 export const DEFAULT_HEALTH_THRESHOLDS: HealthThresholds = {downAfter: 2, upAfter: 3}
 
+/**
+ * A server whose probes only time out (nothing refused) goes down after this many times `downAfter`
+ * failed probes: a time-out under load is not a refusal. Seen on the test bed: a Dovecot that was stalled
+ * answered its doveadm port late for two rounds after it resumed, while the others answered at once.
+ */
+export const SLOW_DOWN_FACTOR = 3
+
 /** What the state machine keeps per server. */
 export interface HealthTrack {
   health: ServerHealthState
   /** Consecutive failed probes (0 after a good one). */
   failures: number
+  /** Whether every failure counted in `failures` only timed out. */
+  slowOnly: boolean
   /** Consecutive good probes (0 after a failed one). */
   successes: number
   /** The last failure's reason ('' after a good probe). */
@@ -63,7 +73,7 @@ export interface HealthStep {
 
 /** A server starting out in `health` (default up: a server without a record is up), no probes counted. */
 export function initialTrack(health: ServerHealthState = 'up'): HealthTrack {
-  return {health, failures: 0, successes: 0, detail: ''}
+  return {health, failures: 0, slowOnly: true, successes: 0, detail: ''}
 }
 
 /** Refuses thresholds that would make the machine meaningless (0, negative, fractions). */
@@ -104,14 +114,14 @@ export function nextHealth(track: HealthTrack, input: HealthInput, t: HealthThre
   if (input.kind === 'caught-up') {
     if (track.health !== 'returning') return {track}
     return {
-      track: {...track, health: 'up', failures: 0, successes: 0, detail: ''},
+      track: {...track, health: 'up', failures: 0, slowOnly: true, successes: 0, detail: ''},
       transition: {from: 'returning', to: 'up', detail: ''},
     }
   }
   const result = input.result
   if (result.ok) {
     const successes = track.successes + 1
-    const next: HealthTrack = {...track, failures: 0, successes, detail: ''}
+    const next: HealthTrack = {...track, failures: 0, slowOnly: true, successes, detail: ''}
     if (track.health === 'down' && successes >= t.upAfter) {
       return {
         track: {...next, health: 'returning', successes: 0},
@@ -122,10 +132,11 @@ export function nextHealth(track: HealthTrack, input: HealthInput, t: HealthThre
   }
   const reason = oneLine(result.reason)
   const failures = track.failures + 1
-  const next: HealthTrack = {...track, failures, successes: 0, detail: reason}
-  if (track.health !== 'down' && failures >= t.downAfter) {
+  const slowOnly = (track.failures === 0 || track.slowOnly) && result.slow === true
+  const next: HealthTrack = {...track, failures, slowOnly, successes: 0, detail: reason}
+  if (track.health !== 'down' && failures >= (slowOnly ? t.downAfter * SLOW_DOWN_FACTOR : t.downAfter)) {
     return {
-      track: {...next, health: 'down', failures: 0},
+      track: {...next, health: 'down', failures: 0, slowOnly: true},
       transition: {from: track.health, to: 'down', detail: reason},
     }
   }

@@ -5,6 +5,7 @@ import {
   initialTrack,
   nextHealth,
   roundInputs,
+  SLOW_DOWN_FACTOR,
   thresholdsProblem,
   type HealthInput,
   type HealthThresholds,
@@ -39,7 +40,7 @@ function feed(
 
 describe('server health with hysteresis', () => {
   it('a server without a record starts up, no probes counted', () => {
-    expect(initialTrack()).toEqual({health: 'up', failures: 0, successes: 0, detail: ''})
+    expect(initialTrack()).toEqual({health: 'up', failures: 0, slowOnly: true, successes: 0, detail: ''})
   })
 
   it('goes down after down_after consecutive failures, with the last reason as detail', () => {
@@ -118,6 +119,22 @@ describe('server health with hysteresis', () => {
     expect(thresholdsProblem(T)).toBeUndefined()
     expect(thresholdsProblem({downAfter: 0, upAfter: 3})).toMatch(/down_after/)
     expect(thresholdsProblem({downAfter: 2, upAfter: 1.5})).toMatch(/up_after/)
+  })
+
+  it('goes down after SLOW_DOWN_FACTOR times down_after probes that only time out; a refusal counts at once', () => {
+    const slow: HealthInput = {
+      kind: 'probe',
+      result: {ok: false, reason: 'imap: no greeting within 1000 ms', slow: true},
+    }
+    const slowRounds = T.downAfter * SLOW_DOWN_FACTOR
+    expect(feed(Array.from({length: slowRounds - 1}, () => slow)).transitions).toEqual([])
+    expect(feed(Array.from({length: slowRounds}, () => slow)).transitions).toEqual([
+      {from: 'up', to: 'down', detail: 'imap: no greeting within 1000 ms'},
+    ])
+    // A refusal after slow probes: the streak counts as refused.
+    expect(feed([slow, fail()]).transitions.map((t) => t.to)).toEqual(['down'])
+    // A good probe starts it over.
+    expect(feed([...Array.from({length: slowRounds - 1}, () => slow), ok, slow]).transitions).toEqual([])
   })
 
   it('an inconclusive probe counts neither way', () => {

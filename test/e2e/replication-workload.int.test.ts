@@ -10,7 +10,9 @@
  * - flag changes on the third copy with doveadm.
  * Nothing is queued by hand: Dovecot's notifications alone drive the replicator. Once its queue has
  * drained, `mailring verify --all` must find every copy of every user equal: the same mailboxes, the same
- * message GUIDs, the same flags on every message.
+ * message GUIDs, the same flags on every message. Then health under load, with the probes at their
+ * defaults: every Dovecot paused at once for several probe rounds (a loaded machine) marks no server down;
+ * one stopped is still taken out, and comes back after a catch-up of only what it missed (nothing here).
  *
  * MAILRING_WORKLOAD_SEED replays a run (`random` draws one; the seed is printed).
  */
@@ -22,7 +24,7 @@ import {startCli, type CliResult, type JsonEnvelope} from '../support/cli.js'
 import {runImapWorkload} from '../support/imap-workload.js'
 import {ImapClient, lmtpDeliver} from '../support/mailclients.js'
 import {freePort} from '../support/ports.js'
-import {sleep} from '../support/proc.js'
+import {killGroup, sleep} from '../support/proc.js'
 import {PASSWORD, RING_OF_THREE, startRingCluster, type RingCluster} from '../support/ring-cluster.js'
 import {randomness, seedFrom} from '../support/seeded.js'
 
@@ -67,7 +69,8 @@ describe.each(['2.3', '2.4'] as const)('replication under a concurrent workload 
       version,
       replicator: {
         port: await freePort('127.0.0.1'),
-        settings: {debounce: '100ms', max_delay: '1s', probe_timeout: '3s', down_after: 3},
+        // The probes at their defaults (every 0.5 s, 1 s time-out, down after 2), as the guide sets them.
+        settings: {debounce: '100ms', max_delay: '1s'},
       },
     })
     const started = startCli(['replicator', 'run'], {
@@ -158,4 +161,38 @@ describe.each(['2.3', '2.4'] as const)('replication under a concurrent workload 
     expect(verified.exitCode, verified.stderr + verified.stdout).toBe(0)
     expect(verified.json?.result?.summary).toMatchObject({users: 3, agree: 3, differ: 0, unchecked: 0})
   }, 300_000)
+
+  it('marks no server down while every server is slow at once, and still takes a stopped one out and back', async () => {
+    const health = async () => {
+      const r = await ring.cli<JsonEnvelope<ReplicatorStatus>>(['replicator', 'status', '--json'])
+      return Object.fromEntries((r.json?.result?.servers ?? []).map((h) => [h.server, h.health]))
+    }
+    const logBefore = service.stderr().length
+    // A loaded machine at its worst: every Dovecot paused for several probe rounds (connections accepted,
+    // nothing answered, every probe timing out at once).
+    const pids = RING_OF_THREE.servers.map((server) => ring.host(server).pid)
+    for (const pid of pids) killGroup(pid, 'SIGSTOP')
+    try {
+      await sleep(5_000)
+    } finally {
+      for (const pid of pids) killGroup(pid, 'SIGCONT')
+    }
+    await sleep(2_000)
+    const said = service.stderr().slice(logBefore)
+    expect(said, 'the replicator took a server down').not.toMatch(/ is down /)
+    expect(await health()).toEqual({'mx-a': 'up', 'mx-b': 'up', 'mx-c': 'up'})
+
+    // A real stop is still seen, and the server comes back once caught up.
+    await ring.host('mx-c').halt()
+    const stopped = Date.now()
+    await until('mx-c is down', async () => (await health())['mx-c'] === 'down')
+    console.log(
+      `Dovecot ${version}: mx-c down in the store ${Date.now() - stopped} ms after its Dovecot had stopped`,
+    )
+    await ring.host('mx-c').resume()
+    await until('mx-c is up again', async () => (await health())['mx-c'] === 'up')
+    expect(service.stderr().slice(logBefore)).toContain(
+      'mx-c returned: catching up its 0 users with changes it missed',
+    )
+  }, 120_000)
 })
