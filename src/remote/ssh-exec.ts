@@ -47,6 +47,11 @@ export interface ExecOptions {
    * withExitLine), and a timeout only sends the signal request and closes.
    */
   remoteKill?: boolean
+  /**
+   * The command ends by itself and must not be killed (it finishes a change or undoes it on its own): no
+   * `timeout` wrapper and no signal request; a timeout only closes the channel, and the command goes on.
+   */
+  leaveRunning?: boolean
   /** Names the command in error messages instead of its first word. */
   label?: string
   /** Environment variables (sshd accepts only the names its AcceptEnv lists). */
@@ -103,7 +108,7 @@ export function exitLineOf(stderrTail: Buffer, marker: string): {status: number;
 /** The remote command line for `command`: see ExecOptions.remoteKill and withExitLine. */
 export function remoteCommand(command: string, options: ExecOptions, exitMarker: string): string {
   const reported = withExitLine(command, exitMarker)
-  return options.remoteKill === false
+  return options.remoteKill === false || options.leaveRunning === true
     ? reported
     : withRemoteTimeout(reported, options.timeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS)
 }
@@ -154,12 +159,14 @@ export function runOnChannel(
   const timer = setTimeout(() => {
     if (done) return
     done = true
-    killRemote(stream)
+    if (options.leaveRunning !== true) killRemote(stream)
     stream.close()
     stream.emit('mailring-abandoned')
     reject(
       new MailringError(
-        `Command \`${label}\` on ${server} timed out after ${seconds(timeoutMs)} and was killed.`,
+        options.leaveRunning === true
+          ? `Command \`${label}\` on ${server} did not end within ${seconds(timeoutMs)}; it goes on there by itself.`
+          : `Command \`${label}\` on ${server} timed out after ${seconds(timeoutMs)} and was killed.`,
         {code: 'ssh_command_timeout'},
       ),
     )

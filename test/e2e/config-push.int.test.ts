@@ -316,6 +316,29 @@ describe('config push', () => {
     expect(lookup.stdout).toContain(`tcp:127.0.0.1:${host.doveadmPort}`)
   })
 
+  it('rolls back by itself, on the server, a configuration whose database hangs', async () => {
+    const good = fs.readFileSync(sqlPath, 'utf8')
+    // A database that never answers: Dovecot's SQLite driver waits forever on a FIFO nobody writes.
+    const fifo = path.join(dir, 'hanging.db')
+    expect((await run('mkfifo', [fifo])).exitCode).toBe(0)
+    writeConfig('hanging.yaml', {dovecot: [`  sqlite_path: ${fifo}`]})
+    const r = await cli(['config', 'push', '--server', 'mx-a', '--json'], 'hanging.yaml')
+    expect(r.exitCode, r.stdout + r.stderr).toBe(1)
+    const row = r.json!.result!.servers[0]!
+    expect(row.status).toBe('rolled-back')
+    expect(row.message).toMatch(
+      // 2.3.19's auth gives up on the hanging worker (75) before the lookup's own 10 s limit (124).
+      /lookup of alice@example.com through the new file failed: doveadm user exited (75|124): .*; the previous file was restored and Dovecot reloaded/,
+    )
+    expect(fs.readFileSync(sqlPath, 'utf8')).toBe(good)
+    let lookup = await host.doveadm(['user', 'alice@example.com'])
+    for (let i = 0; i < 20 && lookup.exitCode !== 0; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 250))
+      lookup = await host.doveadm(['user', 'alice@example.com'])
+    }
+    expect(lookup.exitCode, lookup.stderr).toBe(0)
+  }, 120_000)
+
   it('--dry-run shows the change and writes nothing', async () => {
     writeConfig('other-home.yaml', {dovecot: [`  home: ${host.dir}/homes/%Ld/%Ln`]})
     const before = fs.readFileSync(sqlPath, 'utf8')

@@ -22,6 +22,29 @@ export const EXIT_LOOKUP = 85
 export const EXIT_WRITE = 86
 export const EXIT_BACKUP = 87
 export const LOOKUP_EXIT_MARKER = 'mailring-lookup-exit='
+/**
+ * Printed by pushScript on stdout when a check after the rename failed and it rolled back by itself:
+ * `restored reloaded`, `removed reloaded` (there was no file before), `... reload-failed`, or `failed WHY`.
+ */
+export const ROLLBACK_MARKER = 'mailring-rollback='
+
+/** How long each step of pushScript may take on the server, in seconds (coreutils `timeout`). */
+export interface PushLimits {
+  /** doveconf -n, each doveadm reload. */
+  stepSeconds: number
+  /** One lookup attempt (a database that hangs makes it hang). */
+  lookupSeconds: number
+  /** How long failing lookups are retried (every 0.25 s) while the new auth processes start. */
+  lookupDeadlineSeconds: number
+}
+
+export const DEFAULT_PUSH_LIMITS: PushLimits = {stepSeconds: 30, lookupSeconds: 10, lookupDeadlineSeconds: 5}
+
+/** The longest pushScript can run once it has the new file: every step at its limit, and the rollback. */
+export function pushScriptBudgetSeconds(limits: PushLimits = DEFAULT_PUSH_LIMITS): number {
+  const kill = 5
+  return 3 * (limits.stepSeconds + kill) + limits.lookupDeadlineSeconds + limits.lookupSeconds + kill + 10
+}
 
 /**
  * ONE POSIX shell command for a server's whole push, in two halves around one answer from mailring:
@@ -37,10 +60,18 @@ export const LOOKUP_EXIT_MARKER = 'mailring-lookup-exit='
  *      (`cp -p`; EXIT_BACKUP); the temporary file gets the configured owner (by name, resolved on the
  *      server) and mode (EXIT_CHOWN); both are fsynced (`sync FILE...`, else a full `sync`) before the
  *      backup is renamed to PATH.mailring-backup (EXIT_BACKUP) and the new file over `path` (refused if
- *      `path` is a directory; EXIT_RENAME); then `doveconf -n` (EXIT_DOVECONF), `doveadm reload`
- *      (EXIT_RELOAD), and optionally, after the settle time, the lookup of the sample user (EXIT_LOOKUP,
- *      its exit code printed after LOOKUP_EXIT_MARKER on stdout). A step that fails prints its output to
- *      stderr; until the rename the installed file is untouched and no temporary file stays.
+ *      `path` is a directory; EXIT_RENAME). Until the rename the installed file is untouched and no
+ *      temporary file stays;
+ *   4. check, from the rename on deaf to hang-ups and signals (a dropped connection, mailring's own
+ *      time-out): `doveconf -n` (EXIT_DOVECONF), `doveadm reload` (EXIT_RELOAD), and optionally, after the
+ *      settle time, the lookup of the sample user, retried while it fails for `lookupDeadlineSeconds`
+ *      (EXIT_LOOKUP, its exit code printed after LOOKUP_EXIT_MARKER; its answer printed when it succeeds).
+ *      Each step runs under `timeout` (`limits`): a database that hangs makes the lookup hang, and a
+ *      time-out of the whole command used to kill the rollback with it (issue 23). A check that fails or
+ *      times out rolls back right there: the backup goes back in place (or the new file goes, when there
+ *      was none), Dovecot is reloaded, and the outcome is printed after ROLLBACK_MARKER. So what runs on
+ *      the server never leaves the new file installed after a failed check, whatever happens to mailring.
+ *   A step that fails prints its output to stderr.
  */
 export function pushScript(o: {
   path: string
@@ -55,7 +86,11 @@ export function pushScript(o: {
   /** The lookup to run (default `doveadm user lookupUser`; a proxy: `doveadm auth lookup`). */
   lookupCommand?: DoveadmCommand
   settleMs?: number
+  limits?: PushLimits
 }): string {
+  const limits = o.limits ?? DEFAULT_PUSH_LIMITS
+  const step = (seconds: number, command: string) => `timeout -k 5 ${seconds} ${command}`
+  const reload = step(limits.stepSeconds, doveadmCommandLine(o.doveadm, reloadCommand()))
   const lines = [
     `t=${shellQuote(o.temp)}; bt=${shellQuote(o.backupTemp)}`,
     ...readFileLines(o.path, o.marker),
@@ -70,16 +105,43 @@ export function pushScript(o: {
     `if [ -d "$f" ]; then out=${shellQuote(`${o.path} is a directory`)}; fail ${EXIT_RENAME}; fi`,
     `if ! out=$(mv -f "$t" "$f" 2>&1); then fail ${EXIT_RENAME}; fi`,
     `exec 3<&-`,
-    `if ! out=$(${o.doveconf} -n 2>&1 >/dev/null); then fail ${EXIT_DOVECONF}; fi`,
-    `if ! out=$(${doveadmCommandLine(o.doveadm, reloadCommand())} 2>&1); then fail ${EXIT_RELOAD}; fi`,
+    // The new file is in place: from here on, this finishes on its own (checks, or the rollback).
+    `trap '' HUP INT TERM PIPE`,
+    `b=${shellQuote(o.path + BACKUP_SUFFIX)}; u="$t.undo"`,
+    `undo() {`,
+    `  if [ -n "$had" ]; then`,
+    `    if ! e=$(cp -p "$b" "$u" 2>&1 && { sync -- "$u" 2>/dev/null || sync; } && mv -f "$u" "$f" 2>&1); then`,
+    `      rm -f "$u"; printf '%s\\n' "${ROLLBACK_MARKER}failed $(printf '%s' "$e" | tr '\\n' ' ')"; return; fi`,
+    `    what=restored`,
+    `  elif e=$(rm -f "$f" 2>&1); then what=removed`,
+    `  else printf '%s\\n' "${ROLLBACK_MARKER}failed $(printf '%s' "$e" | tr '\\n' ' ')"; return; fi`,
+    `  if ${reload} >/dev/null 2>&1; then echo "${ROLLBACK_MARKER}$what reloaded"; else echo "${ROLLBACK_MARKER}$what reload-failed"; fi`,
+    `}`,
+    `checkfail() { printf '%s\\n' "$out" >&2; undo; exit "$1"; }`,
+    `if ! out=$(${step(limits.stepSeconds, o.doveconf)} -n 2>&1 >/dev/null); then checkfail ${EXIT_DOVECONF}; fi`,
+    `if ! out=$(${reload} 2>&1); then checkfail ${EXIT_RELOAD}; fi`,
   ]
   if (o.lookupUser !== undefined) {
     const settle = ((o.settleMs ?? 0) / 1000).toFixed(3)
-    lines.push(
-      `sleep ${settle}`,
+    const lookup = step(
+      limits.lookupSeconds,
       doveadmCommandLine(o.doveadm, o.lookupCommand ?? userLookupCommand(o.lookupUser)),
-      `rc=$?`,
-      `if [ $rc -ne 0 ]; then echo "${LOOKUP_EXIT_MARKER}$rc"; exit ${EXIT_LOOKUP}; fi`,
+    )
+    lines.push(
+      // Retried every 0.25 s while it fails, until the deadline (whole seconds: at least twice when there
+      // is one); one that hangs is not retried.
+      `sleep ${settle}; le="$t.lookup"; d=${limits.lookupDeadlineSeconds}; end=$(( $(date +%s) + d )); tries=0`,
+      `while :; do`,
+      `  out=$(${lookup} 2>"$le"); rc=$?; tries=$((tries + 1))`,
+      `  if [ $rc -eq 0 ] || [ $rc -eq 124 ] || [ $rc -eq 137 ] || [ $d -eq 0 ]; then break; fi`,
+      `  if [ "$(date +%s)" -ge "$end" ] && [ $tries -ge 2 ]; then break; fi`,
+      `  sleep 0.25`,
+      `done`,
+      `if [ $rc -ne 0 ]; then`,
+      `  [ $rc -eq 124 ] || [ $rc -eq 137 ] && echo "the lookup did not answer within ${limits.lookupSeconds} s" >>"$le"`,
+      `  echo "${LOOKUP_EXIT_MARKER}$rc"; cat "$le" >&2; rm -f "$le"; undo; exit ${EXIT_LOOKUP}`,
+      `fi`,
+      `printf '%s\\n' "$out"; cat "$le" >&2; rm -f "$le"`,
     )
   }
   lines.push('exit 0')

@@ -21,7 +21,7 @@
  * reporting.
  */
 
-import {errorText, firstLine, MailringError} from '../../core/errors.js'
+import {errorText, firstLine, isMailringError, MailringError} from '../../core/errors.js'
 import {unifiedDiff} from '../../dovecot/unified-diff.js'
 import {authLookupCommand, reloadCommand} from '../../dovecot/doveadm.js'
 import {replyOfProcess, SshDoveadm} from '../../remote/doveadm.js'
@@ -35,7 +35,9 @@ import {
   EXIT_RENAME,
   EXIT_WRITE,
   pushScript,
+  pushScriptBudgetSeconds,
   restoreScript,
+  ROLLBACK_MARKER,
 } from '../../dovecot/scripts/config-push.js'
 import {shellQuote} from '../../dovecot/scripts/shell.js'
 import {type ExecResult, SshConnection, SshRunCache} from '../../remote/ssh.js'
@@ -103,6 +105,19 @@ export async function pushConfig(
   })
 }
 
+/** What the script's own rollback did (ROLLBACK_MARKER), in the words of the report. */
+function rollbackOutcome(stdout: string, backup: string): string {
+  const said = new RegExp(`${ROLLBACK_MARKER}(.*)`).exec(stdout)?.[1]?.trim() ?? ''
+  if (said === 'restored reloaded') return 'the previous file was restored and Dovecot reloaded'
+  if (said === 'removed reloaded')
+    return 'the new file was removed (there was none before) and Dovecot reloaded'
+  if (said === 'restored reload-failed') return 'the previous file was restored, but doveadm reload failed'
+  if (said === 'removed reload-failed') return 'the new file was removed, but doveadm reload failed'
+  if (said.startsWith('failed '))
+    return `rolling back failed too: ${said.slice('failed '.length)}; the previous file is in ${backup}`
+  return `the server did not say whether it rolled back: see \`mailring config diff\`; the previous file is in ${backup}`
+}
+
 async function pushOne(
   ctx: DovecotContext,
   conn: SshConnection,
@@ -152,7 +167,10 @@ async function pushOne(
       }),
       {
         label: 'install',
-        timeoutMs: 60_000,
+        // Once it has the new file the script finishes by itself, checks or rollback, within its own
+        // limits: it is never killed halfway (that left a broken file installed, issue 23).
+        timeoutMs: (pushScriptBudgetSeconds() + 15) * 1000,
+        leaveRunning: true,
         respond: (stdout) => {
           const read = parseInstalled(stdout, readMarker(temp))
           if (read === 'incomplete') return undefined
@@ -180,12 +198,13 @@ async function pushOne(
       },
     )
   } catch (error) {
-    // The command's outcome is unknown (connection lost, timeout): make sure no temporary file stays.
-    if (decision === 'install' && conn.isOpen) {
-      await conn
-        .exec(`rm -f ${shellQuote(temp)} ${shellQuote(backupTemp)}`, {label: 'cleanup', timeoutMs: 10_000})
-        .catch(() => undefined)
-    }
+    // The outcome is unknown (connection lost, time-out), but not half done: what runs on the server
+    // removes its temporary files before the rename and finishes the checks, or rolls back, after it.
+    if (decision === 'install')
+      throw new MailringError(
+        `${errorText(error)} The install on ${r.server} ends there by itself, rolled back if a check fails: see \`mailring config diff --server ${r.server}\`.`,
+        {code: isMailringError(error) ? error.code : 'push_unknown'},
+      )
     throw error
   }
   // The install steps' own output (after the file).
@@ -237,9 +256,21 @@ async function pushOne(
     throw failed(result('rolled-back', `${reason}; ${undo}`, {diff}))
   }
 
-  if (install.exitCode === EXIT_DOVECONF) return rollback(`doveconf rejected the configuration: ${why}`)
-  if (install.exitCode === EXIT_RELOAD) return rollback(`doveadm reload failed: ${why}`)
-  if (install.exitCode !== 0 && install.exitCode !== EXIT_LOOKUP) {
+  // A check on the server failed: the script rolled back there by itself (pushScript).
+  const rolledBack = (reason: string): never => {
+    throw failed(result('rolled-back', `${reason}; ${rollbackOutcome(stdout, backup)}`, {diff}))
+  }
+  if (install.exitCode === EXIT_DOVECONF) return rolledBack(`doveconf rejected the configuration: ${why}`)
+  if (install.exitCode === EXIT_RELOAD) return rolledBack(`doveadm reload failed: ${why}`)
+  if (install.exitCode === EXIT_LOOKUP && lookup) {
+    const code = lookupExitCode(stdout)
+    const command = proxying ? 'doveadm auth lookup' : 'doveadm user'
+    const said = firstLine(install.stderr) || `exit ${code}`
+    return rolledBack(
+      `the ${proxying ? 'proxy ' : ''}lookup of ${lookup.user} through the new file failed: ${command} exited ${code}: ${said}`,
+    )
+  }
+  if (install.exitCode !== 0) {
     return rollback(
       `installing the new file failed (exit ${install.exitCode ?? install.signal ?? '?'}): ${why}`,
     )
@@ -252,7 +283,7 @@ async function pushOne(
       })
     }
     const problem = await verifyProxyLookup(conn, s.doveadm, sample, {
-      exitCode: install.exitCode === EXIT_LOOKUP ? lookupExitCode(stdout) : 0,
+      exitCode: 0,
       stdout,
       stderr: install.stderr,
     })
@@ -271,7 +302,7 @@ async function pushOne(
     const first = replyOfProcess({
       stdout,
       stderr: install.stderr,
-      exitCode: install.exitCode === EXIT_LOOKUP ? lookupExitCode(stdout) : 0,
+      exitCode: 0,
     })
     const problem = await verifyLookup(new SshDoveadm(conn, s.doveadm), sample, r.version, first)
     if (problem) return rollback(`the lookup of ${sample.user} through the new file failed: ${problem}`)

@@ -21,6 +21,7 @@ import {
   LOOKUP_EXIT_MARKER,
   pushScript,
   restoreScript,
+  ROLLBACK_MARKER,
 } from '../../../src/dovecot/scripts/config-push.js'
 import {makeTempDir, removeDir} from '../../support/proc.js'
 import {runSh, stub} from './sh.js'
@@ -29,6 +30,7 @@ const MARKER = 'mailring-read-end-test'
 const OLD = 'old configuration\n'
 const NEW = 'new configuration\nwith two lines\n'
 const OWNER = `${process.getuid!()}:${process.getgid!()}`
+const LIMITS = {stepSeconds: 5, lookupSeconds: 5, lookupDeadlineSeconds: 0}
 
 let dir: string
 let conf: string
@@ -64,6 +66,7 @@ function script(overrides: Partial<Parameters<typeof pushScript>[0]> = {}): stri
     doveadm: path.join(bin, 'doveadm'),
     lookupUser: 'alice@example.com',
     settleMs: 0,
+    limits: LIMITS,
     ...overrides,
   })
 }
@@ -172,26 +175,88 @@ describe('pushScript', () => {
     expect(doveadmCalls()).toEqual([])
   })
 
-  it('EXIT_DOVECONF, EXIT_RELOAD: the new file is in place (to be rolled back), with what went wrong', async () => {
+  it('EXIT_DOVECONF, EXIT_RELOAD: rolls back by itself (the backup in place, reloaded), with what went wrong', async () => {
     stubs({doveconf: 1})
     let r = await push()
     expect(r).toMatchObject({exitCode: EXIT_DOVECONF, stderr: 'doveconf: Fatal: bad line 3\n'})
-    expect(fs.readFileSync(conf, 'utf8')).toBe(NEW)
-    expect(doveadmCalls()).toEqual([])
+    expect(r.stdout).toContain(`${ROLLBACK_MARKER}restored reloaded\n`)
+    expect(fs.readFileSync(conf, 'utf8')).toBe(OLD)
+    expect(fs.statSync(conf).mode & 0o777).toBe(0o644)
+    expect(doveadmCalls()).toEqual(['-f tab reload'])
+    expect(temporaryFiles()).toEqual([])
 
-    fs.writeFileSync(conf, OLD)
+    fs.rmSync(path.join(dir, 'doveadm.log'))
     stubs({reload: 75})
     r = await push()
     expect(r).toMatchObject({exitCode: EXIT_RELOAD, stderr: 'reload: not running\n'})
-    expect(doveadmCalls()).toEqual(['-f tab reload'])
+    expect(r.stdout).toContain(`${ROLLBACK_MARKER}restored reload-failed\n`)
+    expect(fs.readFileSync(conf, 'utf8')).toBe(OLD)
+    expect(doveadmCalls()).toEqual(['-f tab reload', '-f tab reload'])
   })
 
-  it("EXIT_LOOKUP: the lookup's own exit code is printed", async () => {
+  it('EXIT_LOOKUP: retried until the deadline, its exit code printed, rolled back; with no file before, the new one goes', async () => {
     stubs({lookup: 67})
-    const r = await push()
+    const r = await push(script({limits: {...LIMITS, lookupDeadlineSeconds: 1}}))
     expect(r.exitCode).toBe(EXIT_LOOKUP)
     expect(r.stdout).toContain(`${LOOKUP_EXIT_MARKER}67\n`)
-    expect(doveadmCalls()).toEqual(['-f tab reload', '-f tab user alice@example.com'])
+    expect(r.stdout).toContain(`${ROLLBACK_MARKER}restored reloaded\n`)
+    expect(fs.readFileSync(conf, 'utf8')).toBe(OLD)
+    const lookups = doveadmCalls().filter((c) => c === '-f tab user alice@example.com')
+    expect(lookups.length).toBeGreaterThan(1)
+    expect(doveadmCalls().at(-1)).toBe('-f tab reload')
+
+    fs.rmSync(conf)
+    const fresh = await push(script({limits: {...LIMITS, lookupDeadlineSeconds: 0}}))
+    expect(fresh.exitCode).toBe(EXIT_LOOKUP)
+    expect(fresh.stdout).toContain(`${ROLLBACK_MARKER}removed reloaded\n`)
+    expect(fs.existsSync(conf)).toBe(false)
+  })
+
+  it('a lookup that hangs is cut off by its time limit, and the script rolls back', async () => {
+    stub(
+      bin,
+      'doveadm',
+      [`echo "$*" >> ${path.join(dir, 'doveadm.log')}`, 'case $3 in user) sleep 30 ;; esac'].join('\n'),
+    )
+    const started = Date.now()
+    const r = await push(script({limits: {...LIMITS, lookupSeconds: 1, lookupDeadlineSeconds: 0}}))
+    expect(r.exitCode).toBe(EXIT_LOOKUP)
+    expect(r.stdout).toContain(`${LOOKUP_EXIT_MARKER}124\n`)
+    expect(r.stderr).toContain('the lookup did not answer within 1 s')
+    expect(r.stdout).toContain(`${ROLLBACK_MARKER}restored reloaded\n`)
+    expect(fs.readFileSync(conf, 'utf8')).toBe(OLD)
+    expect(Date.now() - started).toBeLessThan(20_000)
+  })
+
+  it('a hang-up while it checks (the connection dropped) does not stop it: it still rolls back', async () => {
+    // The lookup hangs up on every shell above it, as sshd does when the connection drops, then fails.
+    stub(
+      bin,
+      'doveadm',
+      [
+        `echo "$*" >> ${path.join(dir, 'doveadm.log')}`,
+        'case $3 in user)',
+        '  p=$PPID',
+        '  while [ "$(ps -o comm= -p "$p")" = timeout ] || [ "$(ps -o comm= -p "$p")" = sh ]; do',
+        '    [ "$(ps -o comm= -p "$p")" = sh ] && kill -HUP "$p"',
+        '    p=$(ps -o ppid= -p "$p" | tr -d " ")',
+        '  done',
+        '  exit 75 ;;',
+        'esac',
+      ].join('\n'),
+    )
+    const r = await push(script({limits: {...LIMITS, lookupDeadlineSeconds: 0}}))
+    expect(r.exitCode).toBe(EXIT_LOOKUP)
+    expect(fs.readFileSync(conf, 'utf8')).toBe(OLD)
+    expect(doveadmCalls()).toEqual(['-f tab reload', '-f tab user alice@example.com', '-f tab reload'])
+  })
+
+  it('prints the answer of a lookup that succeeds', async () => {
+    const r = await push()
+    expect(r.exitCode, r.stderr).toBe(0)
+    expect(r.stdout).toContain('userdb: alice@example.com\n')
+    expect(r.stdout).not.toContain(ROLLBACK_MARKER)
+    expect(fs.readFileSync(conf, 'utf8')).toBe(NEW)
   })
 
   it('without a lookup user: installs and reloads only', async () => {
