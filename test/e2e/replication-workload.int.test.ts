@@ -194,5 +194,6 @@ describe.each(['2.3', '2.4'] as const)('replication under a concurrent workload 
     expect(service.stderr().slice(logBefore)).toContain(
       'mx-c returned: catching up its 0 users with changes it missed',
     )
+    expect(service.stderr()).not.toContain('replicator: replicator:')
   }, 120_000)
 })

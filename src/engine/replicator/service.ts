@@ -130,6 +130,8 @@ export class Replicator {
   private readonly perServer = new Map<string, number>()
   /** Servers returning after being down: the users still to catch up there. */
   private readonly catchingUp = new Map<string, Set<string>>()
+  /** How many users each server's catch-up started with (its set empties as they are done). */
+  private readonly catchUpSizes = new Map<string, number>()
   private running = false
   private loop: Promise<void> | undefined
   private wake: (() => void) | undefined
@@ -221,7 +223,7 @@ export class Replicator {
         }
       } catch (error) {
         // The store may be briefly unavailable (a locked SQLite file, a dropped connection): say so, go on.
-        this.log(`replicator: ${errorText(error)}`)
+        this.log(errorText(error))
       }
       await this.sleep(this.tuning.pollMs)
     }
@@ -257,7 +259,7 @@ export class Replicator {
 
   private begin(task: ReplicationTask, copies: string[]): void {
     const job = this.runTask(task, copies)
-      .catch((error: unknown) => this.log(`replicator: ${task.user}: ${errorText(error)}`))
+      .catch((error: unknown) => this.log(`${task.user}: ${errorText(error)}`))
       .finally(() => {
         this.inFlight.delete(task.user)
         this.poke()
@@ -478,8 +480,9 @@ export class Replicator {
         list.slice(i, i + CATCH_UP_BATCH).map((user) => ({user, priority: 'catch-up' as const})),
       )
     this.catchingUp.set(server, users)
+    this.catchUpSizes.set(server, users.size)
     this.log(
-      `replicator: ${server} returned: catching up its ${users.size} users with changes it missed before it takes logins again`,
+      `${server} returned: catching up its ${users.size} users with changes it missed before it takes logins again`,
     )
     if (users.size === 0) await this.finishCatchUp(server)
   }
@@ -488,20 +491,21 @@ export class Replicator {
     for (const server of copies) {
       const left = this.catchingUp.get(server)
       if (!left?.delete(user) || left.size > 0) continue
-      void this.finishCatchUp(server).catch((error: unknown) => this.log(`replicator: ${errorText(error)}`))
+      void this.finishCatchUp(server).catch((error: unknown) => this.log(errorText(error)))
     }
   }
 
   private async finishCatchUp(server: string): Promise<void> {
-    const users = this.catchingUp.get(server)
+    const users = this.catchUpSizes.get(server) ?? 0
     this.catchingUp.delete(server)
+    this.catchUpSizes.delete(server)
     const up = this.options.markCaughtUp
       ? await this.options.markCaughtUp(server)
       : await this.store.setServerHealth(server, 'returning', 'up', 'caught up')
     if (up) {
       this.health.set(server, 'up')
-      this.log(`replicator: ${server} is caught up and takes logins again`)
-      this.events.caughtUp?.(server, users?.size ?? 0)
+      this.log(`${server} is caught up and takes logins again`)
+      this.events.caughtUp?.(server, users)
     }
   }
 

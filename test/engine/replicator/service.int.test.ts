@@ -63,6 +63,7 @@ function scenario(version: DovecotVersion): void {
       events: {
         log: (line) => log.push(line),
         synced: (task, result) => synced.push({user: task.user, syncs: result.syncs}),
+        caughtUp: (server, users) => log.push(`caught up: ${server}, ${users} users`),
       },
     })
   }
@@ -200,6 +201,8 @@ function scenario(version: DovecotVersion): void {
     expect(log.join('\n')).toContain('mx-c is caught up')
     // Only the user with a change it missed was caught up, and that is forgotten now.
     expect(log.join('\n')).toContain('mx-c returned: catching up its 1 users with changes it missed')
+    expect(log).toContain('caught up: mx-c, 1 users')
+    expect(log.filter((line) => line.startsWith('replicator: '))).toEqual([])
     expect(await store.missedUsers('mx-c')).toEqual([])
   })
 
