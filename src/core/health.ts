@@ -132,7 +132,7 @@ export function nextHealth(track: HealthTrack, input: HealthInput, t: HealthThre
   }
   const reason = oneLine(result.reason)
   const failures = track.failures + 1
-  const slowOnly = (track.failures === 0 || track.slowOnly) && result.slow === true
+  const slowOnly = track.slowOnly && result.slow === true
   const next: HealthTrack = {...track, failures, slowOnly, successes: 0, detail: reason}
   if (track.health !== 'down' && failures >= (slowOnly ? t.downAfter * SLOW_DOWN_FACTOR : t.downAfter)) {
     return {

@@ -305,7 +305,14 @@ export class DoveadmFleet {
 
   /** A user's mailboxes on one copy with the given status fields; throws CopyProblem. */
   async mailboxStatus(server: string, user: string, fields: readonly string[]): Promise<Row[]> {
-    const reply = await this.run(server, mailboxStatusCommand(user, fields))
+    return this.statusRows(server, user, await this.run(server, mailboxStatusCommand(user, fields)))
+  }
+
+  /**
+   * The rows of a `mailbox status` reply (run alone, or in a batch: runAll); throws CopyProblem, naming a
+   * user the server does not know.
+   */
+  async statusRows(server: string, user: string, reply: DoveadmReply): Promise<Row[]> {
     if (reply.outcome === 'ok') return reply.rows as Row[]
     // Through the HTTP API an unknown user is a temporary failure (75, seen on 2.3.19): ask the userdb.
     const unknown =

@@ -59,7 +59,7 @@ export interface UserSyncResult {
   skipped: {server: string; reason: string}[]
   /** doveadm sync runs. */
   syncs: number
-  /** Rounds of syncs it took until every copy agreed (0: none ran). */
+  /** Rounds of syncs it took until every copy agreed (none when no sync ran). */
   rounds?: number
   /** The dsync state each full sync printed, per ordered pair (hub, copy): the replicator saves them. */
   states?: SyncState[]
@@ -298,35 +298,32 @@ export interface CopyContents {
 }
 
 /**
- * A copy's mailboxes (STATE_FIELDS) and every message's mailbox, UID, GUID and flags, in one doveadm
- * request where the transport can (fleet.runAll). A fetch creates no mailbox, not even an INBOX that does
- * not exist yet (seen on 2.3.19 and 2.4.1). Throws CopyProblem.
+ * A copy's mailboxes (`fields`, default STATE_FIELDS) and every message's mailbox, UID, GUID and flags, in
+ * one doveadm request where the transport can (fleet.runAll). A fetch creates no mailbox, not even an INBOX
+ * that does not exist yet (seen on 2.3.19 and 2.4.1). Throws CopyProblem.
  */
 export async function readCopyContents(
   fleet: DoveadmFleet,
   user: string,
   copy: string,
+  fields: readonly string[] = STATE_FIELDS,
 ): Promise<CopyContents> {
   const [status, fetched] = await fleet.runAll(copy, [
-    mailboxStatusCommand(user, STATE_FIELDS),
+    mailboxStatusCommand(user, fields),
     fetchCommand(user, MESSAGE_FIELDS),
   ])
-  for (const [what, reply] of [
-    ['mailbox status', status],
-    ['fetch', fetched],
-  ] as const)
-    if (reply?.outcome !== 'ok')
-      throw new CopyProblem(
-        copy,
-        `doveadm ${what} failed: ${reply?.message || `exit ${reply?.exitCode}`}`,
-        false,
-      )
-  const mailboxes = status!.rows as Row[]
+  const mailboxes = await fleet.statusRows(copy, user, status!)
+  if (fetched?.outcome !== 'ok')
+    throw new CopyProblem(
+      copy,
+      `doveadm fetch failed: ${fetched?.message || `exit ${fetched?.exitCode}`}`,
+      false,
+    )
   return {
     copy,
     mailboxes,
     messages: messagesByMailbox(
-      fetched!.rows as Row[],
+      fetched.rows as Row[],
       mailboxes.map((m) => m.mailbox ?? ''),
     ),
   }

@@ -1,7 +1,8 @@
 /**
- * `mailring verify`: whether each user's copies agree, and how they differ. Per user: `doveadm mailbox
- * status` on every copy (mailbox list; per mailbox messages, UIDVALIDITY, UIDNEXT, GUID), then `doveadm
- * fetch` of every message's UID, GUID and flags on every copy, so that the report says which messages are
+ * `mailring verify`: whether each user's copies agree, and how they differ. Per user and copy, in one
+ * doveadm request (sync.ts readCopyContents): `doveadm mailbox status` (mailbox list; per mailbox messages,
+ * UIDVALIDITY, UIDNEXT, GUID) and `doveadm fetch` of every message's UID, GUID and flags, so that the
+ * report says which messages are
  * missing where and which flags differ (core/copy-compare.ts): two copies that each took another message
  * before a sync show the same summary. A move's check (`everyMessage: false`) fetches GUIDs only where the
  * summaries differ, as it compares a copy just synced. A copy on a server that cannot be reached makes the
@@ -12,13 +13,13 @@ import {
   COMPARED_FIELDS,
   describeDifferences,
   mailboxesToDeepCheck,
-  MESSAGE_FIELDS,
   messagesByMailbox,
   type CopyStatus,
   type MessageRow,
 } from '../../core/copy-compare.js'
 import {fetchCommand, type Row} from '../../dovecot/doveadm.js'
 import {CopyProblem, type DoveadmFleet} from './fleet.js'
+import {readCopyContents} from './sync.js'
 import {forEachUser, type UserCopies} from './selection.js'
 
 export type UserVerifyStatus = 'agree' | 'differ' | 'unchecked'
@@ -100,11 +101,17 @@ export async function verifyOneUser(
     result.ms = Date.now() - started
     return result
   }
-  const statuses: CopyStatus[] = []
+  // Every message: status and fetch in one request per copy (readCopyContents); a move's check: the status,
+  // then GUIDs only where the summaries differ.
+  const read = async (copy: string): Promise<CopyStatus & {messages?: Map<string, MessageRow[]>}> =>
+    everyMessage
+      ? readCopyContents(fleet, entry.user, copy, fields)
+      : {copy, mailboxes: await fleet.mailboxStatus(copy, entry.user, fields)}
+  const statuses: (CopyStatus & {messages?: Map<string, MessageRow[]>})[] = []
   await Promise.all(
     entry.copies.map(async (copy) => {
       try {
-        statuses.push({copy, mailboxes: await fleet.mailboxStatus(copy, entry.user, fields)})
+        statuses.push(await read(copy))
       } catch (error) {
         result.unchecked.push({
           server: copy,
@@ -124,15 +131,14 @@ export async function verifyOneUser(
     if (statuses.length > 1) result.differences = describeDifferences(statuses)
     return done('unchecked')
   }
-  const names = [...new Set(statuses.flatMap((c) => c.mailboxes.map((m) => m.mailbox ?? '')))]
-  const deep = everyMessage ? names : mailboxesToDeepCheck(statuses)
   const messages = new Map<string, Map<string, MessageRow[]>>()
+  for (const s of statuses) if (s.messages) messages.set(s.copy, s.messages)
+  const deep = everyMessage ? [] : mailboxesToDeepCheck(statuses)
   if (deep.length > 0) {
-    const fields = everyMessage ? [...MESSAGE_FIELDS] : ['mailbox', 'guid']
     try {
       await Promise.all(
         statuses.map(async ({copy}) => {
-          const reply = await fleet.run(copy, fetchCommand(entry.user, fields))
+          const reply = await fleet.run(copy, fetchCommand(entry.user, ['mailbox', 'guid']))
           if (reply.outcome !== 'ok')
             throw new CopyProblem(copy, `doveadm fetch failed: ${reply.message}`, false)
           messages.set(copy, messagesByMailbox(reply.rows as Row[], deep))

@@ -251,6 +251,15 @@ describe('pushScript', () => {
     expect(doveadmCalls()).toEqual(['-f tab reload', '-f tab user alice@example.com', '-f tab reload'])
   })
 
+  it('says so when its own rollback fails (the backup gone), and keeps the new file', async () => {
+    stub(bin, 'doveconf', `rm -f '${conf}${BACKUP_SUFFIX}'; echo 'doveconf: Fatal: bad line 3' >&2; exit 1`)
+    const r = await push()
+    expect(r.exitCode).toBe(EXIT_DOVECONF)
+    expect(r.stdout).toMatch(new RegExp(`${ROLLBACK_MARKER}failed .*No such file`))
+    expect(fs.readFileSync(conf, 'utf8')).toBe(NEW)
+    expect(temporaryFiles()).toEqual([])
+  })
+
   it('prints the answer of a lookup that succeeds', async () => {
     const r = await push()
     expect(r.exitCode, r.stderr).toBe(0)
