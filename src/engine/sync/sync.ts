@@ -110,7 +110,9 @@ export async function syncUsers(
     async (entry) => {
       const result = await syncOneUser(fleet, entry.user, entry.copies, options.full ?? false)
       if (options.keepStates && result.syncs > 0) await options.keepStates(entry.user, statesToKeep(result))
-      return result
+      // dsync's states are the store's business, not the report's (`sync --json`).
+      const {states: _kept, ...reported} = result
+      return reported
     },
     {
       ...(options.onUser ? {onResult: options.onUser} : {}),
